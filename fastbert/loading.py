@@ -1,0 +1,160 @@
+"""Loading Hugging Face BERT checkpoints.
+
+:func:`remap_state_dict` is a pure function from a HF state dict to fastbert's names, made of small named steps.
+:func:`load_pretrained` reads a checkpoint directory and loads strictly: a missing or unexpected key, or a wrong
+shape, is a ``ValueError`` naming the key.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Mapping
+
+import torch
+
+from .config import BertConfig
+
+Tensors = dict[str, torch.Tensor]
+
+# Keys HF checkpoints may carry that are not part of the encoder: task heads and non-persistent buffers.
+_HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.")
+_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
+
+# HF name (after the "bert." prefix and the layer index are taken off) -> fastbert name.
+_EMBEDDING_NAMES = {
+    "embeddings.word_embeddings.weight": "embeddings.word.weight",
+    "embeddings.position_embeddings.weight": "embeddings.position.weight",
+    "embeddings.token_type_embeddings.weight": "embeddings.token_type.weight",
+    "embeddings.LayerNorm.weight": "embeddings.norm.weight",
+    "embeddings.LayerNorm.bias": "embeddings.norm.bias",
+    "pooler.dense.weight": "pooler.weight",
+    "pooler.dense.bias": "pooler.bias",
+}
+_LAYER_NAMES = {
+    "attention.output.dense": "attn_out",
+    "attention.output.LayerNorm": "attn_norm",
+    "intermediate.dense": "ffn_up",
+    "output.dense": "ffn_down",
+    "output.LayerNorm": "ffn_norm",
+}
+_QKV = ("query", "key", "value")
+_LAYER_KEY = re.compile(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias)")
+
+
+def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str = "bert.") -> Tensors:
+    """Take the base-model prefix off keys that have it (checkpoints of ``BertFor*`` models carry it)."""
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
+
+
+def rename_legacy(sd: Mapping[str, torch.Tensor]) -> Tensors:
+    """Old TF-converted checkpoints name LayerNorm parameters gamma/beta."""
+    return {re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", k)): v for k, v in sd.items()}
+
+
+def drop_unused(sd: Mapping[str, torch.Tensor]) -> Tensors:
+    """Drop task-head weights and buffers that are not encoder parameters."""
+    return {k: v for k, v in sd.items() if not k.startswith(_HEAD_PREFIXES) and k not in _BUFFERS}
+
+
+def rename(sd: Mapping[str, torch.Tensor]) -> Tensors:
+    """HF module names -> fastbert's. Query/key/value keep a marker for :func:`fuse_qkv`; unknown keys pass
+    through unchanged so the strict load can name them."""
+    out = {}
+    for k, v in sd.items():
+        if k in _EMBEDDING_NAMES:
+            out[_EMBEDDING_NAMES[k]] = v
+            continue
+        m = _LAYER_KEY.fullmatch(k)
+        if m:
+            layer, module, kind = m.groups()
+            if module in _LAYER_NAMES:
+                out[f"layers.{layer}.{_LAYER_NAMES[module]}.{kind}"] = v
+                continue
+            if module.startswith("attention.self.") and module.rsplit(".", 1)[1] in _QKV:
+                out[f"layers.{layer}.qkv.{module.rsplit('.', 1)[1]}.{kind}"] = v
+                continue
+        out[k] = v
+    return out
+
+
+def fuse_qkv(sd: Mapping[str, torch.Tensor], config: BertConfig) -> Tensors:
+    """Stack each layer's query, key and value projections into one ``qkv`` projection ([3H, H] and [3H])."""
+    out = dict(sd)
+    for layer in range(config.num_hidden_layers):
+        for kind in ("weight", "bias"):
+            names = [f"layers.{layer}.qkv.{p}.{kind}" for p in _QKV]
+            present = [n for n in names if n in out]
+            if not present:
+                continue  # reported as a missing key by the strict load
+            if len(present) < 3:
+                missing = sorted(set(names) - set(present))
+                raise ValueError(f"layer {layer}: checkpoint has {present} but not {missing} (attention.self)")
+            parts = [out.pop(n) for n in names]
+            if len({p.shape for p in parts}) != 1:
+                raise ValueError(f"layer {layer}: query/key/value {kind} shapes differ: {[list(p.shape) for p in parts]}")
+            out[f"layers.{layer}.qkv.{kind}"] = torch.cat(parts, dim=0)
+    return out
+
+
+def remap_state_dict(hf_state_dict: Mapping[str, torch.Tensor], config: BertConfig) -> Tensors:
+    """HF ``BertModel``/``BertFor*`` state dict -> ``fastbert.BertModel`` state dict. Pure: the input is not changed."""
+    sd = strip_prefix(hf_state_dict)
+    sd = rename_legacy(sd)
+    sd = drop_unused(sd)
+    sd = rename(sd)
+    return fuse_qkv(sd, config)
+
+
+def check_state_dict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor]) -> None:
+    """Strict check of ``sd`` against ``model``: every key present, none extra, every shape equal."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    if missing:
+        raise ValueError(f"checkpoint is missing {len(missing)} key(s), first: {missing[:5]}")
+    if unexpected:
+        raise ValueError(f"checkpoint has {len(unexpected)} unexpected key(s), first: {unexpected[:5]}")
+    for k, v in expected.items():
+        if tuple(sd[k].shape) != tuple(v.shape):
+            raise ValueError(f"checkpoint key {k!r} has shape {list(sd[k].shape)}, the model needs {list(v.shape)}")
+
+
+def read_state_dict(path: str | os.PathLike) -> Tensors:
+    """Read the weights of a checkpoint directory: ``model.safetensors`` (or its sharded index), else
+    ``pytorch_model.bin``."""
+    from safetensors.torch import load_file
+
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise OSError(f"checkpoint directory {path!r} does not exist")
+    single = os.path.join(path, "model.safetensors")
+    index = os.path.join(path, "model.safetensors.index.json")
+    pickle = os.path.join(path, "pytorch_model.bin")
+    if os.path.isfile(single):
+        return load_file(single)
+    if os.path.isfile(index):
+        with open(index, encoding="utf-8") as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        sd: Tensors = {}
+        for shard in shards:
+            sd.update(load_file(os.path.join(path, shard)))
+        return sd
+    if os.path.isfile(pickle):
+        return torch.load(pickle, map_location="cpu", weights_only=True)
+    raise OSError(f"no model.safetensors or pytorch_model.bin in {path!r}")
+
+
+def load_pretrained(cls, path, *, dtype, device, backend, add_pooling_layer):
+    from .model import parse_dtype
+
+    dtype = parse_dtype(dtype)
+    config = BertConfig.from_pretrained(path)
+    sd = remap_state_dict(read_state_dict(path), config)
+    if add_pooling_layer is None:
+        add_pooling_layer = "pooler.weight" in sd
+    with torch.device("meta"):
+        model = cls(config, add_pooling_layer=add_pooling_layer, backend=backend)
+    check_state_dict(model, sd)
+    model.load_state_dict(sd, strict=True, assign=True)
+    return model.to(device=device, dtype=dtype).eval()

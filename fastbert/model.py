@@ -1,0 +1,270 @@
+"""The BERT encoder, read in one sitting.
+
+The math lives in two functions, :func:`encoder_layer` and :func:`bert_forward`, that take weights as arguments.
+``fastbert.BertModel`` feeds them its own parameters; ``fastbert.optimize`` feeds them the parameters of an existing
+``transformers`` model, so both run the very same code and no weights are copied.
+
+Every tensor operation goes through :mod:`fastbert.ops`; this module never chooses between Triton and PyTorch.
+
+Output at padding positions: ``last_hidden_state`` rows whose ``attention_mask`` is 0 are finite but carry no
+meaning. On the padded path they hold what the reference computes for a padding query (it attends to the real
+keys of its sequence); do not rely on them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+from . import ops
+from .config import BertConfig
+from .validation import check_inputs
+
+
+class EmbeddingWeights(NamedTuple):
+    word: torch.Tensor  # [vocab, H]
+    position: torch.Tensor  # [max_positions, H]
+    token_type: torch.Tensor  # [type_vocab, H]
+    norm_weight: torch.Tensor  # [H]
+    norm_bias: torch.Tensor  # [H]
+
+
+class LayerWeights(NamedTuple):
+    qkv_weight: torch.Tensor  # [3H, H]: query, key, value stacked (nn.Linear layout)
+    qkv_bias: torch.Tensor  # [3H]
+    attn_out_weight: torch.Tensor  # [H, H]
+    attn_out_bias: torch.Tensor  # [H]
+    attn_norm_weight: torch.Tensor  # [H]
+    attn_norm_bias: torch.Tensor  # [H]
+    ffn_up_weight: torch.Tensor  # [I, H]
+    ffn_up_bias: torch.Tensor  # [I]
+    ffn_down_weight: torch.Tensor  # [H, I]
+    ffn_down_bias: torch.Tensor  # [H]
+    ffn_norm_weight: torch.Tensor  # [H]
+    ffn_norm_bias: torch.Tensor  # [H]
+
+
+@dataclass
+class BertOutput:
+    """Encoder output. Indexes like HF's ``BaseModelOutputWithPooling``: ``out[0]`` is ``last_hidden_state``,
+    ``out[1]`` ``pooler_output`` (when the model has a pooler), then ``hidden_states`` when requested."""
+
+    last_hidden_state: torch.Tensor  # [B, S, H]
+    pooler_output: torch.Tensor | None = None  # [B, H]
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # embeddings output, then each layer's, [B, S, H] each
+
+    def to_tuple(self) -> tuple:
+        return tuple(v for v in (self.last_hidden_state, self.pooler_output, self.hidden_states) if v is not None)
+
+    def __getitem__(self, index):
+        if isinstance(index, str):
+            return getattr(self, index)
+        return self.to_tuple()[index]
+
+    def __len__(self) -> int:
+        return len(self.to_tuple())
+
+    def __iter__(self):
+        return iter(self.to_tuple())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The math
+# ----------------------------------------------------------------------------------------------------------------
+
+def encoder_layer(
+    x: torch.Tensor, w: LayerWeights, layout: ops.AttentionLayout, config: BertConfig, backend: str
+) -> torch.Tensor:
+    """One post-LayerNorm BERT layer on token rows ``x`` ``[N, H]`` -> ``[N, H]``."""
+    n, hidden = x.shape
+    qkv = ops.linear(x, w.qkv_weight, w.qkv_bias, backend=backend)  # [N, 3H]
+    q, k, v = qkv.view(n, 3, config.num_attention_heads, config.head_dim).unbind(1)  # 3 x [N, heads, D] views
+    ctx = ops.attention(q, k, v, layout, backend=backend).reshape(n, hidden)  # [N, H]
+    h = ops.linear(ctx, w.attn_out_weight, None, backend=backend)
+    x = ops.bias_residual_layernorm(
+        h, w.attn_out_bias, x, w.attn_norm_weight, w.attn_norm_bias, config.layer_norm_eps, backend=backend
+    )
+    up = ops.linear(x, w.ffn_up_weight, w.ffn_up_bias, config.activation, backend=backend)  # [N, I]
+    h = ops.linear(up, w.ffn_down_weight, None, backend=backend)  # [N, H]
+    return ops.bias_residual_layernorm(
+        h, w.ffn_down_bias, x, w.ffn_norm_weight, w.ffn_norm_bias, config.layer_norm_eps, backend=backend
+    )
+
+
+def bert_forward(
+    config: BertConfig,
+    embeddings: EmbeddingWeights,
+    layers: Iterable[LayerWeights],
+    pooler: tuple[torch.Tensor, torch.Tensor] | None,
+    input_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor | None = None,
+    token_type_ids: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+    *,
+    inputs_embeds: torch.Tensor | None = None,
+    backend: str | None = None,
+    validate: bool = True,
+    output_hidden_states: bool = False,
+    needs_grad: bool = False,
+) -> BertOutput:
+    """Embeddings -> encoder layers -> pooler, for ``input_ids`` ``[B, S]`` (or ``inputs_embeds`` ``[B, S, H]``)."""
+    shape, all_real = check_inputs(
+        config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, check_values=validate
+    )
+    batch, seqlen = shape
+    device = embeddings.word.device
+    backend = ops.resolve_backend(backend, device, needs_grad)
+
+    if token_type_ids is None:
+        token_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
+    if position_ids is None:
+        position_ids = torch.arange(seqlen, device=device).expand(shape)
+    key_mask = None if attention_mask is None or all_real else attention_mask.to(device=device, dtype=torch.bool)
+    layout = ops.AttentionLayout(batch=batch, seqlen=seqlen, key_mask=key_mask)
+
+    x = ops.embed(
+        input_ids, token_type_ids, position_ids, *embeddings, config.layer_norm_eps,
+        inputs_embeds=inputs_embeds, backend=backend,
+    )  # [B, S, H]
+    x = x.reshape(batch * seqlen, config.hidden_size)  # [N, H]
+    hidden_states = [x] if output_hidden_states else None
+    for w in layers:
+        x = encoder_layer(x, w, layout, config, backend)
+        if hidden_states is not None:
+            hidden_states.append(x)
+
+    last = x.view(batch, seqlen, config.hidden_size)  # [B, S, H]
+    pooled = None
+    if pooler is not None:
+        # Pool the first token of each sequence, as HF does (with left padding that is a padding position).
+        pooled = torch.tanh(ops.linear(last[:, 0].contiguous(), pooler[0], pooler[1], backend=backend))  # [B, H]
+    if hidden_states is not None:
+        hidden_states = tuple(h.view(batch, seqlen, config.hidden_size) for h in hidden_states)
+    return BertOutput(last, pooled, hidden_states)
+
+
+def needs_grad(module: nn.Module, *inputs: torch.Tensor | None) -> bool:
+    """Whether this forward must stay differentiable: grad mode on and a parameter or float input requires grad."""
+    if not torch.is_grad_enabled():
+        return False
+    if any(t is not None and t.requires_grad for t in inputs):
+        return True
+    return any(p.requires_grad for p in module.parameters())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Modules
+# ----------------------------------------------------------------------------------------------------------------
+
+class BertEmbeddings(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def weights(self) -> EmbeddingWeights:
+        return EmbeddingWeights(
+            self.word.weight, self.position.weight, self.token_type.weight, self.norm.weight, self.norm.bias
+        )
+
+
+class BertLayer(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        h, i = config.hidden_size, config.intermediate_size
+        self.qkv = nn.Linear(h, 3 * h)
+        self.attn_out = nn.Linear(h, h)
+        self.attn_norm = nn.LayerNorm(h, eps=config.layer_norm_eps)
+        self.ffn_up = nn.Linear(h, i)
+        self.ffn_down = nn.Linear(i, h)
+        self.ffn_norm = nn.LayerNorm(h, eps=config.layer_norm_eps)
+
+    def weights(self) -> LayerWeights:
+        return LayerWeights(
+            self.qkv.weight, self.qkv.bias, self.attn_out.weight, self.attn_out.bias,
+            self.attn_norm.weight, self.attn_norm.bias, self.ffn_up.weight, self.ffn_up.bias,
+            self.ffn_down.weight, self.ffn_down.bias, self.ffn_norm.weight, self.ffn_norm.bias,
+        )
+
+
+class BertModel(nn.Module):
+    """A BERT encoder (embeddings, post-LN layers, optional pooler) running on fastbert's op seam.
+
+    ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.ops`); settable later.
+    ``validate_inputs``: check token-id ranges and mask values before running (one host sync per call); turn it off
+    for CUDA-graph capture once inputs are known good. Shape and dtype checks always run.
+    There is no dropout: this is an inference encoder (``train()`` changes nothing).
+    """
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True, backend: str | None = None):
+        super().__init__()
+        self.config = config
+        self.backend = backend
+        self.validate_inputs = True
+        self.embeddings = BertEmbeddings(config)
+        self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        *,
+        output_hidden_states: bool = False,
+    ) -> BertOutput:
+        """input_ids ``[B, S]`` int; attention_mask ``[B, S]`` of 0/1 (any pattern); returns :class:`BertOutput`."""
+        pooler = (self.pooler.weight, self.pooler.bias) if self.pooler is not None else None
+        return bert_forward(
+            self.config,
+            self.embeddings.weights(),
+            (layer.weights() for layer in self.layers),
+            pooler,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            backend=self.backend,
+            validate=self.validate_inputs,
+            output_hidden_states=output_hidden_states,
+            needs_grad=needs_grad(self),
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        *,
+        dtype: torch.dtype | str = torch.float32,
+        device: torch.device | str = "cpu",
+        backend: str | None = None,
+        add_pooling_layer: bool | None = None,
+    ) -> "BertModel":
+        """Load a local Hugging Face BERT checkpoint directory (``config.json`` + ``model.safetensors`` or
+        ``pytorch_model.bin``). ``add_pooling_layer=None`` keeps the pooler if the checkpoint has one."""
+        from .loading import load_pretrained
+
+        return load_pretrained(cls, path, dtype=dtype, device=device, backend=backend,
+                               add_pooling_layer=add_pooling_layer)
+
+
+def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+             "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if isinstance(dtype, str):
+        if dtype not in names:
+            raise ValueError(f"unsupported dtype {dtype!r}; expected one of {sorted(names)}")
+        dtype = names[dtype]
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"unsupported dtype {dtype}; fastbert runs in float32, float16 or bfloat16")
+    return dtype
+
+
+__all__: Sequence[str] = ["BertModel", "BertOutput", "bert_forward", "encoder_layer", "LayerWeights",
+                          "EmbeddingWeights", "parse_dtype"]

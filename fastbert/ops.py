@@ -1,0 +1,224 @@
+"""The op seam: every encoder operation goes through this module, and only this module picks an implementation.
+
+Backends:
+
+* ``"torch"`` -- plain PyTorch. Differentiable; runs on any device. The reference path.
+* ``"triton"`` -- fastbert's fused Triton kernels (``fastbert.kernels``). Inference only. Runs on CUDA tensors, or
+  on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before ``triton`` is imported) -- the
+  path CI uses to test the kernels.
+
+:func:`resolve_backend` makes the choice once per forward: an explicit ``backend`` argument wins, then the
+``FASTBERT_BACKEND`` environment variable (``torch`` | ``triton`` | ``auto``), then ``auto``, which takes Triton
+on CUDA when it is importable and PyTorch otherwise. When gradients are needed the differentiable torch path is
+taken whatever was asked for, so autograd never silently loses its graph.
+
+Shapes: token matrices are ``[N, H]`` where the N rows are either a padded batch flattened (``N = B * S``) or
+packed real tokens (``N = total_tokens``); :class:`AttentionLayout` says which.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+BACKENDS = ("auto", "torch", "triton")
+ACTIVATIONS = (None, "gelu", "gelu_tanh", "relu")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backend choice
+# ----------------------------------------------------------------------------------------------------------------
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    """True when ``triton`` and fastbert's kernels import."""
+    try:
+        import triton  # noqa: F401
+
+        from . import kernels  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(requested: str | None, device: torch.device, needs_grad: bool = False) -> str:
+    """Pick ``"torch"`` or ``"triton"`` for tensors on ``device``; see the module docstring for the rules."""
+    choice = requested if requested not in (None, "auto") else (os.environ.get("FASTBERT_BACKEND") or "auto")
+    if choice not in BACKENDS:
+        source = "backend argument" if requested not in (None, "auto") else "FASTBERT_BACKEND"
+        raise ValueError(f"unknown {source} {choice!r}; expected one of {BACKENDS}")
+    if needs_grad:
+        return "torch"  # the Triton kernels are forward-only
+    device = torch.device(device)
+    if choice == "auto":
+        return "triton" if device.type == "cuda" and triton_available() else "torch"
+    if choice == "triton":
+        if not triton_available():
+            raise ValueError("backend 'triton' requested but triton (or fastbert.kernels) cannot be imported")
+        if device.type != "cuda" and not (device.type == "cpu" and _interpreting()):
+            raise ValueError(
+                f"backend 'triton' needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1), got device {device}"
+            )
+    return choice
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Layout of the token rows
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AttentionLayout:
+    """How the rows of a token matrix ``[N, H]`` group into sequences.
+
+    Padded: ``N = batch * seqlen``; ``key_mask`` is ``[batch, seqlen]`` bool (True = real token) or None when
+    nothing is padded. Packed: rows are the real tokens of all sequences back to back, sequence ``i`` in rows
+    ``cu_seqlens[i]:cu_seqlens[i+1]`` (int32, ``[batch + 1]``), ``seqlen`` is the longest sequence.
+    """
+
+    batch: int
+    seqlen: int
+    key_mask: torch.Tensor | None = None
+    cu_seqlens: torch.Tensor | None = None
+
+    @property
+    def packed(self) -> bool:
+        return self.cu_seqlens is not None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Ops
+# ----------------------------------------------------------------------------------------------------------------
+
+def embed(
+    input_ids: torch.Tensor | None,
+    token_type_ids: torch.Tensor,
+    position_ids: torch.Tensor,
+    word_embeddings: torch.Tensor,
+    position_embeddings: torch.Tensor,
+    token_type_embeddings: torch.Tensor,
+    ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor,
+    eps: float,
+    *,
+    inputs_embeds: torch.Tensor | None = None,
+    backend: str = "torch",
+) -> torch.Tensor:
+    """LayerNorm(word[input_ids] + token_type[token_type_ids] + position[position_ids]) -> ``[*ids.shape, H]``.
+
+    ``inputs_embeds`` (``[..., H]``) replaces the word-embedding lookup when given.
+    """
+    if backend == "triton" and inputs_embeds is None:
+        from .kernels import embedding
+
+        return embedding.embed_layernorm(
+            input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings,
+            token_type_embeddings, ln_weight, ln_bias, eps,
+        )
+    words = F.embedding(input_ids, word_embeddings) if inputs_embeds is None else inputs_embeds
+    x = words + F.embedding(token_type_ids, token_type_embeddings)
+    x = x + F.embedding(position_ids, position_embeddings)
+    return F.layer_norm(x, (x.shape[-1],), ln_weight, ln_bias, eps)
+
+
+def linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    activation: str | None = None,
+    *,
+    backend: str = "torch",
+) -> torch.Tensor:
+    """act(x @ weight.T + bias): x ``[N, K]``, weight ``[M, K]`` (nn.Linear layout), bias ``[M]`` -> ``[N, M]``.
+
+    ``activation``: None, ``"gelu"`` (exact, erf), ``"gelu_tanh"`` (HF's gelu_new) or ``"relu"``.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+    if backend == "triton":
+        from .kernels import gemm
+
+        return gemm.linear(x, weight, bias, activation)
+    y = F.linear(x, weight, bias)
+    if activation == "gelu":
+        return F.gelu(y)
+    if activation == "gelu_tanh":
+        return F.gelu(y, approximate="tanh")
+    if activation == "relu":
+        return F.relu(y)
+    return y
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    layout: AttentionLayout,
+    *,
+    backend: str = "torch",
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(D) + mask) v per sequence and head.
+
+    q, k, v: ``[N, heads, D]`` (any strides, e.g. views into a fused QKV projection) -> ``[N, heads, D]``.
+    Keys whose mask is 0 get no weight; a query row whose keys are all masked gets finite output.
+    """
+    if backend == "triton":
+        from .kernels import attention as attn
+
+        if layout.packed:
+            return attn.attention_varlen(q, k, v, layout.cu_seqlens, layout.seqlen)
+        b, s = layout.batch, layout.seqlen
+        out = attn.attention(
+            q.unflatten(0, (b, s)), k.unflatten(0, (b, s)), v.unflatten(0, (b, s)), layout.key_mask
+        )
+        return out.flatten(0, 1)
+    if layout.packed:
+        return _attention_varlen_torch(q, k, v, layout)
+    b, s = layout.batch, layout.seqlen
+    # [N, h, D] -> [B, h, S, D]
+    q, k, v = (t.unflatten(0, (b, s)).transpose(1, 2) for t in (q, k, v))
+    mask = None
+    if layout.key_mask is not None:
+        # Additive mask as in HF's eager path: a fully masked row then softmaxes to uniform weights (finite).
+        mask = torch.zeros(layout.key_mask.shape, dtype=q.dtype, device=q.device)
+        mask.masked_fill_(~layout.key_mask, torch.finfo(q.dtype).min)
+        mask = mask[:, None, None, :]  # [B, 1, 1, S]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return out.transpose(1, 2).flatten(0, 1)  # [B, h, S, D] -> [N, h, D]
+
+
+def _attention_varlen_torch(q, k, v, layout: AttentionLayout) -> torch.Tensor:
+    """Reference for the packed layout: one SDPA call per sequence."""
+    bounds = layout.cu_seqlens.tolist()
+    out = torch.empty_like(q)
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        if end > start:
+            qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))  # [h, L, D]
+            out[start:end] = F.scaled_dot_product_attention(qs, ks, vs).transpose(0, 1)
+    return out
+
+
+def bias_residual_layernorm(
+    x: torch.Tensor,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor,
+    weight: torch.Tensor,
+    ln_bias: torch.Tensor,
+    eps: float,
+    *,
+    backend: str = "torch",
+) -> torch.Tensor:
+    """LayerNorm(x + bias + residual) over the last dim; x, residual ``[N, H]``, bias/weight/ln_bias ``[H]``."""
+    if backend == "triton":
+        from .kernels import layernorm
+
+        return layernorm.bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps)
+    h = x + bias if bias is not None else x
+    h = h + residual
+    return F.layer_norm(h, (h.shape[-1],), weight, ln_bias, eps)

@@ -1,0 +1,111 @@
+"""Input checks for the encoder, run before any kernel so bad input is a Python exception, never a device assert.
+
+Shape, dtype and device checks cost nothing. Value checks (token ids in range, mask values 0/1) need the data:
+they are computed on the tensors' device and brought to the host in one transfer (one sync per forward), which
+also tells whether the mask has any padding at all so attention can skip it.
+"""
+from __future__ import annotations
+
+import torch
+
+from .config import BertConfig
+
+
+def _require_tensor(name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+
+
+def _require_integer(name: str, t: torch.Tensor) -> None:
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integers (e.g. torch.long), got dtype {t.dtype}")
+
+
+def _require_shape(name: str, t: torch.Tensor, shape: tuple[int, ...], *alternatives: tuple[int, ...]) -> None:
+    if tuple(t.shape) != shape and tuple(t.shape) not in alternatives:
+        expected = " or ".join(str(list(s)) for s in (shape, *alternatives))
+        raise ValueError(f"{name} has shape {list(t.shape)} but the input ids need {expected}")
+
+
+def check_inputs(
+    config: BertConfig,
+    input_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    token_type_ids: torch.Tensor | None,
+    position_ids: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None = None,
+    *,
+    check_values: bool = True,
+) -> tuple[tuple[int, int], bool]:
+    """Validate encoder inputs; return ``((batch, seqlen), all_real)``.
+
+    ``all_real`` is True when the mask is known to keep every position (so attention needs no mask); it is only
+    known when ``check_values`` is on.
+    """
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids and inputs_embeds")
+    if input_ids is not None:
+        _require_tensor("input_ids", input_ids)
+        _require_integer("input_ids", input_ids)
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be 2-D [batch, seq_len], got shape {list(input_ids.shape)}")
+        shape = tuple(input_ids.shape)
+    else:
+        _require_tensor("inputs_embeds", inputs_embeds)
+        if not inputs_embeds.dtype.is_floating_point:
+            raise TypeError(f"inputs_embeds must be floating point, got dtype {inputs_embeds.dtype}")
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.hidden_size:
+            raise ValueError(
+                f"inputs_embeds must be [batch, seq_len, {config.hidden_size}], got {list(inputs_embeds.shape)}"
+            )
+        shape = tuple(inputs_embeds.shape[:2])
+    batch, seqlen = shape
+    if batch == 0 or seqlen == 0:
+        raise ValueError(f"empty input: shape {list(shape)} (batch and seq_len must be at least 1)")
+    if seqlen > config.max_position_embeddings:
+        raise ValueError(
+            f"sequence length {seqlen} exceeds max_position_embeddings={config.max_position_embeddings}; "
+            "truncate the input"
+        )
+
+    stats: list[torch.Tensor] = []  # pairs of (min, max) or flags, gathered for one host transfer
+    checks: list[tuple[str, int]] = []  # what each pair bounds: (name, exclusive upper bound)
+    if input_ids is not None:
+        checks.append(("input_ids", config.vocab_size))
+        stats.extend(torch.aminmax(input_ids))
+    if token_type_ids is not None:
+        _require_tensor("token_type_ids", token_type_ids)
+        _require_integer("token_type_ids", token_type_ids)
+        _require_shape("token_type_ids", token_type_ids, shape)
+        checks.append(("token_type_ids", config.type_vocab_size))
+        stats.extend(torch.aminmax(token_type_ids))
+    if position_ids is not None:
+        _require_tensor("position_ids", position_ids)
+        _require_integer("position_ids", position_ids)
+        _require_shape("position_ids", position_ids, shape, (1, seqlen))
+        checks.append(("position_ids", config.max_position_embeddings))
+        stats.extend(torch.aminmax(position_ids))
+    if attention_mask is not None:
+        _require_tensor("attention_mask", attention_mask)
+        if attention_mask.dtype.is_complex:
+            raise TypeError(f"attention_mask must be bool, integer or float 0/1, got dtype {attention_mask.dtype}")
+        _require_shape("attention_mask", attention_mask, shape)
+    if not check_values:
+        return shape, attention_mask is None
+
+    if attention_mask is not None:
+        real = attention_mask != 0
+        stats.append((real & (attention_mask != 1)).any())  # a value other than 0/1
+        stats.append(real.all())
+    values = torch.stack([s.to(torch.int64) for s in stats]).tolist() if stats else []
+    for i, (name, bound) in enumerate(checks):
+        lo, hi = values[2 * i], values[2 * i + 1]
+        if lo < 0 or hi >= bound:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name} contains {bad}, outside the valid range [0, {bound})")
+    all_real = True
+    if attention_mask is not None:
+        not_binary, all_real = values[-2], bool(values[-1])
+        if not_binary:
+            raise ValueError("attention_mask must contain only 0 and 1 (1 = real token, 0 = padding)")
+    return shape, all_real
