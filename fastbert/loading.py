@@ -153,6 +153,8 @@ def load_pretrained(cls, path, *, dtype, device, backend, add_pooling_layer):
     sd = remap_state_dict(read_state_dict(path), config)
     if add_pooling_layer is None:
         add_pooling_layer = "pooler.weight" in sd
+    elif not add_pooling_layer:  # asked for no pooler: its weights, if any, are not needed
+        sd = {k: v for k, v in sd.items() if not k.startswith("pooler.")}
     with torch.device("meta"):
         model = cls(config, add_pooling_layer=add_pooling_layer, backend=backend)
     check_state_dict(model, sd)

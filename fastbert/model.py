@@ -111,18 +111,20 @@ def bert_forward(
     needs_grad: bool = False,
 ) -> BertOutput:
     """Embeddings -> encoder layers -> pooler, for ``input_ids`` ``[B, S]`` (or ``inputs_embeds`` ``[B, S, H]``)."""
+    device = embeddings.word.device
     shape, all_real = check_inputs(
-        config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, check_values=validate
+        config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+        device=device, check_values=validate,
     )
     batch, seqlen = shape
-    device = embeddings.word.device
     backend = ops.resolve_backend(backend, device, needs_grad)
 
     if token_type_ids is None:
         token_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
     if position_ids is None:
-        position_ids = torch.arange(seqlen, device=device).expand(shape)
-    key_mask = None if attention_mask is None or all_real else attention_mask.to(device=device, dtype=torch.bool)
+        position_ids = torch.arange(seqlen, device=device)
+    position_ids = position_ids.expand(shape)  # [S] or [1, S] -> [B, S] (a view)
+    key_mask = None if attention_mask is None or all_real else attention_mask.bool()
     layout = ops.AttentionLayout(batch=batch, seqlen=seqlen, key_mask=key_mask)
 
     x = ops.embed(

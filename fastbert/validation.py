@@ -35,6 +35,7 @@ def check_inputs(
     position_ids: torch.Tensor | None,
     inputs_embeds: torch.Tensor | None = None,
     *,
+    device: torch.device | None = None,
     check_values: bool = True,
 ) -> tuple[tuple[int, int], bool]:
     """Validate encoder inputs; return ``((batch, seqlen), all_real)``.
@@ -90,6 +91,12 @@ def check_inputs(
         if attention_mask.dtype.is_complex:
             raise TypeError(f"attention_mask must be bool, integer or float 0/1, got dtype {attention_mask.dtype}")
         _require_shape("attention_mask", attention_mask, shape)
+    if device is not None:
+        named = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, "attention_mask": attention_mask,
+                 "token_type_ids": token_type_ids, "position_ids": position_ids}
+        for name, t in named.items():
+            if t is not None and t.device != device:
+                raise ValueError(f"{name} is on {t.device} but the model is on {device}; move the inputs there")
     if not check_values:
         return shape, attention_mask is None
 

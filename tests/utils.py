@@ -1,0 +1,38 @@
+"""Helpers shared by the tests (imported as ``from utils import ...``; pytest puts tests/ on sys.path)."""
+import torch
+
+
+def parity_bound(reference: torch.Tensor) -> float:
+    """The fp32 parity bound: 2e-5 x max(1, max |reference|)."""
+    return 2e-5 * max(1.0, reference.abs().max().item())
+
+
+def max_err(a: torch.Tensor, b: torch.Tensor, where: torch.Tensor | None = None) -> float:
+    """Max |a - b| in float32, over the positions where ``where`` (a [B, S] mask) is true."""
+    d = (a.float() - b.float()).abs()
+    if where is not None:
+        d = d[where.bool()]
+    return d.max().item()
+
+
+def left_pad(enc: dict, pad_id: int = 0) -> dict:
+    """Turn a right-padded HF encoding (input_ids, token_type_ids, attention_mask) into a left-padded one."""
+    out = {k: torch.zeros_like(v) for k, v in enc.items()}
+    out["input_ids"].fill_(pad_id)
+    lengths = enc["attention_mask"].sum(1).tolist()
+    seqlen = enc["input_ids"].shape[1]
+    for row, n in enumerate(lengths):
+        for k, v in enc.items():
+            out[k][row, seqlen - n:] = v[row, :n]
+    return out
+
+
+def tiny_hf_config(**overrides):
+    """A small random BERT config for quick tests."""
+    from transformers import BertConfig
+
+    kwargs = dict(vocab_size=211, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=128, max_position_embeddings=64, type_vocab_size=2,
+                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    kwargs.update(overrides)
+    return BertConfig(**kwargs)
