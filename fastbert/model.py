@@ -21,7 +21,8 @@ from torch import nn
 
 from . import ops
 from .config import BertConfig
-from .validation import check_inputs
+from .padding import pack_indices, pad_input, positions_in_sequence
+from .validation import check_inputs, check_packed_inputs
 
 
 class EmbeddingWeights(NamedTuple):
@@ -105,47 +106,114 @@ def bert_forward(
     position_ids: torch.Tensor | None = None,
     *,
     inputs_embeds: torch.Tensor | None = None,
+    cu_seqlens: torch.Tensor | None = None,
+    max_seqlen: int | None = None,
     backend: str | None = None,
     validate: bool = True,
     output_hidden_states: bool = False,
     needs_grad: bool = False,
+    padding_free: bool | None = None,
 ) -> BertOutput:
-    """Embeddings -> encoder layers -> pooler, for ``input_ids`` ``[B, S]`` (or ``inputs_embeds`` ``[B, S, H]``)."""
+    """Embeddings -> encoder layers -> pooler.
+
+    Padded input: ``input_ids`` ``[B, S]`` (or ``inputs_embeds`` ``[B, S, H]``) with an optional 0/1
+    ``attention_mask``; outputs are ``[B, S, H]``. When the batch has padding, ``padding_free`` (default: on for
+    the Triton backend) packs the real tokens once at the embeddings and scatters them back once at the end
+    (padding positions then hold zeros). Rows whose first position is padding (left padding) keep the padded
+    path, because the pooler reads position 0 as HF does.
+
+    Packed input: ``input_ids`` ``[T]`` with ``cu_seqlens`` ``[B + 1]`` and ``max_seqlen``; outputs are packed
+    ``[T, H]`` (pooler: the first token of each sequence).
+    """
     device = embeddings.word.device
-    shape, all_real = check_inputs(
-        config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-        device=device, check_values=validate,
-    )
-    batch, seqlen = shape
+    if cu_seqlens is not None:
+        if attention_mask is not None or inputs_embeds is not None:
+            raise ValueError("packed input (cu_seqlens) takes no attention_mask or inputs_embeds")
+        if input_ids is None or max_seqlen is None:
+            raise ValueError("packed input needs input_ids [total_tokens], cu_seqlens and max_seqlen")
+        check_packed_inputs(config, input_ids, cu_seqlens, max_seqlen, token_type_ids, position_ids,
+                            device=device, check_values=validate)
+        total = input_ids.shape[0]
+        batch, seqlen, indices = cu_seqlens.shape[0] - 1, max_seqlen, None
+        cu_seqlens = cu_seqlens.to(torch.int32)
+        if position_ids is None:
+            position_ids = positions_in_sequence(cu_seqlens, total)
+        packed = True
+    else:
+        if max_seqlen is not None:
+            raise ValueError("max_seqlen is only for packed input (with cu_seqlens)")
+        indices = None
+        (batch, seqlen), all_real, first_real = check_inputs(
+            config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            device=device, check_values=validate,
+        )
+        if position_ids is None:
+            position_ids = torch.arange(seqlen, device=device)
+        position_ids = position_ids.expand(batch, seqlen)  # [S] or [1, S] -> [B, S] (a view)
+        key_mask = None if attention_mask is None or all_real else attention_mask != 0  # [B, S] bool
     backend = ops.resolve_backend(backend, device, needs_grad)
-
+    if padding_free is None:
+        padding_free = backend == "triton"
     if token_type_ids is None:
-        token_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
-    if position_ids is None:
-        position_ids = torch.arange(seqlen, device=device)
-    position_ids = position_ids.expand(shape)  # [S] or [1, S] -> [B, S] (a view)
-    key_mask = None if attention_mask is None or all_real else attention_mask.bool()
-    layout = ops.AttentionLayout(batch=batch, seqlen=seqlen, key_mask=key_mask)
+        token_type_ids = torch.zeros_like(position_ids)
 
-    x = ops.embed(
-        input_ids, token_type_ids, position_ids, *embeddings, config.layer_norm_eps,
-        inputs_embeds=inputs_embeds, backend=backend,
-    )  # [B, S, H]
-    x = x.reshape(batch * seqlen, config.hidden_size)  # [N, H]
+    if cu_seqlens is None:
+        packed = padding_free and key_mask is not None
+        if packed and first_real is None:
+            first_real = bool(key_mask[:, 0].all())
+        packed = packed and first_real
+    if packed and cu_seqlens is None:
+        indices, cu_seqlens, _ = pack_indices(key_mask)  # [T], [B + 1]
+        total = indices.shape[0]
+
+        def gather(t):  # [B, S, ...] -> [T, ...]
+            return t.flatten(0, 1).index_select(0, indices)
+
+        input_ids = gather(input_ids) if input_ids is not None else None
+        inputs_embeds = gather(inputs_embeds) if inputs_embeds is not None else None
+        token_type_ids, position_ids = gather(token_type_ids), gather(position_ids)
+
+    if packed:
+        layout = ops.AttentionLayout(batch=batch, seqlen=seqlen, cu_seqlens=cu_seqlens)
+        x = ops.embed(
+            _row(input_ids), _row(token_type_ids), _row(position_ids), *embeddings, config.layer_norm_eps,
+            inputs_embeds=_row(inputs_embeds), backend=backend,
+        ).reshape(total, config.hidden_size)  # [T, H]
+    else:
+        layout = ops.AttentionLayout(batch=batch, seqlen=seqlen, key_mask=key_mask)
+        x = ops.embed(
+            input_ids, token_type_ids, position_ids, *embeddings, config.layer_norm_eps,
+            inputs_embeds=inputs_embeds, backend=backend,
+        ).reshape(batch * seqlen, config.hidden_size)  # [N, H], N = B * S
     hidden_states = [x] if output_hidden_states else None
     for w in layers:
         x = encoder_layer(x, w, layout, config, backend)
         if hidden_states is not None:
             hidden_states.append(x)
 
-    last = x.view(batch, seqlen, config.hidden_size)  # [B, S, H]
+    def finish(rows: torch.Tensor) -> torch.Tensor:  # token rows -> the caller's layout
+        if indices is not None:
+            return pad_input(rows, indices, batch, seqlen)  # [B, S, H], zeros at padding
+        if packed:
+            return rows  # packed API: [T, H]
+        return rows.view(batch, seqlen, config.hidden_size)
+
     pooled = None
     if pooler is not None:
-        # Pool the first token of each sequence, as HF does (with left padding that is a padding position).
-        pooled = torch.tanh(ops.linear(last[:, 0].contiguous(), pooler[0], pooler[1], backend=backend))  # [B, H]
+        # The first token of each sequence, as HF pools (with left padding that is a padding position).
+        first = x[cu_seqlens[:-1].long().clamp(max=x.shape[0] - 1)] if packed else x.view(batch, seqlen, -1)[:, 0]
+        pooled = torch.tanh(ops.linear(first.contiguous(), pooler[0], pooler[1], backend=backend))  # [B, H]
+        if packed and indices is None:  # packed API: an empty sequence has no first token
+            pooled = pooled.masked_fill((cu_seqlens[1:] == cu_seqlens[:-1])[:, None], 0)
+    last = finish(x)
     if hidden_states is not None:
-        hidden_states = tuple(h.view(batch, seqlen, config.hidden_size) for h in hidden_states)
+        hidden_states = tuple(finish(h) for h in hidden_states)
     return BertOutput(last, pooled, hidden_states)
+
+
+def _row(t: torch.Tensor | None) -> torch.Tensor | None:
+    """Packed ``[T, ...]`` -> ``[1, T, ...]``, the batch-of-one shape the embedding op takes."""
+    return None if t is None else t.unsqueeze(0)
 
 
 def needs_grad(module: nn.Module, *inputs: torch.Tensor | None) -> bool:
@@ -200,6 +268,7 @@ class BertModel(nn.Module):
     ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.ops`); settable later.
     ``validate_inputs``: check token-id ranges and mask values before running (one host sync per call); turn it off
     for CUDA-graph capture once inputs are known good. Shape and dtype checks always run.
+    ``padding_free``: pack real tokens when the batch has padding (``None``: on for the Triton backend).
     There is no dropout: this is an inference encoder (``train()`` changes nothing).
     """
 
@@ -208,20 +277,28 @@ class BertModel(nn.Module):
         self.config = config
         self.backend = backend
         self.validate_inputs = True
+        self.padding_free: bool | None = None
         self.embeddings = BertEmbeddings(config)
         self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         *,
+        cu_seqlens: torch.Tensor | None = None,
+        max_seqlen: int | None = None,
         output_hidden_states: bool = False,
     ) -> BertOutput:
-        """input_ids ``[B, S]`` int; attention_mask ``[B, S]`` of 0/1 (any pattern); returns :class:`BertOutput`."""
+        """Padded: input_ids ``[B, S]`` int, attention_mask ``[B, S]`` of 0/1 (any pattern) -> ``[B, S, H]``.
+
+        Packed (padding-free, for callers that hold unpadded tokens): input_ids ``[T]`` with ``cu_seqlens``
+        ``[B + 1]`` (int32 offsets, ``cu_seqlens[0] = 0``, ``cu_seqlens[-1] = T``) and ``max_seqlen`` (the longest
+        sequence) -> ``last_hidden_state`` ``[T, H]``; token_type_ids / position_ids are ``[T]`` if given.
+        """
         pooler = (self.pooler.weight, self.pooler.bias) if self.pooler is not None else None
         return bert_forward(
             self.config,
@@ -232,10 +309,13 @@ class BertModel(nn.Module):
             attention_mask,
             token_type_ids,
             position_ids,
+            cu_seqlens=cu_seqlens,
+            max_seqlen=max_seqlen,
             backend=self.backend,
             validate=self.validate_inputs,
             output_hidden_states=output_hidden_states,
             needs_grad=needs_grad(self),
+            padding_free=self.padding_free,
         )
 
     @classmethod

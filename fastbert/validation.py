@@ -37,11 +37,11 @@ def check_inputs(
     *,
     device: torch.device | None = None,
     check_values: bool = True,
-) -> tuple[tuple[int, int], bool]:
-    """Validate encoder inputs; return ``((batch, seqlen), all_real)``.
+) -> tuple[tuple[int, int], bool, bool | None]:
+    """Validate encoder inputs; return ``((batch, seqlen), all_real, first_real)``.
 
-    ``all_real`` is True when the mask is known to keep every position (so attention needs no mask); it is only
-    known when ``check_values`` is on.
+    ``all_real``: the mask is known to keep every position (attention needs no mask). ``first_real``: every row
+    keeps its first position (None when not checked). Both are only known when ``check_values`` is on.
     """
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of input_ids and inputs_embeds")
@@ -98,21 +98,90 @@ def check_inputs(
             if t is not None and t.device != device:
                 raise ValueError(f"{name} is on {t.device} but the model is on {device}; move the inputs there")
     if not check_values:
-        return shape, attention_mask is None
+        return shape, attention_mask is None, None
 
     if attention_mask is not None:
         real = attention_mask != 0
         stats.append((real & (attention_mask != 1)).any())  # a value other than 0/1
         stats.append(real.all())
+        stats.append(real[:, 0].all())
     values = torch.stack([s.to(torch.int64) for s in stats]).tolist() if stats else []
     for i, (name, bound) in enumerate(checks):
         lo, hi = values[2 * i], values[2 * i + 1]
         if lo < 0 or hi >= bound:
             bad = lo if lo < 0 else hi
             raise ValueError(f"{name} contains {bad}, outside the valid range [0, {bound})")
-    all_real = True
+    all_real = first_real = True
     if attention_mask is not None:
-        not_binary, all_real = values[-2], bool(values[-1])
+        not_binary, all_real, first_real = values[-3], bool(values[-2]), bool(values[-1])
         if not_binary:
             raise ValueError("attention_mask must contain only 0 and 1 (1 = real token, 0 = padding)")
-    return shape, all_real
+    return shape, all_real, first_real
+
+
+def check_packed_inputs(
+    config: BertConfig,
+    input_ids: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+    token_type_ids: torch.Tensor | None,
+    position_ids: torch.Tensor | None,
+    *,
+    device: torch.device | None = None,
+    check_values: bool = True,
+) -> None:
+    """Validate the packed layout: ``input_ids`` ``[T]``, ``cu_seqlens`` ``[B + 1]`` from 0 to T, non-decreasing,
+    no sequence longer than ``max_seqlen`` or ``max_position_embeddings``."""
+    _require_tensor("input_ids", input_ids)
+    _require_integer("input_ids", input_ids)
+    _require_tensor("cu_seqlens", cu_seqlens)
+    _require_integer("cu_seqlens", cu_seqlens)
+    if input_ids.dim() != 1:
+        raise ValueError(f"packed input_ids must be 1-D [total_tokens], got shape {list(input_ids.shape)}")
+    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
+        raise ValueError(f"cu_seqlens must be 1-D [batch + 1] with batch >= 1, got shape {list(cu_seqlens.shape)}")
+    if input_ids.numel() == 0:
+        raise ValueError("empty input: packed input_ids has no tokens")
+    if not isinstance(max_seqlen, int) or isinstance(max_seqlen, bool) or max_seqlen < 1:
+        raise TypeError(f"max_seqlen must be a positive int, got {max_seqlen!r}")
+    if max_seqlen > config.max_position_embeddings:
+        raise ValueError(
+            f"max_seqlen {max_seqlen} exceeds max_position_embeddings={config.max_position_embeddings}"
+        )
+    shape = tuple(input_ids.shape)
+    for name, t in (("token_type_ids", token_type_ids), ("position_ids", position_ids)):
+        if t is not None:
+            _require_tensor(name, t)
+            _require_integer(name, t)
+            _require_shape(name, t, shape)
+    if device is not None:
+        for name, t in (("input_ids", input_ids), ("cu_seqlens", cu_seqlens), ("token_type_ids", token_type_ids),
+                        ("position_ids", position_ids)):
+            if t is not None and t.device != device:
+                raise ValueError(f"{name} is on {t.device} but the model is on {device}; move the inputs there")
+    if not check_values:
+        return
+    lengths = cu_seqlens[1:] - cu_seqlens[:-1]
+    stats = [*torch.aminmax(input_ids), cu_seqlens[0], cu_seqlens[-1], lengths.min(), lengths.max()]
+    bounds = [("token_type_ids", token_type_ids, config.type_vocab_size),
+              ("position_ids", position_ids, config.max_position_embeddings)]
+    for _, t, _ in bounds:
+        if t is not None:
+            stats.extend(torch.aminmax(t))
+    values = torch.stack([s.to(torch.int64) for s in stats]).tolist()
+    lo, hi, first, last, shortest, longest = values[:6]
+    if lo < 0 or hi >= config.vocab_size:
+        raise ValueError(f"input_ids contains {lo if lo < 0 else hi}, outside the valid range [0, {config.vocab_size})")
+    if first != 0 or last != shape[0]:
+        raise ValueError(f"cu_seqlens must run from 0 to the number of tokens {shape[0]}, got {first} .. {last}")
+    if shortest < 0:
+        raise ValueError("cu_seqlens must be non-decreasing")
+    if longest > max_seqlen:
+        raise ValueError(f"a sequence has {longest} tokens, more than max_seqlen={max_seqlen}")
+    rest = values[6:]
+    for name, t, bound in bounds:
+        if t is not None:
+            lo, hi = rest[0], rest[1]
+            rest = rest[2:]
+            if lo < 0 or hi >= bound:
+                raise ValueError(f"{name} contains {lo if lo < 0 else hi}, outside the valid range [0, {bound})")

@@ -1,0 +1,48 @@
+"""Padding-free execution: move between a padded batch ``[B, S, ...]`` and packed real tokens ``[T, ...]``.
+
+A batch whose attention mask keeps ``T`` of its ``B * S`` positions is packed into ``T`` rows, sequence ``i``'s kept
+tokens in order in rows ``cu_seqlens[i]:cu_seqlens[i+1]``. Every GEMM, GELU and LayerNorm then touches real
+tokens only, and attention reads sequence bounds from ``cu_seqlens``. Holes in a mask are packed out too: the
+kept tokens of a row form its sequence, exactly the set of keys the reference lets them attend to.
+
+The gather and scatter are single indexed copies (``index_select`` / ``index_copy``), memory-bound kernels on any
+device. Building ``indices`` needs the number of kept tokens on the host: one device-to-host sync per batch.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pack_indices(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """attention_mask ``[B, S]`` (0/1) -> (indices ``[T]`` int64 into the flattened ``B * S`` positions,
+    cu_seqlens ``[B + 1]`` int32, max_seqlen)."""
+    keep = attention_mask.reshape(-1) != 0
+    indices = torch.nonzero(keep).flatten()  # one sync: T is data-dependent
+    seqlens = (attention_mask != 0).sum(dim=1, dtype=torch.int32)  # [B]
+    cu_seqlens = F.pad(torch.cumsum(seqlens, 0, dtype=torch.int32), (1, 0))
+    # The padded length bounds every sequence; the exact max would cost another sync and buys little.
+    return indices, cu_seqlens, attention_mask.shape[1]
+
+
+def unpad_input(
+    hidden: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """hidden ``[B, S, ...]``, attention_mask ``[B, S]`` -> (packed ``[T, ...]``, indices ``[T]``,
+    cu_seqlens ``[B + 1]`` int32, max_seqlen)."""
+    indices, cu_seqlens, max_seqlen = pack_indices(attention_mask)
+    return hidden.flatten(0, 1).index_select(0, indices), indices, cu_seqlens, max_seqlen
+
+
+def pad_input(packed: torch.Tensor, indices: torch.Tensor, batch: int, seqlen: int) -> torch.Tensor:
+    """packed ``[T, ...]`` -> ``[batch, seqlen, ...]``: rows scattered back to ``indices``, zeros elsewhere."""
+    out = packed.new_zeros((batch * seqlen, *packed.shape[1:]))
+    out.index_copy_(0, indices, packed)
+    return out.unflatten(0, (batch, seqlen))
+
+
+def positions_in_sequence(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
+    """Position of each packed token within its own sequence, ``[T]`` int64, without a host sync."""
+    seqlens = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+    starts = torch.repeat_interleave(cu_seqlens[:-1].long(), seqlens, output_size=total)
+    return torch.arange(total, device=cu_seqlens.device) - starts
