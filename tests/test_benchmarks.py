@@ -1,0 +1,94 @@
+"""CI smoke test of the benchmark suite: the encoder benchmark's tiny CPU grid end to end, and the report.
+
+Benchmarks measure, tests assert: here only that the run completes, writes its JSON/markdown/plots, labels itself
+CPU, and that every row's correctness check passed -- never a speed.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    """The ``benchmarks`` package (it lives at the repository root, beside ``tests/``)."""
+    monkeypatch.syspath_prepend(str(REPO))
+    import benchmarks.encoder
+    import benchmarks.report
+
+    return benchmarks
+
+
+def test_encoder_cpu_grid(bench, tmp_path):
+    encoder = bench.encoder
+    argv = ["--device", "cpu", "--out", str(tmp_path), "--warmup-ms", "5", "--rep-ms", "20", "--latency-iters", "5",
+            "--no-progress"]
+    assert encoder.main(argv) == 0
+
+    data = json.loads((tmp_path / "encoder.json").read_text())
+    assert data["label"].startswith("CPU: ") and "tiny" in data["label"]
+    assert data["environment"]["device_type"] == "cpu" and data["environment"]["cuda_runtime"] is None
+    assert data["peak"]["fp32"]["tflops"] > 0
+    rows = data["rows"]
+    grid = {(d, b, i) for d in ("full", "uniform", "real") for b in (1, 4) for i in ("fastbert", "hf-eager", "hf-sdpa")}
+    assert {(r["dist"], r["batch"], r["impl"]) for r in rows} == grid
+    for r in rows:
+        assert r["status"] == "ok", r
+        assert r["correct"], r
+        assert r["model"] == "tiny" and r["dtype"] == "fp32" and r["max_length"] == 16
+        assert 0 < r["p50_ms"] <= r["p99_ms"] and r["real_tok_per_s"] > 0
+        assert 2 <= r["mean_length"] <= r["padded_length"] <= 16
+        assert r["real_tokens"] == round(r["mean_length"] * r["batch"])
+    assert {r["backend"] for r in rows if r["impl"] == "fastbert"} == {"torch"}
+    assert all(r["mean_length"] == 16 for r in rows if r["dist"] == "full")
+    assert data["corpus"]["lengths"]["16"]["passages"] > 100
+
+    md = (tmp_path / "encoder.md").read_text()
+    assert "CPU run" in md and "| fastbert |" in md and "**NO**" not in md
+    assert (tmp_path / "encoder_tiny_fp32_L16.png").read_bytes()[:8] == PNG_MAGIC
+    readme = (tmp_path / "README.md").read_text()
+    assert "CPU run" in readme and "every row passed" in readme
+    assert "## Triton kernels\n\nnot run" in readme and "## Tokenizer (CPU)\n\nnot run" in readme
+
+
+def test_flop_count_by_hand(bench):
+    """Two sequences of 3 and 5 tokens, H=4, I=8, 2 layers: matmuls 2*8*(64+64) + attention 4*4*(9+25)."""
+    assert bench.encoder.model_flops(np.array([3, 5]), hidden=4, intermediate=8, layers=2) == 2 * (2048 + 544)
+
+
+def test_length_distributions(bench):
+    encoder = bench.encoder
+    rng = np.random.default_rng(0)
+    assert (encoder.sample_lengths("full", 7, 128, rng) == 128).all()
+    uniform = encoder.sample_lengths("uniform", 20000, 512, rng)
+    assert uniform.min() >= 102 and uniform.max() <= 512 and abs(uniform.mean() / 512 - 0.6) < 0.01
+    with pytest.raises(ValueError, match="unknown length distribution"):
+        encoder.sample_lengths("zipf", 1, 16, rng)
+
+
+def test_corpus_packing(bench):
+    from benchmarks.corpus import pack, paragraphs
+
+    # budget 8 tokens + [CLS]/[SEP]: 3+4 fit, 5 starts a new passage, 20 is truncated, the end flushes 2
+    assert pack((3, 4, 5, 20, 2), max_length=10) == [9, 7, 10, 4]
+    text = "A real sentence of prose here.\n\n```\ncode = 1\n```\n\n>>> x = 1\n\n| a | b |\n\nAnother line\nof text."
+    assert paragraphs(text) == ["A real sentence of prose here.", "Another line of text."]
+
+
+def test_report_gathers_other_benchmarks(bench, tmp_path):
+    """README.md lists the encoder as not run, embeds kernels.md, and tabulates a tokenizer JSON without markdown."""
+    gpu, cpu = tmp_path / "nvidia-h100", tmp_path / "cpu"
+    gpu.mkdir()
+    cpu.mkdir()
+    (gpu / "kernels.json").write_text(json.dumps({"rows": [{"kernel": "layernorm", "gbps": 2000.0}]}))
+    (gpu / "kernels.md").write_text("# Kernels\n\n| kernel | GB/s |\n|---|---|\n| layernorm | 2000 |\n")
+    (cpu / "tokenizer.json").write_text(json.dumps({"results": [{"impl": "fastbert", "texts_per_s": 12345.6}]}))
+    assert bench.report.main([str(gpu)]) == 0
+    readme = (gpu / "README.md").read_text()
+    assert "## Encoder (end to end)\n\nnot run" in readme
+    assert "### Kernels" in readme and "| layernorm | 2000 |" in readme
+    assert "../cpu/tokenizer.json" in readme and "| fastbert | 12.3k |" in readme
