@@ -27,6 +27,11 @@ def _require_shape(name: str, t: torch.Tensor, shape: tuple[int, ...], *alternat
         raise ValueError(f"{name} has shape {list(t.shape)} but the input ids need {expected}")
 
 
+def _to_host(stats: list[torch.Tensor]) -> list[int]:
+    """Scalars on the device -> Python ints, in one concatenation and one transfer (one sync)."""
+    return torch.cat([t.reshape(1) for t in stats]).tolist() if stats else []
+
+
 def check_inputs(
     config: BertConfig,
     input_ids: torch.Tensor | None,
@@ -101,11 +106,14 @@ def check_inputs(
         return shape, attention_mask is None, None
 
     if attention_mask is not None:
-        real = attention_mask != 0
-        stats.append((real & (attention_mask != 1)).any())  # a value other than 0/1
-        stats.append(real.all())
-        stats.append(real[:, 0].all())
-    values = torch.stack([s.to(torch.int64) for s in stats]).tolist() if stats else []
+        if attention_mask.dtype.is_floating_point:  # 0.5 or NaN must not pass as 0/1
+            real = attention_mask != 0
+            stats.extend([(real & (attention_mask != 1)).any(), real.all(), real[:, 0].all()])
+        else:  # bool/int: the extremes say it all, in one reduction
+            lo, hi = torch.aminmax(attention_mask.view(torch.uint8) if attention_mask.dtype == torch.bool
+                                   else attention_mask)
+            stats.extend([(lo < 0) | (hi > 1), lo == 1, attention_mask[:, 0].min() != 0])
+    values = _to_host(stats)
     for i, (name, bound) in enumerate(checks):
         lo, hi = values[2 * i], values[2 * i + 1]
         if lo < 0 or hi >= bound:
@@ -168,7 +176,7 @@ def check_packed_inputs(
     for _, t, _ in bounds:
         if t is not None:
             stats.extend(torch.aminmax(t))
-    values = torch.stack([s.to(torch.int64) for s in stats]).tolist()
+    values = _to_host(stats)
     lo, hi, first, last, shortest, longest = values[:6]
     if lo < 0 or hi >= config.vocab_size:
         raise ValueError(f"input_ids contains {lo if lo < 0 else hi}, outside the valid range [0, {config.vocab_size})")
