@@ -37,3 +37,29 @@ def test_encode_texts_matches_reference(minilm_path, hf_minilm, hf_tokenizer, po
     expected = _reference_embeddings(hf_minilm, hf_tokenizer, texts, pooling, normalize)
     assert got.shape == (len(texts), 384) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, atol=2e-5 * max(1.0, np.abs(expected).max()), rtol=0)
+
+
+def test_encode_command_end_to_end(minilm_path, hf_minilm, hf_tokenizer, tmp_path, capsys):
+    """`fastbert encode` on the default model: JSON lines on stdout, .npy from a file, both in input order."""
+    texts = ["A long sentence about encoders, with several words in it.", "Hi", "Mid-length text here."]
+    assert main(["encode", *texts]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["text"] for row in lines] == texts
+    expected = _reference_embeddings(hf_minilm, hf_tokenizer, texts, "mean", True)
+    got = np.array([row["embedding"] for row in lines], dtype=np.float32)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+    src, dst = tmp_path / "texts.txt", tmp_path / "emb.npy"
+    src.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    assert main(["encode", "-i", str(src), "-o", str(dst), "--pooling", "cls", "--no-normalize",
+                 "--batch-size", "2"]) == 0
+    np.testing.assert_allclose(np.load(dst), _reference_embeddings(hf_minilm, hf_tokenizer, texts, "cls", False),
+                               atol=2e-5 * 10, rtol=0)
+
+
+def test_encode_command_errors(tmp_path, capsys):
+    assert main(["encode", "--model", str(tmp_path), "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastbert encode:") and str(tmp_path) in err and "vocab.txt" in err
+    with pytest.raises(SystemExit, match="cannot read"):
+        main(["encode", "-i", str(tmp_path / "missing.txt")])
