@@ -7,8 +7,9 @@ The math lives in two functions, :func:`encoder_layer` and :func:`bert_forward`,
 Every tensor operation goes through :mod:`fastbert.ops`; this module never chooses between Triton and PyTorch.
 
 Output at padding positions: ``last_hidden_state`` rows whose ``attention_mask`` is 0 are finite but carry no
-meaning. On the padded path they hold what the reference computes for a padding query (it attends to the real
-keys of its sequence); do not rely on them.
+meaning; do not rely on them. On the padding-free path they are zeros; on the padded path with the PyTorch backend
+they hold what the reference computes for a padding query, and with the Triton backend trailing padding rows
+skip attention (their attention output is zero) while leading padding and holes are computed like the reference.
 """
 from __future__ import annotations
 

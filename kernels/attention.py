@@ -1,0 +1,345 @@
+"""Flash-style multi-head attention for encoders: padded batches with any key-padding mask, or packed sequences.
+
+Math, per sequence and head, with ``D`` the head dim and ``valid(j)`` whether key ``j`` is a real token::
+
+    s_ij   = q_i . k_j / sqrt(D)                      for valid(j), -inf otherwise
+    out_i  = sum_j softmax_j(s_ij) v_j
+
+computed without the ``S x S`` matrix: a program owns ``BLOCK_M`` query rows of one (sequence, head), streams the
+keys/values in ``BLOCK_N`` blocks and keeps an online softmax in fp32 -- running max ``m``, running sum ``l`` and
+an unnormalised accumulator rescaled by ``exp(m_old - m_new)`` whenever the max grows. Exponentials are base 2 with
+``log2(e) / sqrt(D)`` folded into one scale. Products are fp32 (fp16/bf16 operands on tensor cores with fp32
+accumulation; fp32 operands with ``input_precision="ieee"``, i.e. true fp32, never TF32).
+
+Layouts (both read ``q``/``k``/``v`` in place through their strides -- e.g. views into a fused QKV projection
+``[tokens, 3, heads, D]`` whose token stride is ``3 * heads * D`` -- and write a contiguous output):
+
+* padded, :func:`attention`: ``[B, S, heads, D]`` plus ``key_mask`` ``[B, S]`` bool (True = real token) or None.
+* packed, :func:`attention_varlen`: ``[T, heads, D]``, sequence ``i`` in rows ``cu_seqlens[i]:cu_seqlens[i+1]``.
+
+Work skipping on the padded layout: each program first scans its sequence's mask row (``S`` bytes) for the first
+real key ``lo`` and one past the last real key ``hi`` -- on device, no host sync, no extra launch. Key blocks
+entirely before ``lo`` or at/after ``hi`` are never loaded (right padding costs nothing past the sequence's length;
+holes inside ``[lo, hi)`` are masked). Query rows at or after ``hi`` do no work: a query block entirely past ``hi``
+skips the key loop and writes zeros.
+
+Output contract (what :func:`attention_ref` reproduces exactly):
+
+* a query row with at least one valid key (and, padded layout, index ``< hi``): the softmax above;
+* a query row whose sequence has no valid key, and padded-layout query rows at index ``>= hi`` (trailing padding):
+  zeros. Rows of padding *before* ``hi`` (left padding, holes) are computed like real queries, as in HF's eager
+  attention, so e.g. the pooler's first token under left padding matches HF.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+_LOG2E = 1.4426950408889634
+
+
+def _attention_configs() -> list[triton.Config]:
+    """Tile shapes for Ampere/Hopper; :func:`_prune_attention_configs` drops what the problem cannot use."""
+    if _INTERPRETING:  # the interpreter runs programs one by one: one config, no autotuning
+        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 32}, num_warps=4, num_stages=1)]
+    shapes = [
+        # BLOCK_M, BLOCK_N, num_warps, num_stages
+        (128, 64, 4, 3),
+        (128, 64, 8, 3),
+        (128, 128, 8, 3),
+        (128, 32, 4, 3),
+        (64, 64, 4, 3),
+        (64, 32, 4, 2),
+        (64, 128, 4, 2),
+        (32, 32, 2, 2),
+        (16, 32, 2, 2),
+    ]
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in shapes]
+
+
+ATTENTION_CONFIGS = _attention_configs()
+
+
+def _prune_attention_configs(configs, named_args, **kwargs):
+    """Drop tiles much longer than the sequences (all-masked work), and the 128 x 128 tile at head dim > 64 (its
+    K/V stages and fp32 accumulators overflow shared memory / registers). Always keeps at least one config."""
+    seq = max(16, named_args["SEQ_BUCKET"])
+    head_dim = kwargs.get("BLOCK_D", named_args.get("BLOCK_D", 64))
+    kept = [
+        c for c in configs
+        if c.kwargs["BLOCK_M"] <= seq and c.kwargs["BLOCK_N"] <= seq
+        and not (head_dim > 64 and c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] > 128 * 64)
+    ]
+    return kept or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
+
+
+@triton.autotune(
+    configs=ATTENTION_CONFIGS,
+    key=["SEQ_BUCKET", "BLOCK_D", "HAS_MASK", "VARLEN"],
+    prune_configs_by={"early_config_prune": _prune_attention_configs},
+)
+@triton.jit
+def _attention_fwd_kernel(
+    Q_ptr, K_ptr, V_ptr,  # [B, S, heads, D] (padded) or [T, heads, D] (VARLEN), any strides
+    O_ptr,  # like q, contiguous
+    Mask_ptr,  # [B, S] uint8 key mask, 1 = real token (HAS_MASK only)
+    CuSeqlens_ptr,  # [B + 1] int32 sequence starts (VARLEN only)
+    S,  # padded: sequence length; VARLEN: unused
+    num_heads,
+    SEQ_BUCKET,  # next_pow2(max sequence length): autotune key only
+    stride_qb, stride_qs, stride_qh, stride_qd,  # VARLEN: stride_*b are 0, the token offset comes from cu_seqlens
+    stride_kb, stride_ks, stride_kh, stride_kd,
+    stride_vb, stride_vs, stride_vh, stride_vd,
+    stride_ob, stride_os, stride_oh,
+    stride_mb, stride_ms,
+    qk_scale,  # log2(e) / sqrt(D)
+    HEAD_DIM: tl.constexpr,  # D
+    BLOCK_D: tl.constexpr,  # next_pow2(D), >= 16
+    HAS_MASK: tl.constexpr,
+    VARLEN: tl.constexpr,
+    FP32_IEEE: tl.constexpr,  # fp32 operands: true fp32 products
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // num_heads
+    h = pid_bh % num_heads
+
+    # Which rows exist (seqlen), which keys may be valid ([key_lo, key_hi)), which query rows do work (< row_end).
+    if VARLEN:
+        tok0 = tl.load(CuSeqlens_ptr + b).to(tl.int64)
+        seqlen = tl.load(CuSeqlens_ptr + b + 1) - tok0.to(tl.int32)
+        key_lo = 0
+        key_hi = seqlen
+    else:
+        tok0 = tl.zeros((), dtype=tl.int64)
+        seqlen = S
+        key_lo = 0
+        key_hi = S
+        if HAS_MASK:
+            key_lo = tl.zeros((), dtype=tl.int32) + S
+            key_hi = tl.zeros((), dtype=tl.int32)
+            for start in range(0, S, BLOCK_N):
+                offs = start + tl.arange(0, BLOCK_N)
+                real = tl.load(Mask_ptr + b * stride_mb + offs * stride_ms, mask=offs < S, other=0) != 0
+                key_lo = tl.minimum(key_lo, tl.min(tl.where(real, offs, S), axis=0))
+                key_hi = tl.maximum(key_hi, tl.max(tl.where(real, offs + 1, 0), axis=0))
+    row_end = key_hi
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # [BLOCK_M] query rows within the sequence
+    offs_n0 = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < HEAD_DIM
+    row_ok = offs_m < row_end
+
+    q_base = Q_ptr + b.to(tl.int64) * stride_qb + tok0 * stride_qs + h * stride_qh
+    k_base = K_ptr + b.to(tl.int64) * stride_kb + tok0 * stride_ks + h * stride_kh
+    v_base = V_ptr + b.to(tl.int64) * stride_vb + tok0 * stride_vs + h * stride_vh
+    q = tl.load(
+        q_base + offs_m[:, None] * stride_qs + offs_d[None, :] * stride_qd,
+        mask=row_ok[:, None] & d_ok[None, :], other=0.0,
+    )  # [BLOCK_M, BLOCK_D]; rows that do no work are not read
+
+    m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)  # running max of the scaled (base-2) scores
+    l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)  # running sum of exp2(s - m_i)
+    acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)  # running sum of exp2(s - m_i) v
+
+    # Key blocks overlapping [key_lo, key_hi); none at all when this query block lies entirely past row_end.
+    lo = (key_lo // BLOCK_N) * BLOCK_N
+    hi = tl.where(pid_m * BLOCK_M < row_end, key_hi, lo)
+    for start_n in range(lo, hi, BLOCK_N):
+        offs_n = start_n + offs_n0  # [BLOCK_N]
+        n_ok = offs_n < key_hi
+        k = tl.load(
+            k_base + offs_n[None, :] * stride_ks + offs_d[:, None] * stride_kd,
+            mask=n_ok[None, :] & d_ok[:, None], other=0.0,
+        )  # [BLOCK_D, BLOCK_N]
+        if FP32_IEEE:
+            s = tl.dot(q, k, input_precision="ieee")
+        else:
+            s = tl.dot(q, k)
+        s = s * qk_scale  # [BLOCK_M, BLOCK_N] fp32, base-2 logits
+        valid = n_ok
+        if HAS_MASK:
+            valid = valid & (tl.load(Mask_ptr + b * stride_mb + offs_n * stride_ms, mask=n_ok, other=0) != 0)
+        s = tl.where(valid[None, :], s, float("-inf"))
+
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no valid key yet: keep exp2 finite
+        p = tl.math.exp2(s - m_safe[:, None])  # masked keys -> exactly 0
+        alpha = tl.math.exp2(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        v = tl.load(
+            v_base + offs_n[:, None] * stride_vs + offs_d[None, :] * stride_vd,
+            mask=n_ok[:, None] & d_ok[None, :], other=0.0,
+        )  # [BLOCK_N, BLOCK_D]
+        acc = acc * alpha[:, None]
+        if FP32_IEEE:
+            acc = tl.dot(p, v, acc, input_precision="ieee")
+        else:
+            acc = tl.dot(p.to(v.dtype), v, acc)
+        m_i = m_new
+
+    has_keys = (l_i > 0.0) & row_ok
+    out = tl.where(has_keys[:, None], acc / tl.where(has_keys, l_i, 1.0)[:, None], 0.0)
+    o_base = O_ptr + b.to(tl.int64) * stride_ob + tok0 * stride_os + h * stride_oh
+    tl.store(
+        o_base + offs_m[:, None] * stride_os + offs_d[None, :],
+        out.to(O_ptr.dtype.element_ty),
+        mask=(offs_m < seqlen)[:, None] & d_ok[None, :],
+    )
+
+
+def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ndim: int, layout: str) -> None:
+    if q.dim() != ndim or k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(
+            f"q, k, v must all be {layout}; got {list(q.shape)}, {list(k.shape)}, {list(v.shape)}"
+        )
+    if q.dtype not in (torch.float32, torch.float16, torch.bfloat16) or k.dtype != q.dtype or v.dtype != q.dtype:
+        raise ValueError(f"q, k, v must share a float32/float16/bfloat16 dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+    if k.device != q.device or v.device != q.device:
+        raise ValueError(f"q, k, v must share a device; got {q.device}, {k.device}, {v.device}")
+    if q.shape[-1] > 256:
+        raise ValueError(f"head dim {q.shape[-1]} > 256 is not supported")
+
+
+def _launch(q, k, v, out, mask, cu_seqlens, batch, seqlen_arg, max_seqlen, q_strides, k_strides, v_strides,
+            o_strides, mask_strides):
+    heads, head_dim = q.shape[-2], q.shape[-1]
+    block_d = max(16, triton.next_power_of_2(head_dim))
+
+    def grid(meta):
+        return (triton.cdiv(max_seqlen, meta["BLOCK_M"]), batch * heads)
+
+    _attention_fwd_kernel[grid](
+        q, k, v, out,
+        mask if mask is not None else out,
+        cu_seqlens if cu_seqlens is not None else out,
+        seqlen_arg, heads, triton.next_power_of_2(max_seqlen),
+        *q_strides, *k_strides, *v_strides, *o_strides, *mask_strides,
+        _LOG2E / math.sqrt(head_dim),
+        HEAD_DIM=head_dim,
+        BLOCK_D=block_d,
+        HAS_MASK=mask is not None,
+        VARLEN=cu_seqlens is not None,
+        FP32_IEEE=q.dtype == torch.float32,
+    )
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(D), keys masked by ``key_mask``) v.
+
+    q, k, v: ``[B, S, heads, D]``, any strides; key_mask: ``[B, S]`` bool (True = real token) or None.
+    Returns ``[B, S, heads, D]`` contiguous, q's dtype. See the module docstring for rows without valid keys.
+    """
+    _check_qkv(q, k, v, 4, "[B, S, heads, D]")
+    batch, seqlen, heads, head_dim = q.shape
+    if key_mask is not None:
+        if key_mask.shape != (batch, seqlen) or key_mask.dtype != torch.bool:
+            raise ValueError(
+                f"key_mask must be a [{batch}, {seqlen}] bool tensor, got {list(key_mask.shape)} of {key_mask.dtype}"
+            )
+        if key_mask.device != q.device:
+            raise ValueError(f"key_mask is on {key_mask.device} but q is on {q.device}")
+        key_mask = key_mask.view(torch.uint8)  # same bytes, a dtype every Triton version loads
+
+    out = torch.empty((batch, seqlen, heads, head_dim), dtype=q.dtype, device=q.device)
+    if out.numel() == 0:
+        return out
+    _launch(
+        q, k, v, out, key_mask, None, batch, seqlen, seqlen,
+        q.stride(), k.stride(), v.stride(), out.stride()[:3],
+        key_mask.stride() if key_mask is not None else (0, 0),
+    )
+    return out
+
+
+def attention_varlen(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int
+) -> torch.Tensor:
+    """Attention within each packed sequence: q, k, v ``[T, heads, D]`` (any strides), sequence ``i`` in rows
+    ``cu_seqlens[i]:cu_seqlens[i+1]`` (int32 ``[B + 1]``, non-decreasing, ``cu_seqlens[-1] <= T``), ``max_seqlen``
+    >= the longest sequence. Returns ``[T, heads, D]`` contiguous; rows outside every sequence are left unwritten."""
+    _check_qkv(q, k, v, 3, "[T, heads, D]")
+    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 1 or cu_seqlens.dtype != torch.int32:
+        raise ValueError(f"cu_seqlens must be a 1-D int32 tensor [B + 1], got {list(cu_seqlens.shape)} "
+                         f"of {cu_seqlens.dtype}")
+    if cu_seqlens.device != q.device:
+        raise ValueError(f"cu_seqlens is on {cu_seqlens.device} but q is on {q.device}")
+    if int(max_seqlen) < 0:
+        raise ValueError(f"max_seqlen must be >= 0, got {max_seqlen}")
+    cu_seqlens = cu_seqlens.contiguous()
+    batch = cu_seqlens.numel() - 1
+    total, heads, head_dim = q.shape
+
+    out = torch.empty((total, heads, head_dim), dtype=q.dtype, device=q.device)
+    if out.numel() == 0 or batch == 0 or max_seqlen == 0:
+        return out
+    _launch(
+        q, k, v, out, None, cu_seqlens, batch, 0, int(max_seqlen),
+        (0, *q.stride()), (0, *k.stride()), (0, *v.stride()), (0, *out.stride()[:2]), (0, 0),
+    )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# References
+# ----------------------------------------------------------------------------------------------------------------
+
+def _attend_ref(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_ok: torch.Tensor, upcast: bool
+) -> torch.Tensor:
+    """One sequence: q, k, v ``[L, heads, D]``, key_ok ``[L]`` bool -> ``[L, heads, D]`` fp32 (zeros when no key is
+    valid). ``upcast``: float64 math. Otherwise eager attention in q's dtype -- scores and probabilities rounded to
+    it, products accumulated in fp32 -- the "same dtype" baseline that low-precision tolerances are relative to."""
+    if not bool(key_ok.any()):
+        return torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+    dtype = q.dtype
+    work = torch.float64 if upcast else torch.float32
+    q, k, v = (t.to(work).transpose(0, 1) for t in (q, k, v))  # [heads, L, D]
+    scores = q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])  # [heads, L, L]
+    if not upcast:
+        scores = scores.to(dtype).to(work)
+    scores = scores.masked_fill(~key_ok[None, None, :], float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    if not upcast:
+        probs = probs.to(dtype).to(work)
+    return (probs @ v).transpose(0, 1).float()
+
+
+def attention_ref(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, upcast: bool = True
+) -> torch.Tensor:
+    """Reference for :func:`attention` in q's dtype, with the module docstring's output contract: zeros for a
+    sequence without valid keys and for query rows at or after its last valid key + 1. ``upcast`` as in
+    :func:`_attend_ref`."""
+    batch, seqlen = q.shape[:2]
+    if key_mask is None:
+        key_mask = torch.ones((batch, seqlen), dtype=torch.bool, device=q.device)
+    out = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+    for i in range(batch):
+        real = key_mask[i].nonzero()
+        end = int(real.max()) + 1 if real.numel() else 0
+        if end:
+            out[i, :end] = _attend_ref(q[i], k[i], v[i], key_mask[i], upcast)[:end]
+    return out.to(q.dtype)
+
+
+def attention_varlen_ref(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
+    upcast: bool = True,
+) -> torch.Tensor:
+    """Reference for :func:`attention_varlen` in q's dtype; rows outside every sequence are zero here."""
+    out = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+    bounds = cu_seqlens.tolist()
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        if end > start:
+            ok = torch.ones(end - start, dtype=torch.bool, device=q.device)
+            out[start:end] = _attend_ref(q[start:end], k[start:end], v[start:end], ok, upcast)
+    return out.to(q.dtype)

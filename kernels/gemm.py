@@ -1,0 +1,241 @@
+"""Linear layer with a fused epilogue: ``y = act(x @ W^T + b)``.
+
+Shapes (nn.Linear layout): ``x`` ``[M, K]`` (M token rows), ``W`` ``[N, K]``, ``b`` ``[N]`` or None, ``y`` ``[M, N]``.
+(The op seam calls these ``[N, K]``, ``[M, K]`` and ``[N, M]``; inside this file M is rows, N is output features.)
+
+Activations, applied in fp32 to the fp32 accumulator before the single rounding to the output dtype:
+
+* ``None``        -- identity
+* ``"gelu"``      -- exact GELU, ``0.5 z (1 + erf(z / sqrt(2)))``
+* ``"gelu_tanh"`` -- HF ``gelu_new``, ``0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))``, evaluated as
+  ``z * sigmoid(2u)``, which is the same function and needs no ``tanh`` (not portable across Triton versions)
+* ``"relu"``      -- ``max(z, 0)``
+
+Design: one program per ``BLOCK_M x BLOCK_N`` output tile, K streamed in ``BLOCK_K`` slices, tiles visited in
+``GROUP_M``-row super-groups so neighbouring programs reuse the same W columns from L2 (Triton tutorial 03).
+fp16/bf16 operands accumulate in fp32 on tensor cores; fp32 operands use ``input_precision="ieee"`` (true fp32
+products, no TF32) so fp32 results match PyTorch's fp32 ``F.linear``. The epilogue saves a full read + write of the
+``[M, N]`` activation (the FFN up-projection's output is the largest tensor in a BERT layer).
+
+On speed versus cuBLAS: ``benchmarks/bench_kernels.py`` measures this kernel against bare ``torch.mm`` and against
+``torch.addmm`` + ``F.gelu``. Tuning is an autotune over the configs in :data:`GEMM_CONFIGS` (Ampere and Hopper
+shapes), pruned by :func:`_prune_gemm_configs` for shared memory and for small row counts.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+ACTIVATIONS = (None, "gelu", "gelu_tanh", "relu")
+
+_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _gemm_configs() -> list[triton.Config]:
+    """Tile shapes for Ampere (A100: 164 KB smem) and Hopper (H100: 227 KB); the filter drops what does not fit."""
+    if _INTERPRETING:  # one config: the interpreter runs programs one by one, autotuning would only cost time
+        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 4}, num_warps=4,
+                              num_stages=1)]
+    shapes = [
+        # BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages
+        (128, 256, 64, 8, 3),
+        (256, 128, 64, 8, 3),
+        (128, 128, 64, 8, 4),
+        (128, 128, 64, 4, 4),
+        (128, 128, 32, 4, 4),
+        (128, 64, 64, 4, 4),
+        (64, 128, 64, 4, 4),
+        (128, 64, 32, 4, 4),
+        (64, 64, 64, 4, 4),
+        (64, 64, 32, 4, 5),
+        (32, 64, 64, 4, 4),
+        (32, 128, 64, 4, 4),
+        (16, 64, 128, 4, 3),
+    ]
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=s)
+        for bm, bn, bk, w, s in shapes
+    ]
+
+
+GEMM_CONFIGS = _gemm_configs()
+
+
+def _shared_memory_limit() -> int:
+    """Shared memory one program may use on the current device, in bytes (a conservative default without CUDA)."""
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        limit = getattr(props, "shared_memory_per_block_optin", 0)
+        if limit:
+            return int(limit)
+    return 99 * 1024  # consumer Ampere / Ada opt-in limit
+
+
+def _prune_gemm_configs(configs, named_args, **kwargs):
+    """Keep configs whose pipelined A/B tiles fit in shared memory and whose BLOCK_M is not far past the row count
+    (a 256-row tile for a 16-row pooler input is all masked work); always keep at least the smallest."""
+    rows = named_args["M"]
+    elem = named_args["X_ptr"].element_size()
+    limit = _shared_memory_limit()
+    max_block_m = max(16, triton.next_power_of_2(rows))
+    kept = []
+    for cfg in configs:
+        kw = cfg.kwargs
+        smem = cfg.num_stages * (kw["BLOCK_M"] + kw["BLOCK_N"]) * kw["BLOCK_K"] * elem
+        if smem <= limit and kw["BLOCK_M"] <= max_block_m:
+            kept.append(cfg)
+    if not kept:
+        kept = [min(configs, key=lambda c: (c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"], c.num_stages))]
+    return kept
+
+
+@triton.jit
+def _gelu_tanh(z):
+    # 0.5 z (1 + tanh(u)) == z * sigmoid(2u) == z / (1 + exp(-2u)),  u = sqrt(2/pi) (z + 0.044715 z^3)
+    u = 0.7978845608028654 * (z + 0.044715 * z * z * z)
+    return z / (1.0 + tl.exp(-2.0 * u))
+
+
+@triton.autotune(
+    configs=GEMM_CONFIGS, key=["M_BUCKET", "N", "K"], prune_configs_by={"early_config_prune": _prune_gemm_configs}
+)
+@triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})
+@triton.jit
+def _linear_kernel(
+    X_ptr,  # [M, K] activations
+    W_ptr,  # [N, K] weight (nn.Linear layout), read as W^T tiles [BLOCK_K, BLOCK_N]
+    B_ptr,  # [N] bias (unused when HAS_BIAS is False)
+    Y_ptr,  # [M, N] output
+    M, N, K,
+    M_BUCKET,  # next_pow2(M): autotune key only, so a new token count does not re-tune
+    stride_xm, stride_xk,
+    stride_wn, stride_wk,
+    stride_ym, stride_yn,
+    HAS_BIAS: tl.constexpr,
+    ACTIVATION: tl.constexpr,  # None | "gelu" | "gelu_tanh" | "relu"
+    FP32_IEEE: tl.constexpr,  # fp32 operands: true fp32 products
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    EVEN_K: tl.constexpr,
+):
+    # Grouped tile order: GROUP_M tile-rows share each W column panel while it is hot in L2.
+    pid = tl.program_id(0)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    group_size = GROUP_M * num_pid_n
+    first_pid_m = (pid // group_size) * GROUP_M
+    group_rows = min(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + (pid % group_size) % group_rows
+    pid_n = (pid % group_size) // group_rows
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # [BLOCK_M]
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N]
+    offs_k = tl.arange(0, BLOCK_K)  # [BLOCK_K]
+    # Rows/columns past the edge are wrapped onto valid ones (their results are never stored), so the main loop
+    # needs no M/N masks.
+    rows = (offs_m % M).to(tl.int64)
+    cols = offs_n % N
+    x_ptrs = X_ptr + rows[:, None] * stride_xm + offs_k[None, :] * stride_xk  # [BLOCK_M, BLOCK_K]
+    w_ptrs = W_ptr + cols[None, :] * stride_wn + offs_k[:, None] * stride_wk  # [BLOCK_K, BLOCK_N]
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        if EVEN_K:
+            x = tl.load(x_ptrs)
+            w = tl.load(w_ptrs)
+        else:
+            k_left = K - k * BLOCK_K
+            x = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
+            w = tl.load(w_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
+        if FP32_IEEE:
+            acc = tl.dot(x, w, acc, input_precision="ieee")
+        else:
+            acc = tl.dot(x, w, acc)
+        x_ptrs += BLOCK_K * stride_xk
+        w_ptrs += BLOCK_K * stride_wk
+
+    # Epilogue in fp32: bias, activation, one rounding.
+    if HAS_BIAS:
+        acc += tl.load(B_ptr + cols).to(tl.float32)[None, :]
+    if ACTIVATION == "gelu":
+        acc = 0.5 * acc * (1.0 + tl.math.erf(acc * 0.7071067811865476))
+    elif ACTIVATION == "gelu_tanh":
+        acc = _gelu_tanh(acc)
+    elif ACTIVATION == "relu":
+        acc = tl.maximum(acc, 0.0)
+
+    y_ptrs = Y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
+    mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
+    tl.store(y_ptrs, acc.to(Y_ptr.dtype.element_ty), mask=mask)
+
+
+def linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    activation: str | None = None,
+) -> torch.Tensor:
+    """act(x @ weight.T + bias): x ``[rows, K]`` (any strides), weight ``[out, K]``, bias ``[out]`` or None ->
+    a new contiguous ``[rows, out]`` tensor of x's dtype."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+    if x.dim() != 2 or weight.dim() != 2 or x.shape[1] != weight.shape[1]:
+        raise ValueError(f"x must be [rows, K] and weight [out, K]; got {list(x.shape)} and {list(weight.shape)}")
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16) or weight.dtype != x.dtype:
+        raise ValueError(f"x and weight must share a float32/float16/bfloat16 dtype; got {x.dtype} and {weight.dtype}")
+    if bias is not None and (bias.shape != (weight.shape[0],) or bias.dtype != x.dtype or bias.stride(0) != 1):
+        raise ValueError(
+            f"bias must be a contiguous [{weight.shape[0]}] of {x.dtype}; got {list(bias.shape)} of {bias.dtype}"
+        )
+    if weight.device != x.device or (bias is not None and bias.device != x.device):
+        raise ValueError(f"x, weight and bias must share a device; got {x.device}, {weight.device}")
+
+    m, k = x.shape
+    n = weight.shape[0]
+    y = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if m == 0 or n == 0:
+        return y
+
+    def grid(meta):
+        return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
+
+    _linear_kernel[grid](
+        x, weight, bias if bias is not None else y, y,
+        m, n, k,
+        triton.next_power_of_2(m),
+        x.stride(0), x.stride(1),
+        weight.stride(0), weight.stride(1),
+        y.stride(0), y.stride(1),
+        HAS_BIAS=bias is not None,
+        ACTIVATION=activation,
+        FP32_IEEE=x.dtype == torch.float32,
+    )
+    return y
+
+
+def linear_ref(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    activation: str | None = None,
+    upcast: bool = True,
+) -> torch.Tensor:
+    """PyTorch reference in x's dtype. ``upcast``: computed in fp32 and rounded once. Otherwise eager PyTorch in
+    x's dtype (``F.linear``, then the activation on the rounded result) -- the "same dtype" baseline that
+    low-precision tolerances are relative to."""
+    dtype = x.dtype
+    if upcast:
+        x, weight, bias = x.float(), weight.float(), bias.float() if bias is not None else None
+    y = torch.nn.functional.linear(x, weight, bias)
+    if activation == "gelu":
+        y = torch.nn.functional.gelu(y)
+    elif activation == "gelu_tanh":
+        y = torch.nn.functional.gelu(y, approximate="tanh")
+    elif activation == "relu":
+        y = torch.relu(y)
+    return y.to(dtype)
