@@ -4,7 +4,8 @@
 
 For each backend, padding pattern and dtype: max |fastbert - HF fp32| over real tokens and for the pooler, beside
 max |HF in that dtype - HF fp32|, the reference's own error in the same dtype. Writes parity.json and parity.md.
-Without CUDA the Triton backend runs through the interpreter (set TRITON_INTERPRET=1 before running).
+Without CUDA the Triton backend runs through the interpreter (set TRITON_INTERPRET=1 before running); bf16 is
+then skipped for it, since the interpreter's bf16 ``tl.dot`` is wrong (triton issue #11584).
 """
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ def measure(backends, device, dtypes):
             for dtype in dtypes:
                 ref_low = hf[dtype](**enc)
                 for backend in backends:
+                    if backend == "triton" and dtype == "bfloat16" and os.environ.get("TRITON_INTERPRET") == "1":
+                        continue  # the interpreter's bf16 tl.dot is wrong (triton issue #11584): GPU only
                     model = fastbert.BertModel.from_pretrained(path, dtype=dtype, device=device, backend=backend)
                     out = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
                     rows.append(dict(

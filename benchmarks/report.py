@@ -300,6 +300,10 @@ def readme_markdown(folder: Path) -> str:
     kernels = folder / "kernels.json"
     out.append(generic_section("Triton kernels", kernels, folder) if kernels.is_file() else
                "## Triton kernels\n\nnot run (`python -m benchmarks.bench_kernels`, CUDA only)\n")
+    padding_free = folder / "padding_free.json"
+    out.append(generic_section("Padding-free execution and overheads", padding_free, folder)
+               if padding_free.is_file() else
+               "## Padding-free execution and overheads\n\nnot run (`python -m benchmarks.padding_free`)\n")
     tokenizer = next((p for p in (folder / "tokenizer.json", folder.parent / "cpu" / "tokenizer.json")
                       if p.is_file()), None)
     out.append(generic_section("Tokenizer (CPU)", tokenizer, folder) if tokenizer else

@@ -92,3 +92,15 @@ def test_report_gathers_other_benchmarks(bench, tmp_path):
     assert "## Encoder (end to end)\n\nnot run" in readme
     assert "### Kernels" in readme and "| layernorm | 2000 |" in readme
     assert "../cpu/tokenizer.json" in readme and "| fastbert | 12.3k |" in readme
+
+
+def test_padding_free_benchmark_cpu(tmp_path):
+    from benchmarks import padding_free
+
+    assert padding_free.main(["--out", str(tmp_path), "--rep-ms", "20"]) == 0
+    data = json.loads((tmp_path / "padding_free.json").read_text())
+    row = data["rows"][0]
+    assert data["label"].startswith("CPU")
+    assert abs(row["real_fraction"] - 0.6) < 0.05 and row["dense_tokens"] >= row["real_tokens"] * 0.9
+    assert all(row[k] > 0 for k in ("packed_ms", "padded_ms", "dense_ms", "check_inputs_ms"))
+    assert "| tiny | fp32 |" in (tmp_path / "padding_free.md").read_text()
