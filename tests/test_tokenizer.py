@@ -6,19 +6,14 @@ import threading
 
 import numpy as np
 import pytest
+import transformers
 
-import fastbert
 from fastbert.tokenizer import BertTokenizer
-
-transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def model_dir():
-    try:
-        return fastbert.default_model_path()
-    except OSError as e:
-        pytest.skip(str(e))
+def model_dir(minilm_path):
+    return minilm_path
 
 
 @pytest.fixture(scope="module")

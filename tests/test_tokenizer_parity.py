@@ -10,11 +10,10 @@ import unicodedata
 import numpy as np
 import pytest
 
-transformers = pytest.importorskip("transformers")
-from hypothesis import given, settings, strategies as st  # noqa: E402
+import transformers
+from hypothesis import given, settings, strategies as st
 
-import fastbert  # noqa: E402
-from fastbert.tokenizer import BertTokenizer, _read_vocab_txt  # noqa: E402
+from fastbert.tokenizer import BertTokenizer, _read_vocab_txt
 
 CONFIGS = {
     "uncased": {},
@@ -25,11 +24,8 @@ CONFIGS = {
 
 
 @pytest.fixture(scope="module")
-def model_dir():
-    try:
-        return fastbert.default_model_path()
-    except OSError as e:
-        pytest.skip(str(e))
+def model_dir(minilm_path):
+    return minilm_path
 
 
 @pytest.fixture(scope="module")
