@@ -20,10 +20,9 @@ Tokenizer: ``transformers.BertTokenizerFast`` of the bundled all-MiniLM-L6-v2 (u
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import os
 import re
-import sysconfig
-from glob import glob
 
 import numpy as np
 
@@ -43,9 +42,13 @@ def corpus_files() -> list[str]:
             files.append(readme)
     except OSError:
         pass
-    purelib = sysconfig.get_paths()["purelib"]
-    files += sorted(glob(os.path.join(purelib, "*.dist-info", "METADATA")))
-    return files
+    # Every installed distribution on sys.path (a venv layered on another one included), each METADATA once.
+    metadata = set()
+    for dist in importlib.metadata.distributions():
+        path = getattr(dist, "_path", None)  # the .dist-info folder of a normal install
+        if path is not None and str(path).endswith(".dist-info") and os.path.isfile(os.path.join(path, "METADATA")):
+            metadata.add(os.path.realpath(os.path.join(path, "METADATA")))
+    return files + sorted(metadata)
 
 
 def _body(path: str, text: str) -> str:
