@@ -63,12 +63,20 @@ class BertNormalizer {
         std::vector<Pending> pending;
         std::vector<int32_t> sources;
         auto flush = [&]() {
-            // The characters move; as in Hugging Face's NFD, their alignments stay in place.
+            // As in Hugging Face's NFD alignment: characters move together with their "first of a decomposition"
+            // mark. In the new order, each first character takes the next input character (inputs are consumed
+            // in order) and each further character of a decomposition shares the last consumed one.
             sources.clear();
-            for (const Pending& d : pending) sources.push_back(d.source);
+            for (const Pending& d : pending)
+                if (!d.inserted) sources.push_back(d.source);
+            int32_t last = pending.front().source;
             std::stable_sort(pending.begin(), pending.end(),
                              [](const Pending& a, const Pending& b) { return a.ccc < b.ccc; });
-            for (size_t i = 0; i < pending.size(); ++i) pending[i].source = sources[i];
+            size_t next = 0;
+            for (Pending& d : pending) {
+                if (!d.inserted) last = sources[next++];
+                d.source = last;
+            }
             for (const Pending& d : pending) emit_decomposed(d.cp, d.source, sink);
             pending.clear();
         };
@@ -102,14 +110,16 @@ class BertNormalizer {
                 sink(" ", 1, ci);
             }
             if (options_.strip_accents && (r.flags & kFlagReorder)) {
+                bool inserted = false;  // false for the first character of the decomposition
                 for_each_char(r.nfd, cp, [&](uint32_t d) {
                     const uint8_t ccc = unicode::record(d).ccc;
                     if (ccc == 0) {
                         if (!pending.empty()) flush();
                         emit_decomposed(d, ci, sink);
                     } else {
-                        pending.push_back(Pending{d, ccc, ci});
+                        pending.push_back(Pending{d, ccc, inserted, ci});
                     }
+                    inserted = true;
                 });
                 continue;
             }
@@ -136,6 +146,7 @@ class BertNormalizer {
     struct Pending {
         uint32_t cp;
         uint8_t ccc;
+        bool inserted;  // not the first character of its decomposition
         int32_t source;
     };
 

@@ -20,194 +20,303 @@ int threads_for(size_t work_bytes, int requested) {
     return static_cast<int>(std::min<size_t>(std::max(requested, 1), useful));
 }
 
-// Appends the tokens of `text` to `out`, using `pre` as scratch space.
-template <class Emit>
-void encode_text(std::string_view text, const AddedTokens& added, const BertNormalizer& normalizer,
-                 const WordPiece& wordpiece, BertPreTokenizer& pre, Emit&& emit) {
-    int32_t ci = 0;  // index of the current input character
-    auto on_word = [&](std::string_view word, const int32_t* source) { wordpiece.tokenize(word, source, emit); };
-    auto on_char = [&](const char* s, size_t n, int32_t source) { pre.push(s, n, source, on_word); };
-    added.split(
-        text,
-        [&](std::string_view segment) {
-            ci = normalizer.run(segment, ci, on_char);
-            pre.finish(on_word);
-        },
-        [&](const AddedTokens::Token& t) {
-            emit(t.id, ci, ci + t.chars);
-            ci += t.chars;
-        });
+size_t bytes_of(const Sequences& s) {
+    size_t total = 0;
+    for (auto p : s.pieces) total += p.size();
+    return total;
 }
+
+std::string which_input(size_t i) { return "input " + std::to_string(i) + ": "; }
 
 }  // namespace
 
+// Per-thread scratch space of the tokenizer.
+struct Scratch {
+    BertPreTokenizer pre;
+    std::string normalized;        // normalized text, when normalized added tokens must be searched in it
+    std::vector<int32_t> sources;  // input character of each byte of `normalized`
+};
+
 Tokenizer::Tokenizer(const std::vector<std::pair<std::string, int32_t>>& vocab,
-                     const std::vector<std::pair<std::string, int32_t>>& added_tokens,
-                     const NormalizerOptions& normalizer, const SpecialIds& special,
-                     std::string continuing_subword_prefix, size_t max_input_chars_per_word)
-    : added_(added_tokens),
-      normalizer_(normalizer),
+                     const std::vector<AddedTokenSpec>& added_tokens, const NormalizerOptions& normalizer,
+                     const SpecialIds& special, std::string continuing_subword_prefix, size_t max_input_chars_per_word)
+    : normalizer_(normalizer),
       wordpiece_(vocab, special.unk, std::move(continuing_subword_prefix), max_input_chars_per_word),
-      special_(special),
-      added_list_(added_tokens) {
+      special_(special) {
     if (special.unk < 0) throw std::invalid_argument("the vocabulary has no unknown token ([UNK])");
+    std::vector<AddedTokens::Pattern> raw, normalized;
+    for (const auto& t : added_tokens) {
+        added_ids_.emplace_back(t.content, t.id);
+        AddedTokens::Pattern p{t.content, t.id, t.single_word, t.lstrip, t.rstrip, t.special};
+        if (t.normalized) {
+            p.text.clear();
+            normalizer_.run(t.content, 0, [&](const char* s, size_t n, int32_t) { p.text.append(s, n); });
+            normalized.push_back(std::move(p));
+        } else {
+            raw.push_back(std::move(p));
+        }
+    }
+    raw_added_ = AddedTokens(std::move(raw));
+    normalized_added_ = AddedTokens(std::move(normalized));
 }
 
 int32_t Tokenizer::token_to_id(std::string_view token) const {
-    for (const auto& [content, id] : added_list_)
+    for (const auto& [content, id] : added_ids_)
         if (content == token) return id;
     return wordpiece_.token_to_id(token);
 }
 
-void Tokenizer::encode(std::string_view text, std::vector<Token>& out) const {
-    BertPreTokenizer pre;
-    encode_text(text, added_, normalizer_, wordpiece_, pre,
-                [&](int32_t id, int32_t start, int32_t end) { out.push_back(Token{id, start, end}); });
-}
-
-std::pair<size_t, size_t> truncated_lengths(size_t la, size_t lb, bool has_pair, Truncation strategy,
-                                            size_t max_length) {
-    if (strategy == Truncation::kNone) return {la, lb};
-    if (max_length == 0) return {0, 0};
-    if (la + lb <= max_length) return {la, lb};
-    switch (strategy) {
-        case Truncation::kLongestFirst: {
-            if (!has_pair) return {max_length, 0};
-            size_t n1 = la, n2 = lb;
-            const bool swap = n1 > n2;
-            if (swap) std::swap(n1, n2);
-            n2 = n1 > max_length ? n1 : std::max(n1, max_length - n1);
-            if (n1 + n2 > max_length) {
-                n1 = max_length / 2;
-                n2 = n1 + max_length % 2;
+// Tokens of one text (or one word of a pre-tokenized input, then every token has word `word`); offsets count
+// characters from the start of `text`. emit(id, start, end, word).
+template <class Emit>
+void Tokenizer::encode_piece(std::string_view text, int32_t word, bool split_special, Scratch& scratch,
+                             Emit&& emit) const {
+    int32_t next_word = 0;
+    auto word_of = [&]() { return word >= 0 ? word : next_word++; };
+    auto on_word = [&](std::string_view w, const int32_t* source) {
+        const int32_t index = word_of();
+        wordpiece_.tokenize(w, source, [&](int32_t id, int32_t s, int32_t e) { emit(id, s, e, index); });
+    };
+    auto on_char = [&](const char* s, size_t n, int32_t source) { scratch.pre.push(s, n, source, on_word); };
+    int32_t ci = 0;  // index of the current input character
+    raw_added_.split(
+        text, split_special,
+        [&](std::string_view segment) {
+            if (normalized_added_.empty()) {
+                ci = normalizer_.run(segment, ci, on_char);
+                scratch.pre.finish(on_word);
+                return;
             }
-            if (swap) std::swap(n1, n2);
-            return {std::min(la, n1), std::min(lb, n2)};
-        }
-        case Truncation::kOnlyFirst:
-        case Truncation::kOnlySecond: {
-            const bool first = strategy == Truncation::kOnlyFirst;
-            if (!first && !has_pair) throw std::invalid_argument("Truncation error: Second sequence not provided");
-            const size_t to_remove = la + lb - max_length;
-            const size_t target = first ? la : lb;
-            if (target <= to_remove)
-                throw std::invalid_argument(
-                    "Truncation error: Sequence to truncate too short to respect the provided max_length");
-            return first ? std::make_pair(la - to_remove, lb) : std::make_pair(la, lb - to_remove);
-        }
-        case Truncation::kNone:
-            break;
-    }
-    return {la, lb};
+            // Normalize the segment, then look for the normalized added tokens in it.
+            std::string& norm = scratch.normalized;
+            std::vector<int32_t>& sources = scratch.sources;
+            norm.clear();
+            sources.clear();
+            ci = normalizer_.run(segment, ci, [&](const char* s, size_t n, int32_t source) {
+                norm.append(s, n);
+                sources.insert(sources.end(), n, source);
+            });
+            normalized_added_.split(
+                norm, split_special,
+                [&](std::string_view piece) {
+                    const size_t base = static_cast<size_t>(piece.data() - norm.data());
+                    for (size_t k = 0; k < piece.size();) {
+                        const size_t n = unicode::utf8_length(static_cast<unsigned char>(piece[k]));
+                        scratch.pre.push(piece.data() + k, n, sources[base + k], on_word);
+                        k += n;
+                    }
+                    scratch.pre.finish(on_word);
+                },
+                [&](int32_t id, size_t begin, size_t end) {
+                    emit(id, sources[begin], sources[end - 1] + 1, word_of());
+                });
+        },
+        [&](int32_t id, size_t begin, size_t end) {
+            const auto chars = static_cast<int32_t>(unicode::count_chars(text.data() + begin, end - begin));
+            emit(id, ci, ci + chars, word_of());
+            ci += chars;
+        });
 }
 
-BatchEncoding Tokenizer::encode_batch(const std::vector<std::string_view>& first,
-                                      const std::vector<std::string_view>* second,
-                                      const EncodeOptions& options) const {
+template <class Emit>
+void Tokenizer::encode_sequence(const Sequences& batch, size_t i, bool split_special, Scratch& scratch,
+                                Emit&& emit) const {
+    if (!batch.split_into_words) {
+        encode_piece(batch.pieces[i], -1, split_special, scratch, emit);
+        return;
+    }
+    for (size_t k = batch.starts[i]; k < batch.starts[i + 1]; ++k)
+        encode_piece(batch.pieces[k], static_cast<int32_t>(k - batch.starts[i]), split_special, scratch, emit);
+}
+
+std::string Tokenizer::normalize(std::string_view text) const {
+    std::string out;
+    normalizer_.run(text, 0, [&](const char* s, size_t n, int32_t) { out.append(s, n); });
+    return out;
+}
+
+void Tokenizer::encode(std::string_view text, std::vector<Token>& out) const {
+    Scratch scratch;
+    encode_piece(text, -1, false, scratch,
+                 [&](int32_t id, int32_t start, int32_t end, int32_t word) { out.push_back(Token{id, start, end, word}); });
+}
+
+std::shared_ptr<Encodings> Tokenizer::encode_batch(const Sequences& first, const Sequences* second,
+                                                   const EncodeOptions& options) const {
     const size_t n = first.size();
     const bool has_pair = second != nullptr;
     if (has_pair && second->size() != n) throw std::invalid_argument("text and text_pair differ in length");
-    size_t total_bytes = 0;
-    for (auto s : first) total_bytes += s.size();
-    if (has_pair)
-        for (auto s : *second) total_bytes += s.size();
+    const bool specials = options.add_special_tokens;
+    const size_t n_added = specials ? (has_pair ? 3 : 2) : 0;
+    if (options.truncation != Truncation::kNone && options.max_length < n_added)
+        throw std::invalid_argument(
+            "max_length=" + std::to_string(options.max_length) + " is smaller than the " + std::to_string(n_added) +
+            " special tokens added to each " + (has_pair ? "pair ([CLS] A [SEP] B [SEP])" : "text ([CLS] A [SEP])") +
+            ": truncation cannot reach it (use max_length >= " + std::to_string(n_added) +
+            " or add_special_tokens=False)");
+    // Hugging Face checks this when truncation is set, with the 2 special tokens of a single text.
+    if (options.truncation != Truncation::kNone && options.max_length >= 2 && options.max_length - 2 < options.stride)
+        throw std::invalid_argument("stride=" + std::to_string(options.stride) +
+                                    " is greater than the effective max length of " +
+                                    std::to_string(options.max_length - 2) + " (max_length=" +
+                                    std::to_string(options.max_length) + " minus 2 special tokens)");
+    if (specials && (special_.cls < 0 || special_.sep < 0))
+        throw std::invalid_argument("add_special_tokens=True needs a [CLS] and a [SEP] token in the vocabulary");
+    if (options.padding != Padding::kNone && special_.pad < 0)
+        throw std::invalid_argument("padding needs a padding token ([PAD]) in the vocabulary");
+
+    auto enc = std::make_shared<Encodings>();
+    enc->has_pair_ = has_pair;
+    enc->specials_ = specials;
+    enc->special_ = special_;
+    const size_t total_bytes = bytes_of(first) + (has_pair ? bytes_of(*second) : 0);
+    const int threads = threads_for(total_bytes, options.num_threads);
 
     // 1. Tokenize every sequence. Work item c (texts [c*grain, (c+1)*grain)) appends to its own vector.
     const size_t chunks = (n + kEncodeGrain - 1) / kEncodeGrain;
-    std::vector<std::vector<Token>> chunk_tokens(std::max<size_t>(chunks, 1));
-    std::vector<uint32_t> chunk_of(n), begin(n), len_a(n), len_b(n, 0);
-    const int threads = threads_for(total_bytes, options.num_threads);
+    enc->chunks_.resize(std::max<size_t>(chunks, 1));
+    enc->chunk_of_.resize(n);
+    enc->begin_.resize(n);
+    enc->len_a_.resize(n);
+    std::vector<uint32_t> len_b(n, 0);
     parallel_for(n, kEncodeGrain, threads, [&](size_t lo, size_t hi) {
         const size_t chunk = lo / kEncodeGrain;
-        auto& out = chunk_tokens[chunk];
-        BertPreTokenizer pre;
-        auto emit = [&](int32_t id, int32_t start, int32_t end) { out.push_back(Token{id, start, end}); };
+        auto& out = enc->chunks_[chunk];
+        Scratch scratch;
+        auto emit = [&](int32_t id, int32_t start, int32_t end, int32_t word) {
+            out.push_back(Token{id, start, end, word});
+        };
         for (size_t i = lo; i < hi; ++i) {
-            chunk_of[i] = static_cast<uint32_t>(chunk);
-            begin[i] = static_cast<uint32_t>(out.size());
-            encode_text(first[i], added_, normalizer_, wordpiece_, pre, emit);
-            len_a[i] = static_cast<uint32_t>(out.size() - begin[i]);
+            enc->chunk_of_[i] = static_cast<uint32_t>(chunk);
+            enc->begin_[i] = static_cast<uint32_t>(out.size());
+            encode_sequence(first, i, options.split_special_tokens, scratch, emit);
+            enc->len_a_[i] = static_cast<uint32_t>(out.size() - enc->begin_[i]);
             if (has_pair) {
-                encode_text((*second)[i], added_, normalizer_, wordpiece_, pre, emit);
-                len_b[i] = static_cast<uint32_t>(out.size() - begin[i] - len_a[i]);
+                encode_sequence(*second, i, options.split_special_tokens, scratch, emit);
+                len_b[i] = static_cast<uint32_t>(out.size() - enc->begin_[i] - enc->len_a_[i]);
             }
         }
     });
 
-    // 2. Truncate, count special tokens, pad: the length of every row.
-    const bool specials = options.add_special_tokens;
-    const size_t n_added = specials ? (has_pair ? 3 : 2) : 0;
-    Truncation strategy = options.truncation;
-    size_t limit = options.max_length;
-    if (strategy != Truncation::kNone) {
-        if (limit < n_added) strategy = Truncation::kNone;  // as Hugging Face: too small a limit is ignored
-        else limit -= n_added;
-    }
-    std::vector<uint32_t> keep_a(n), keep_b(n);
-    BatchEncoding result;
-    result.rows = n;
-    result.row_starts.resize(n + 1);
-    size_t longest = 0;
+    // 2. Truncate into windows and lay out the rows ([CLS] A [SEP] (B [SEP])), unpadded for now.
+    TruncationParams params;
+    params.strategy = options.truncation;
+    params.max_length = options.truncation == Truncation::kNone ? 0 : options.max_length - n_added;
+    params.stride = options.stride;
+    params.side = options.truncation_side;
+    std::vector<Span> wa, wb;
+    auto& rows = enc->rows_;
+    rows.reserve(n);
+    size_t longest = 0;  // longest first row of an input (overflowing rows do not count, as in Hugging Face)
     for (size_t i = 0; i < n; ++i) {
-        const auto [ka, kb] = truncated_lengths(len_a[i], len_b[i], has_pair, strategy, limit);
-        keep_a[i] = static_cast<uint32_t>(ka);
-        keep_b[i] = static_cast<uint32_t>(kb);
-        longest = std::max(longest, ka + kb + n_added);
+        try {
+            truncate_sequences(enc->len_a_[i], len_b[i], has_pair, params, wa, wb);
+        } catch (const std::invalid_argument& e) {
+            throw std::invalid_argument(which_input(i) + e.what());
+        }
+        const size_t first_row = rows.size();
+        auto add_row = [&](const Span& a, const Span& b) {
+            const auto length = static_cast<uint32_t>(a.size() + b.size() + n_added);
+            rows.push_back(Encodings::Row{static_cast<uint32_t>(i), a, b, 0, length});
+        };
+        if (options.overflowing) for_each_window_pair(wa, wb, add_row);
+        else add_row(wa[0], wb[0]);
+        longest = std::max<size_t>(longest, rows[first_row].length);
     }
+
+    // 3. Pad.
     size_t target = 0;
     if (options.padding == Padding::kLongest) target = longest;
     else if (options.padding == Padding::kMaxLength) target = options.max_length;
     if (options.padding != Padding::kNone && options.pad_to_multiple_of > 0 && target % options.pad_to_multiple_of)
         target += options.pad_to_multiple_of - target % options.pad_to_multiple_of;
+    auto& starts = enc->row_starts_;
+    starts.resize(rows.size() + 1);
     int64_t pos = 0;
-    bool rectangular = true;
-    for (size_t i = 0; i < n; ++i) {
-        result.row_starts[i] = pos;
-        const size_t len = std::max<size_t>(keep_a[i] + keep_b[i] + n_added, target);
-        if (i > 0 && len != static_cast<size_t>(pos - result.row_starts[i - 1])) rectangular = false;
-        pos += static_cast<int64_t>(len);
-    }
-    result.row_starts[n] = pos;
-    result.width = (rectangular && n > 0) ? static_cast<size_t>(pos) / n : 0;
-
-    // 3. Write the outputs.
-    const size_t total = static_cast<size_t>(pos);
-    result.input_ids.resize(total);
-    result.token_type_ids.resize(total);
-    result.attention_mask.resize(total);
-    if (options.offsets) result.offsets.resize(2 * total);
-    parallel_for(n, kFillGrain, threads_for(total * 32, options.num_threads), [&](size_t lo, size_t hi) {
-        for (size_t i = lo; i < hi; ++i) {
-            size_t p = static_cast<size_t>(result.row_starts[i]);
-            const size_t row_end = static_cast<size_t>(result.row_starts[i + 1]);
-            const Token* tokens = chunk_tokens[chunk_of[i]].data() + begin[i];
-            auto put = [&](int32_t id, int32_t type, int32_t start, int32_t end) {
-                result.input_ids[p] = id;
-                result.token_type_ids[p] = type;
-                result.attention_mask[p] = 1;
-                if (options.offsets) {
-                    result.offsets[2 * p] = start;
-                    result.offsets[2 * p + 1] = end;
-                }
-                ++p;
-            };
-            if (specials) put(special_.cls, 0, 0, 0);
-            for (size_t k = 0; k < keep_a[i]; ++k) put(tokens[k].id, 0, tokens[k].start, tokens[k].end);
-            if (specials) put(special_.sep, 0, 0, 0);
-            if (has_pair) {
-                const Token* b = tokens + len_a[i];
-                for (size_t k = 0; k < keep_b[i]; ++k) put(b[k].id, 1, b[k].start, b[k].end);
-                if (specials) put(special_.sep, 1, 0, 0);
-            }
-            for (; p < row_end; ++p) {
-                result.input_ids[p] = special_.pad;
-                result.token_type_ids[p] = special_.pad_type_id;
-                result.attention_mask[p] = 0;
-                if (options.offsets) result.offsets[2 * p] = result.offsets[2 * p + 1] = 0;
-            }
+    for (size_t r = 0; r < rows.size(); ++r) {
+        auto& row = rows[r];
+        if (row.length < target) {
+            if (options.padding_side == Side::kLeft) row.pad_left = static_cast<uint32_t>(target - row.length);
+            row.length = static_cast<uint32_t>(target);
         }
-    });
-    return result;
+        if (r > 0 && row.length != rows[0].length) enc->rectangular_ = false;
+        starts[r] = pos;
+        pos += row.length;
+    }
+    starts[rows.size()] = pos;
+    return enc;
 }
+
+// Calls cell(kind, const Token* token, int32_t type_id) for each position of row r, in order; kind: 0 pad,
+// 1 [CLS]/[SEP] (token null), 2 a token of the first sequence, 3 of the second. Runs of pads and tokens are
+// passed as cell(kind, tokens, type_id, count) to let writers fill them in one go.
+template <class Cell>
+void Encodings::for_each_cell(size_t r, Cell&& cell) const {
+    const Row& row = rows_[r];
+    const Token* tokens = chunks_[chunk_of_[row.sample]].data() + begin_[row.sample];
+    const uint32_t content = row.a.size() + row.b.size() + (specials_ ? (has_pair_ ? 3 : 2) : 0);
+    if (row.pad_left) cell(0, nullptr, special_.pad_type_id, row.pad_left);
+    if (specials_) cell(1, nullptr, 0, 1);
+    if (row.a.size()) cell(2, tokens + row.a.begin, 0, row.a.size());
+    if (specials_) cell(1, nullptr, 0, 1);
+    if (has_pair_) {
+        if (row.b.size()) cell(3, tokens + len_a_[row.sample] + row.b.begin, 1, row.b.size());
+        if (specials_) cell(1, nullptr, 1, 1);
+    }
+    const uint32_t right = row.length - row.pad_left - content;
+    if (right) cell(0, nullptr, special_.pad_type_id, right);
+}
+
+void Encodings::write_rows(size_t lo, size_t hi, const Outputs& out, bool relative) const {
+    for (size_t r = lo; r < hi; ++r) {
+        size_t p = relative ? 0 : static_cast<size_t>(row_starts_[r]);
+        bool first_special = true;  // the first [CLS]/[SEP] of a row is [CLS]
+        for_each_cell(r, [&](int kind, const Token* t, int32_t type, uint32_t count) {
+            const bool is_token = kind >= 2;
+            if (out.input_ids) {
+                int64_t* d = out.input_ids + p;
+                if (is_token) {
+                    for (uint32_t k = 0; k < count; ++k) d[k] = t[k].id;
+                } else {
+                    const int32_t id = kind == 0 ? special_.pad : (first_special ? special_.cls : special_.sep);
+                    std::fill(d, d + count, id);
+                }
+            }
+            if (out.token_type_ids) std::fill(out.token_type_ids + p, out.token_type_ids + p + count, type);
+            if (out.attention_mask) std::fill(out.attention_mask + p, out.attention_mask + p + count, kind != 0);
+            if (out.special_tokens_mask)
+                std::fill(out.special_tokens_mask + p, out.special_tokens_mask + p + count, !is_token);
+            if (out.offsets) {
+                int64_t* d = out.offsets + 2 * p;
+                if (is_token) {
+                    for (uint32_t k = 0; k < count; ++k) {
+                        d[2 * k] = t[k].start;
+                        d[2 * k + 1] = t[k].end;
+                    }
+                } else {
+                    std::fill(d, d + 2 * count, 0);
+                }
+            }
+            if (out.word_ids) {
+                int64_t* d = out.word_ids + p;
+                if (is_token) {
+                    for (uint32_t k = 0; k < count; ++k) d[k] = t[k].word;
+                } else {
+                    std::fill(d, d + count, -1);
+                }
+            }
+            if (out.sequence_ids) std::fill(out.sequence_ids + p, out.sequence_ids + p + count, is_token ? kind - 2 : -1);
+            if (kind == 1) first_special = false;
+            p += count;
+        });
+    }
+}
+
+void Encodings::write(const Outputs& out, int num_threads) const {
+    parallel_for(rows(), kFillGrain, threads_for(total() * 32, num_threads),
+                 [&](size_t lo, size_t hi) { write_rows(lo, hi, out, false); });
+}
+
+void Encodings::write_row(size_t r, const Outputs& out) const { write_rows(r, r + 1, out, true); }
 
 }  // namespace fastbert

@@ -2,11 +2,21 @@
 from collections.abc import Sequence
 from typing import Any
 
+class Encodings:
+    """The rows of one encode_batch call, kept so that per-token details can be read after the call."""
+    @property
+    def rows(self) -> int: ...
+    @property
+    def n_sequences(self) -> int: ...
+    def row(self, row: int, field: str) -> list[Any]: ...
+    def row_length(self, row: int) -> int: ...
+    def sample_of(self, row: int) -> int: ...
+
 class Tokenizer:
     def __init__(
         self,
         vocab: Sequence[tuple[str, int]],
-        added_tokens: Sequence[tuple[str, int]],
+        added_tokens: Sequence[tuple[str, int, bool, bool, bool, bool, bool]],
         unk_id: int,
         cls_id: int,
         sep_id: int,
@@ -21,15 +31,23 @@ class Tokenizer:
     ) -> None: ...
     def encode_batch(
         self,
-        text: Sequence[str],
-        text_pair: Sequence[str] | None = None,
+        text: Sequence[str] | Sequence[Sequence[str]],
+        text_pair: Sequence[str] | Sequence[Sequence[str]] | None = None,
+        is_split_into_words: bool = False,
         add_special_tokens: bool = True,
         truncation: str = "do_not_truncate",
         max_length: int | None = None,
+        stride: int = 0,
+        truncation_side: str = "right",
+        return_overflowing_tokens: bool = False,
         padding: str = "do_not_pad",
+        padding_side: str = "right",
         pad_to_multiple_of: int | None = None,
-        return_offsets: bool = False,
+        split_special_tokens: bool = False,
+        fields: Sequence[str] = ("input_ids", "token_type_ids", "attention_mask"),
+        return_length: bool = False,
         as_numpy: bool = False,
         num_threads: int = 0,
-    ) -> dict[str, Any]: ...
+    ) -> tuple[dict[str, Any], Encodings]: ...
     def token_to_id(self, token: str) -> int | None: ...
+    def normalize(self, text: str) -> str: ...

@@ -11,6 +11,9 @@ Sources
                   not White_Space);
   - ``punct``   : general category P* or ASCII punctuation;
   - ``cjk``     : BERT's "Chinese character" blocks (the fixed ranges below are BERT's definition, not Unicode data);
+  - ``word``    : a word character as in the regex ``\w`` that ``tokenizers`` uses for ``single_word`` added tokens
+                  (Alphabetic, marks, decimal digits, connector punctuation, Join_Control); Alphabetic and
+                  Join_Control are Unicode properties ``unicodedata`` lacks, so they come from the ``regex`` package;
   - ``mn``/``ccc``/``nfd``: nonspacing marks, canonical combining classes and canonical decompositions, for the
                   canonical reordering of combining marks that NFD does across characters;
   - mappings    : ``strip`` = NFD with nonspacing marks (Mn) removed, ``lower`` = full lowercase mapping of one
@@ -48,6 +51,7 @@ FLAG_PUNCT = 4   # isolated as a one-character word by the pre-tokenizer
 FLAG_CJK = 8     # padded with spaces by tokenize_chinese_chars
 FLAG_MN = 16     # nonspacing mark: removed by strip_accents (after NFD)
 FLAG_REORDER = 32  # its NFD holds a non-starter (ccc > 0): needs canonical reordering with its neighbours
+FLAG_WORD = 64   # a word character (regex \w): single_word added tokens must not touch one
 
 # BERT's definition of a "Chinese character" (CJK Unified Ideographs blocks and extensions, compatibility blocks).
 CJK_RANGES = [
@@ -55,6 +59,18 @@ CJK_RANGES = [
     (0x2B740, 0x2B81F), (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
 ]
 ASCII_PUNCT = set(range(0x21, 0x30)) | set(range(0x3A, 0x41)) | set(range(0x5B, 0x61)) | set(range(0x7B, 0x7F))
+
+
+_WORD = None
+
+
+def is_word_char(ch: str) -> bool:
+    """Rust regex's Unicode ``\\w``: Alphabetic, Mark, Decimal_Number, Connector_Punctuation, Join_Control."""
+    global _WORD
+    if _WORD is None:
+        import regex
+        _WORD = regex.compile(r"[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]")
+    return _WORD.match(ch) is not None
 
 
 def code_points():
@@ -75,6 +91,8 @@ def ucd_properties(c: int) -> tuple:
         flags |= FLAG_PUNCT
     if any(lo <= c <= hi for lo, hi in CJK_RANGES):
         flags |= FLAG_CJK
+    if is_word_char(ch):
+        flags |= FLAG_WORD
     strip = "".join(x for x in unicodedata.normalize("NFD", ch) if unicodedata.category(x) != "Mn")
     lower = ch.lower()
     lower_strip = strip.lower()
@@ -90,9 +108,16 @@ def ucd_properties(c: int) -> tuple:
 def hf_properties(cps):
     """The same properties as answered by the installed ``tokenizers`` backend, or None if it is missing."""
     try:
-        from tokenizers import normalizers, pre_tokenizers
+        from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers
     except ImportError:
         return None
+    # \w as the added-vocabulary matcher sees it: a single_word token right after c is kept iff c is not \w.
+    probe = Tokenizer(models.WordPiece({"[UNK]": 0}, unk_token="[UNK]"))
+    marker = "\x00\x00"
+    probe.add_tokens([AddedToken(marker, single_word=True, normalized=False)])
+    marker_id = probe.token_to_id(marker)
+    not_word = {c for c, enc in zip(cps, probe.encode_batch([chr(c) + marker for c in cps], add_special_tokens=False))
+                if marker_id in enc.ids}
 
     def norm(clean, cjk, strip, lower):
         return normalizers.BertNormalizer(clean_text=clean, handle_chinese_chars=cjk, strip_accents=strip,
@@ -118,6 +143,8 @@ def hf_properties(cps):
             flags |= FLAG_PUNCT
         if chinese(ch) == " " + ch + " ":
             flags |= FLAG_CJK
+        if c not in not_word:
+            flags |= FLAG_WORD
         decomposed = nfd(ch)
         stripped = strip(ch)
         if decomposed == ch and stripped == "":
@@ -139,7 +166,7 @@ def hf_properties(cps):
 
 
 FLAG_NAMES = {FLAG_REMOVE: "remove", FLAG_SPACE: "space", FLAG_PUNCT: "punct", FLAG_CJK: "cjk", FLAG_MN: "mn",
-              FLAG_REORDER: "reorder"}
+              FLAG_REORDER: "reorder", FLAG_WORD: "word"}
 MAP_NAMES = ("lower", "strip", "lower_strip", "nfd", "ccc")
 
 
@@ -243,6 +270,7 @@ def render(stage1, stage2, records, pool, overrides, hf_version):
         f"constexpr uint8_t kFlagCjk = {FLAG_CJK};     // BERT Chinese character",
         f"constexpr uint8_t kFlagMn = {FLAG_MN};     // nonspacing mark (dropped by strip_accents)",
         f"constexpr uint8_t kFlagReorder = {FLAG_REORDER};  // NFD holds a non-starter: canonical reordering needed",
+        f"constexpr uint8_t kFlagWord = {FLAG_WORD};   // word character (regex \\w), for single_word added tokens",
         "",
         "// A mapping is (offset into kPool) << 8 | byte length, or kIdentity.",
         "struct CharRecord {",
