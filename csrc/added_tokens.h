@@ -56,7 +56,8 @@ class AddedTokens {
 
     // Splits `text` into plain segments and added tokens, in order: on_text(std::string_view segment) and
     // on_token(int32_t id, size_t begin, size_t end) with the token's byte range in `text` (whitespace taken
-    // by lstrip/rstrip included). Segments may be empty. With skip_special, special tokens are not matched.
+    // by lstrip/rstrip included; it may start before the end of the previous token when that token took the
+    // whitespace this one starts with). Segments may be empty. With skip_special, special tokens are not matched.
     template <class OnText, class OnToken>
     void split(std::string_view text, bool skip_special, OnText&& on_text, OnToken&& on_token) const {
         if (patterns_.empty()) {
@@ -88,12 +89,12 @@ class AddedTokens {
             size_t begin = at, end = at + match->text.size();
             pos = end;  // as Hugging Face: the next search starts after this match, kept or not
             if (skip_special && match->special) continue;
-            if (begin < segment) continue;  // inside whitespace that an rstrip token already took
             if (match->single_word && (touches_word_before(data, begin) || touches_word_after(data, end, n)))
                 continue;
             if (match->lstrip) begin = std::max(whitespace_before(data, begin), segment);
             if (match->rstrip) end = whitespace_after(data, end, n);
-            on_text(std::string_view(data + segment, begin - segment));
+            // A match may start inside whitespace an rstrip token before it took: as in Hugging Face, both keep it.
+            on_text(std::string_view(data + segment, begin > segment ? begin - segment : 0));
             on_token(match->id, begin, end);
             segment = end;
         }

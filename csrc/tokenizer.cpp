@@ -78,10 +78,12 @@ void Tokenizer::encode_piece(std::string_view text, int32_t word, bool split_spe
         wordpiece_.tokenize(w, source, [&](int32_t id, int32_t s, int32_t e) { emit(id, s, e, index); });
     };
     auto on_char = [&](const char* s, size_t n, int32_t source) { scratch.pre.push(s, n, source, on_word); };
-    int32_t ci = 0;  // index of the current input character
+    int32_t ci = 0;     // index of the current input character
+    size_t ci_byte = 0;  // its byte position in `text`
     raw_added_.split(
         text, split_special,
         [&](std::string_view segment) {
+            ci_byte = static_cast<size_t>(segment.data() - text.data()) + segment.size();
             if (normalized_added_.empty()) {
                 ci = normalizer_.run(segment, ci, on_char);
                 scratch.pre.finish(on_word);
@@ -112,9 +114,13 @@ void Tokenizer::encode_piece(std::string_view text, int32_t word, bool split_spe
                 });
         },
         [&](int32_t id, size_t begin, size_t end) {
-            const auto chars = static_cast<int32_t>(unicode::count_chars(text.data() + begin, end - begin));
-            emit(id, ci, ci + chars, word_of());
-            ci += chars;
+            // begin >= ci_byte, except after an rstrip token (see AddedTokens::split)
+            const int32_t start = begin >= ci_byte
+                                      ? ci + static_cast<int32_t>(unicode::count_chars(text.data() + ci_byte, begin - ci_byte))
+                                      : ci - static_cast<int32_t>(unicode::count_chars(text.data() + begin, ci_byte - begin));
+            ci = start + static_cast<int32_t>(unicode::count_chars(text.data() + begin, end - begin));
+            ci_byte = end;
+            emit(id, start, ci, word_of());
         });
 }
 

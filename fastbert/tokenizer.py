@@ -541,17 +541,20 @@ class BertTokenizer:
         self._build()
 
     # ------------------------------------------------------------------ construction
-    def _register_tokens(self, tokens) -> int:
-        """Adds (token, special) entries not known yet, as transformers: an existing vocabulary id is reused,
-        else the next free id. Returns how many were new."""
+    def _register_tokens(self, tokens, replace: bool = False) -> int:
+        """Adds (token, special) entries, as tokenizers' AddedVocabulary: an existing vocabulary id is reused, else
+        the next free id. A known added token keeps its id; with `replace` it takes the new flags (a special token
+        stays special). Returns how many entries were added or changed."""
         new = 0
         for token, special in tokens:
             index = self._vocab.get(_token_content(token))
             spec = _added_token(token, index, special=special)
             old = self._added.get(spec.content)
             if old is not None:
-                if special and not old.special:
-                    self._added[spec.content] = old._replace(special=True)
+                updated = spec._replace(id=old.id, special=old.special or spec.special) if replace else \
+                    old._replace(special=old.special or special)
+                new += updated != old and replace
+                self._added[spec.content] = updated
                 continue
             if spec.id < 0:
                 spec = spec._replace(id=max([len(self._vocab) - 1, *self._vocab.values(),
@@ -764,12 +767,7 @@ class BertTokenizer:
         appear in the text. Returns how many were new."""
         if isinstance(new_tokens, (str, AddedToken)) or not isinstance(new_tokens, Sequence):
             new_tokens = [new_tokens]
-        added = self._register_tokens([(t, special_tokens) for t in new_tokens])
-        if special_tokens:
-            for t in new_tokens:
-                content = _token_content(t)
-                if content not in self.all_special_tokens:
-                    self.extra_special_tokens.append(content)
+        added = self._register_tokens([(t, special_tokens) for t in new_tokens], replace=True)
         self._build()
         return added
 
