@@ -30,24 +30,33 @@ struct Texts {
     Sequences seq;
 };
 
-void add_piece(Texts& texts, PyObject* item, const std::string& where) {
+// "text[3]" or "text[3][7]": where an item is, for error messages (built only when one is raised).
+std::string where(const char* what, Py_ssize_t i, Py_ssize_t k = -1) {
+    std::string s = std::string(what) + "[" + std::to_string(i) + "]";
+    if (k >= 0) s += "[" + std::to_string(k) + "]";
+    return s;
+}
+
+void add_piece(Texts& texts, PyObject* item, const char* what, Py_ssize_t i, Py_ssize_t k = -1) {
     if (!PyUnicode_Check(item))
-        throw py::type_error(where + " must be str, not " + Py_TYPE(item)->tp_name);
+        throw py::type_error(where(what, i, k) + " must be str, not " + Py_TYPE(item)->tp_name);
     Py_ssize_t size = 0;
     const char* data = PyUnicode_AsUTF8AndSize(item, &size);
     if (!data) {
         PyErr_Clear();
-        throw py::value_error(where +
+        throw py::value_error(where(what, i, k) +
                               " is not valid Unicode (it contains a lone surrogate code point, which cannot be "
                               "encoded as UTF-8)");
     }
     texts.seq.pieces.emplace_back(data, static_cast<size_t>(size));
 }
 
-py::tuple as_tuple(const py::handle& seq, const std::string& what, const char* expected) {
-    if (PyUnicode_Check(seq.ptr()) || !PySequence_Check(seq.ptr()))
-        throw py::type_error(what + " must be " + expected + ", not " + Py_TYPE(seq.ptr())->tp_name);
-    auto tuple = py::reinterpret_steal<py::tuple>(PySequence_Tuple(seq.ptr()));
+// A tuple of the items of a sequence: it keeps them alive (and unchanged) while the GIL is released.
+py::tuple as_tuple(PyObject* seq, const char* what, Py_ssize_t i, const char* expected) {
+    if (PyUnicode_Check(seq) || !PySequence_Check(seq))
+        throw py::type_error((i < 0 ? std::string(what) : where(what, i)) + " must be " + expected + ", not " +
+                             Py_TYPE(seq)->tp_name);
+    auto tuple = py::reinterpret_steal<py::tuple>(PySequence_Tuple(seq));
     if (!tuple) throw py::error_already_set();
     return tuple;
 }
@@ -56,22 +65,22 @@ py::tuple as_tuple(const py::handle& seq, const std::string& what, const char* e
 Texts read_texts(const py::handle& batch, const char* what, bool split_into_words) {
     Texts texts;
     texts.seq.split_into_words = split_into_words;
-    py::tuple items = as_tuple(batch, what, split_into_words ? "a list of lists of str" : "a list of str");
+    py::tuple items = as_tuple(batch.ptr(), what, -1, split_into_words ? "a list of lists of str" : "a list of str");
     const Py_ssize_t n = PyTuple_GET_SIZE(items.ptr());
     texts.owners.push_back(items);
     if (!split_into_words) {
         texts.seq.pieces.reserve(static_cast<size_t>(n));
-        for (Py_ssize_t i = 0; i < n; ++i)
-            add_piece(texts, PyTuple_GET_ITEM(items.ptr(), i), std::string(what) + "[" + std::to_string(i) + "]");
+        for (Py_ssize_t i = 0; i < n; ++i) add_piece(texts, PyTuple_GET_ITEM(items.ptr(), i), what, i);
         return texts;
     }
+    texts.owners.reserve(static_cast<size_t>(n) + 1);
+    texts.seq.starts.reserve(static_cast<size_t>(n) + 1);
     texts.seq.starts.push_back(0);
     for (Py_ssize_t i = 0; i < n; ++i) {
-        const std::string where = std::string(what) + "[" + std::to_string(i) + "]";
-        py::tuple words = as_tuple(PyTuple_GET_ITEM(items.ptr(), i), where, "a list of str (the words of a text)");
-        texts.owners.push_back(words);
+        py::tuple words = as_tuple(PyTuple_GET_ITEM(items.ptr(), i), what, i, "a list of str (the words of a text)");
         for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(words.ptr()); ++k)
-            add_piece(texts, PyTuple_GET_ITEM(words.ptr(), k), where + "[" + std::to_string(k) + "]");
+            add_piece(texts, PyTuple_GET_ITEM(words.ptr(), k), what, i, k);
+        texts.owners.push_back(std::move(words));
         texts.seq.starts.push_back(texts.seq.pieces.size());
     }
     return texts;

@@ -764,9 +764,16 @@ class BertTokenizer:
 
     def add_tokens(self, new_tokens, special_tokens: bool = False) -> int:
         """Adds tokens (str or AddedToken-like; str ones are normalized unless special) kept whole when they
-        appear in the text. Returns how many were new."""
+        appear in the text. With special_tokens=True, tokenizers.AddedToken objects are marked special in place,
+        as transformers does. Returns how many were added or changed."""
         if isinstance(new_tokens, (str, AddedToken)) or not isinstance(new_tokens, Sequence):
             new_tokens = [new_tokens]
+        if special_tokens:
+            for token in new_tokens:
+                if not isinstance(token, (str, Mapping, AddedToken)) and hasattr(token, "special"):
+                    # as tokenizers' add_special_tokens: the caller's AddedToken becomes special, and a
+                    # `normalized` it was not given then defaults to False
+                    token.special = True
         added = self._register_tokens([(t, special_tokens) for t in new_tokens], replace=True)
         self._build()
         return added
