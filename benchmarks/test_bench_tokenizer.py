@@ -2,8 +2,9 @@
 
 One batch of 1,024 English paragraphs, truncation to 128, padding, numpy output, for fastbert, transformers'
 BertTokenizerFast and raw ``tokenizers``; ``extra_info`` holds the input bytes and real tokens per call
-(MB/s = bytes / time). The full grid (single core vs all cores, multilingual, memory) is
-``python -m benchmarks.bench_tokenizer``.
+(MB/s = bytes / time). The fine-tuning paths (NER: pre-tokenized words and word_ids; QA: overflowing windows with
+stride, offsets and sequence_ids) for fastbert and transformers, with the plain call each extends. The full grid
+(single core vs all cores, multilingual, memory, ratios) is ``python -m benchmarks.bench_tokenizer``.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from benchmarks.bench_tokenizer import BATCH, MAX_LENGTH, english_texts
+from benchmarks.bench_tokenizer import BATCH, MAX_LENGTH, TASK_PATHS, _task_calls, english_texts
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +53,19 @@ def test_tokenizer_batch(benchmark, texts, model_dir, name):
     benchmark.extra_info.update(tokenizer=name, batch=BATCH, max_length=MAX_LENGTH,
                                 bytes=sum(len(t.encode()) for t in texts), real_tokens=int(mask.sum()))
     benchmark(encode, texts)
+
+
+@pytest.mark.parametrize("path", TASK_PATHS)
+@pytest.mark.parametrize("name", ["fastbert", "transformers"])
+def test_tokenizer_task_path(benchmark, texts, model_dir, name, path):
+    if name == "fastbert":
+        import fastbert.tokenizer
+        tok = fastbert.tokenizer.BertTokenizer.from_pretrained(model_dir)
+    else:
+        transformers = pytest.importorskip("transformers")
+        tok = transformers.BertTokenizerFast.from_pretrained(model_dir)
+    baseline, call = _task_calls(tok, texts)[path]
+    enc = call()
+    benchmark.extra_info.update(tokenizer=name, path=path, extends=baseline, batch=BATCH, max_length=MAX_LENGTH,
+                                rows=len(enc["input_ids"]))
+    benchmark(call)

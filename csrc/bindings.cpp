@@ -198,6 +198,42 @@ py::dict write_fields(const Encodings& enc, const std::vector<std::string>& name
     return out;
 }
 
+// One field of row r (negative: from the end) as a new list; -1 word/sequence ids become None.
+py::object row_list(const Encodings& e, Py_ssize_t r, const Field& field) {
+    const auto rows = static_cast<Py_ssize_t>(e.rows());
+    if (r < 0) r += rows;
+    if (r < 0 || r >= rows) throw py::index_error("row index out of range (" + std::to_string(rows) + " rows)");
+    const size_t n = e.row_length(static_cast<size_t>(r));
+    std::vector<int64_t> values(n * field.width);
+    Encodings::Outputs dst;
+    dst.*(field.slot) = values.data();
+    e.write_row(static_cast<size_t>(r), dst);
+    const bool optional =
+        field.slot == &Encodings::Outputs::word_ids || field.slot == &Encodings::Outputs::sequence_ids;
+    PyObject* list = PyList_New(static_cast<Py_ssize_t>(n));
+    if (!list) throw py::error_already_set();
+    for (size_t k = 0; k < n; ++k) {
+        PyObject* item;
+        if (field.width == 2) {
+            item = PyTuple_New(2);
+            PyTuple_SET_ITEM(item, 0, PyLong_FromLongLong(values[2 * k]));
+            PyTuple_SET_ITEM(item, 1, PyLong_FromLongLong(values[2 * k + 1]));
+        } else if (optional && values[k] < 0) {
+            item = Py_NewRef(Py_None);
+        } else {
+            item = PyLong_FromLongLong(values[k]);
+        }
+        PyList_SET_ITEM(list, static_cast<Py_ssize_t>(k), item);
+    }
+    return py::reinterpret_steal<py::object>(list);
+}
+
+py::object row_field(const Encodings& e, Py_ssize_t r, const std::string& name) {
+    for (const auto& f : kFields)
+        if (name == f.name) return row_list(e, r, f);
+    throw py::value_error("unknown field '" + name + "'");
+}
+
 std::pair<py::dict, std::shared_ptr<Encodings>> encode_batch(
     const Tokenizer& tok, const py::object& text, const py::object& text_pair, bool is_split_into_words,
     bool add_special_tokens, const std::string& truncation, const py::object& max_length, const py::object& stride,
@@ -261,36 +297,14 @@ PYBIND11_MODULE(_C, m) {
         .def_property_readonly("rows", &Encodings::rows, "Number of rows (inputs, or windows with overflow).")
         .def_property_readonly("n_sequences", [](const Encodings& e) { return e.has_pair() ? 2 : 1; },
                                "2 for pairs of sequences, else 1.")
-        .def(
-            "row",
-            [](const Encodings& e, size_t r, const std::string& name) -> py::list {
-                if (r >= e.rows()) throw py::index_error("row " + std::to_string(r) + " out of range");
-                const Field* field = nullptr;
-                for (const auto& f : kFields)
-                    if (name == f.name) field = &f;
-                if (!field) throw py::value_error("unknown field '" + name + "'");
-                const size_t n = e.row_length(r);
-                std::vector<int64_t> values(n * field->width);
-                Encodings::Outputs dst;
-                dst.*(field->slot) = values.data();
-                e.write_row(r, dst);
-                py::list out(n);
-                const bool optional = field->slot == &Encodings::Outputs::word_ids ||
-                                      field->slot == &Encodings::Outputs::sequence_ids;
-                for (size_t k = 0; k < n; ++k) {
-                    if (field->width == 2)
-                        out[k] = py::make_tuple(values[2 * k], values[2 * k + 1]);
-                    else if (optional && values[k] < 0)
-                        out[k] = py::none();
-                    else
-                        out[k] = values[k];
-                }
-                return out;
-            },
-            py::arg("row"), py::arg("field"),
-            "One field of one row as a list: input_ids, token_type_ids, attention_mask, special_tokens_mask,\n"
-            "offset_mapping ((start, end) tuples, in characters), word_ids or sequence_ids (None for special\n"
-            "tokens and padding, as in transformers).")
+        .def("row", &row_field, py::arg("row"), py::arg("field"),
+             "One field of one row (negative: from the end) as a new list: input_ids, token_type_ids,\n"
+             "attention_mask, special_tokens_mask, offset_mapping ((start, end) tuples, in characters), word_ids or\n"
+             "sequence_ids (None for special tokens and padding, as in transformers).")
+        .def("word_ids", [](const Encodings& e, Py_ssize_t r) { return row_list(e, r, kFields[5]); }, py::arg("row"),
+             "row(row, 'word_ids'), without the field lookup.")
+        .def("sequence_ids", [](const Encodings& e, Py_ssize_t r) { return row_list(e, r, kFields[6]); },
+             py::arg("row"), "row(row, 'sequence_ids'), without the field lookup.")
         .def("row_length", &Encodings::row_length, py::arg("row"), "Tokens in a row, padding included.")
         .def("sample_of", &Encodings::sample_of, py::arg("row"), "The input a row comes from.");
 

@@ -202,6 +202,7 @@ class Encoding:
         self._cache: dict[str, list] = {}
 
     def _field(self, name: str) -> list:
+        """The row's field, read once (the lists handed out are copies, as tokenizers makes new ones)."""
         if name not in self._cache:
             self._cache[name] = self._rows.row(self._row, name)
         return self._cache[name]
@@ -210,7 +211,7 @@ class Encoding:
         for name in ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask", "offset_mapping",
                      "word_ids", "sequence_ids"):
             self._field(name)
-        self._cache["tokens"] = self.tokens
+        self.tokens  # noqa: B018 -- fills the cache
         return {"row": self._row, "n_sequences": self._n_sequences, "cache": self._cache}
 
     def __setstate__(self, state):
@@ -218,21 +219,21 @@ class Encoding:
         self._n_sequences, self._cache = state["n_sequences"], state["cache"]
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self._field("input_ids"))
 
     def __repr__(self) -> str:
         return f"Encoding(num_tokens={len(self)})"
 
-    ids = property(lambda self: self._field("input_ids"), doc="Token ids.")
-    type_ids = property(lambda self: self._field("token_type_ids"), doc="Token type (segment) ids.")
-    attention_mask = property(lambda self: self._field("attention_mask"), doc="1 for tokens, 0 for padding.")
-    special_tokens_mask = property(lambda self: self._field("special_tokens_mask"),
+    ids = property(lambda self: list(self._field("input_ids")), doc="Token ids.")
+    type_ids = property(lambda self: list(self._field("token_type_ids")), doc="Token type (segment) ids.")
+    attention_mask = property(lambda self: list(self._field("attention_mask")), doc="1 for tokens, 0 for padding.")
+    special_tokens_mask = property(lambda self: list(self._field("special_tokens_mask")),
                                    doc="1 for [CLS], [SEP] and padding.")
-    offsets = property(lambda self: self._field("offset_mapping"),
+    offsets = property(lambda self: list(self._field("offset_mapping")),
                        doc="(start, end) in characters of the input text (of the word, for pre-tokenized input).")
-    word_ids = property(lambda self: self._field("word_ids"), doc="Word of each token; None for special tokens.")
+    word_ids = property(lambda self: list(self._field("word_ids")), doc="Word of each token; None for special tokens.")
     words = word_ids
-    sequence_ids = property(lambda self: self._field("sequence_ids"),
+    sequence_ids = property(lambda self: list(self._field("sequence_ids")),
                             doc="0 or 1: the sequence of each token; None for special tokens and padding.")
     n_sequences = property(lambda self: self._n_sequences, doc="1, or 2 for pairs.")
 
@@ -240,12 +241,12 @@ class Encoding:
     def tokens(self) -> list[str]:
         """Token strings (vocabulary form: an added token shows its content, without stripped whitespace)."""
         if "tokens" not in self._cache:
-            self._cache["tokens"] = self._tokens_of(self.ids)
-        return self._cache["tokens"]
+            self._cache["tokens"] = self._tokens_of(self._field("input_ids"))
+        return list(self._cache["tokens"])
 
     def _range(self, sequence_index: int) -> range:
         """Tokens of a sequence; a sequence the row does not have means the whole row (as tokenizers)."""
-        seq = self.sequence_ids
+        seq = self._field("sequence_ids")
         if sequence_index >= self._n_sequences or sequence_index < 0:
             return range(len(seq))
         first = next((i for i, s in enumerate(seq) if s == sequence_index), None)
@@ -257,21 +258,21 @@ class Encoding:
         return range(first, last)
 
     def token_to_sequence(self, token_index: int) -> int | None:
-        seq = self.sequence_ids
+        seq = self._field("sequence_ids")
         return seq[token_index] if 0 <= token_index < len(seq) else None
 
     def token_to_word(self, token_index: int) -> int | None:
         if self.token_to_sequence(token_index) is None:
             return None
-        return self.word_ids[token_index]
+        return self._field("word_ids")[token_index]
 
     def token_to_chars(self, token_index: int) -> tuple[int, int] | None:
         if self.token_to_sequence(token_index) is None:
             return None
-        return self.offsets[token_index]
+        return self._field("offset_mapping")[token_index]
 
     def word_to_tokens(self, word_index: int, sequence_index: int = 0) -> tuple[int, int] | None:
-        words = self.word_ids
+        words = self._field("word_ids")
         start = end = None
         for i in self._range(sequence_index):
             w = words[i]
@@ -286,11 +287,11 @@ class Encoding:
         span = self.word_to_tokens(word_index, sequence_index)
         if span is None:
             return None
-        offsets = self.offsets
+        offsets = self._field("offset_mapping")
         return offsets[span[0]][0], offsets[span[1] - 1][1]
 
     def char_to_token(self, char_pos: int, sequence_index: int = 0) -> int | None:
-        offsets = self.offsets
+        offsets = self._field("offset_mapping")
         for i in self._range(sequence_index):
             if offsets[i][0] <= char_pos < offsets[i][1]:
                 return i
@@ -395,9 +396,13 @@ class BatchEncoding(dict):
         return self._encoding(batch_index).tokens
 
     def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        if type(self._encodings) is _Encodings:  # straight from the C++ rows: the per-row call of QA recipes
+            return self._encodings._rows.sequence_ids(batch_index)
         return self._encoding(batch_index).sequence_ids
 
     def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        if type(self._encodings) is _Encodings:  # straight from the C++ rows: the per-row call of NER recipes
+            return self._encodings._rows.word_ids(batch_index)
         return self._encoding(batch_index).word_ids
 
     def words(self, batch_index: int = 0) -> list[int | None]:
