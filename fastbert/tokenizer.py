@@ -365,8 +365,9 @@ class BatchEncoding(dict):
         self._encodings, self._n_sequences = state["encodings"], state["n_sequences"]
 
     @property
-    def data(self) -> dict:
-        return dict(self)
+    def data(self) -> BatchEncoding:
+        """The dict itself (transformers keeps its values in ``.data``)."""
+        return self
 
     @property
     def n_sequences(self) -> int | None:
@@ -495,6 +496,7 @@ class BertTokenizer:
     model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
     is_fast = True
     pad_token_type_id = 0
+    name_or_path = ""
 
     def __init__(self, vocab_file: str | None = None, *, vocab: Mapping[str, int] | None = None,
                  do_lower_case: bool = True, strip_accents: bool | None = None, tokenize_chinese_chars: bool = True,
@@ -658,7 +660,46 @@ class BertTokenizer:
             raise OSError(f"no vocab.txt or tokenizer.json in {path!r}")
         options["added_tokens"] = added
         options.update(kwargs)
-        return cls(**options)
+        tokenizer = cls(**options)
+        tokenizer.name_or_path = path
+        return tokenizer
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> tuple[str, ...]:
+        """Writes ``vocab.txt``, ``tokenizer_config.json`` (options, special tokens, added tokens with their flags)
+        and ``special_tokens_map.json``, which this class and transformers' ``from_pretrained`` read back (so a
+        Trainer can save it with its checkpoints). Returns the paths written."""
+        if not self.clean_text or self.continuing_subword_prefix != "##" or self.max_input_chars_per_word != 100:
+            raise ValueError("save_pretrained writes BERT's vocab.txt format, which cannot hold clean_text=False, "
+                             "another continuing_subword_prefix or max_input_chars_per_word")
+        by_id = sorted(self._vocab.items(), key=lambda item: item[1])
+        if [index for _, index in by_id] != list(range(len(by_id))):
+            raise ValueError("save_pretrained needs vocabulary ids 0..n-1 (vocab.txt gives ids by line)")
+        if any("\n" in token for token, _ in by_id):
+            raise ValueError("save_pretrained cannot write a vocabulary token that holds a newline to vocab.txt")
+        specials = {name: getattr(self, name) for name in _BERT_SPECIALS if getattr(self, name) is not None}
+        config = {
+            "tokenizer_class": "BertTokenizer", "do_lower_case": self.do_lower_case,
+            "strip_accents": self.strip_accents, "tokenize_chinese_chars": self.tokenize_chinese_chars,
+            "model_max_length": self.model_max_length, "padding_side": self.padding_side,
+            "truncation_side": self.truncation_side,
+            "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
+            "split_special_tokens": self.split_special_tokens, **specials,
+            "extra_special_tokens": list(self.extra_special_tokens),
+            "added_tokens_decoder": {str(t.id): {"content": t.content, "single_word": t.single_word,
+                                                 "lstrip": t.lstrip, "rstrip": t.rstrip,
+                                                 "normalized": t.normalized, "special": t.special}
+                                     for t in sorted(self._added.values(), key=lambda t: t.id)},
+        }
+        os.makedirs(save_directory, exist_ok=True)
+        paths = [os.path.join(save_directory, name)
+                 for name in ("tokenizer_config.json", "special_tokens_map.json", "vocab.txt")]
+        with open(paths[0], "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2, ensure_ascii=False)
+        with open(paths[1], "w", encoding="utf-8") as f:
+            json.dump(specials, f, indent=2, ensure_ascii=False)
+        with open(paths[2], "w", encoding="utf-8") as f:
+            f.write("".join(token + "\n" for token, _ in by_id))
+        return tuple(paths)
 
     # ------------------------------------------------------------------ vocabulary
     @property

@@ -483,6 +483,23 @@ def test_added_token_flags_load_from_checkpoint(pairs, tmp_path):
         hf.decode(want["input_ids"][-1], skip_special_tokens=True)
 
 
+def test_save_pretrained_round_trip(pairs, tmp_path):
+    """What fastbert saves, transformers and fastbert load back to the same tokenizer (a Trainer saves the
+    tokenizer with its checkpoints)."""
+    fb = copy.deepcopy(pairs["cased"][0])
+    fb.add_tokens(added_tokens())
+    fb.add_special_tokens({"extra_special_tokens": ["<sys>"]})
+    fb.padding_side = "left"
+    fb.save_pretrained(tmp_path)
+    hf, again = transformers.AutoTokenizer.from_pretrained(tmp_path), BertTokenizer.from_pretrained(tmp_path)
+    texts = ADDED_TEXTS + ["<sys> hi", "Naïve café 中文"]
+    for other in (hf, again):
+        got, want = call_both(fb, other, texts, padding=True, return_offsets_mapping=True)
+        assert_same(got, want, ("texts",), {}, pair=False, check_tokens=False)
+        assert other.padding_side == "left" and other.get_vocab() == fb.get_vocab()
+        assert other.all_special_ids == fb.all_special_ids
+
+
 # ----------------------------------------------------------------------------------------------- decoding
 def test_decode_variants(pairs, corpus):
     for fb, hf in pairs.values():
