@@ -210,18 +210,27 @@ py::object row_list(const Encodings& e, Py_ssize_t r, const Field& field) {
     e.write_row(static_cast<size_t>(r), dst);
     const bool optional =
         field.slot == &Encodings::Outputs::word_ids || field.slot == &Encodings::Outputs::sequence_ids;
+    // Word and sequence ids are small: hand out shared int objects instead of making one per token.
+    static PyObject* small[1024] = {};
+    auto as_int = [](int64_t v) -> PyObject* {
+        if (v >= 0 && v < 1024) {
+            if (!small[v]) small[v] = PyLong_FromLongLong(v);
+            return Py_NewRef(small[v]);
+        }
+        return PyLong_FromLongLong(v);
+    };
     PyObject* list = PyList_New(static_cast<Py_ssize_t>(n));
     if (!list) throw py::error_already_set();
     for (size_t k = 0; k < n; ++k) {
         PyObject* item;
         if (field.width == 2) {
             item = PyTuple_New(2);
-            PyTuple_SET_ITEM(item, 0, PyLong_FromLongLong(values[2 * k]));
-            PyTuple_SET_ITEM(item, 1, PyLong_FromLongLong(values[2 * k + 1]));
+            PyTuple_SET_ITEM(item, 0, as_int(values[2 * k]));
+            PyTuple_SET_ITEM(item, 1, as_int(values[2 * k + 1]));
         } else if (optional && values[k] < 0) {
             item = Py_NewRef(Py_None);
         } else {
-            item = PyLong_FromLongLong(values[k]);
+            item = as_int(values[k]);
         }
         PyList_SET_ITEM(list, static_cast<Py_ssize_t>(k), item);
     }
