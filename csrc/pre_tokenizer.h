@@ -3,6 +3,7 @@
 // Fed one normalized character at a time (see BertNormalizer::run); a finished word is handed to a callback
 // with, for each of its bytes, the index of the input character it came from.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -16,13 +17,9 @@ class BertPreTokenizer {
   public:
     enum Kind : uint8_t { kWord = 0, kSpace = 1, kPunct = 2 };
 
-    BertPreTokenizer() {
+    BertPreTokenizer() : ascii_kind_(ascii_kinds()) {
         word_.reserve(256);
         source_.reserve(256);
-        for (uint32_t c = 0; c < 128; ++c) {
-            const char ch = static_cast<char>(c);
-            ascii_kind_[c] = kind(&ch, 1);
-        }
     }
 
     static Kind kind(const char* s, size_t n) {
@@ -33,7 +30,7 @@ class BertPreTokenizer {
 
     // Adds one normalized character of `n` bytes that came from input character `source`.
     template <class OnWord>
-    void push(const char* s, size_t n, int32_t source, OnWord&& on_word) {
+    FASTBERT_ALWAYS_INLINE void push(const char* s, size_t n, int32_t source, OnWord&& on_word) {
         const Kind k = n == 1 ? static_cast<Kind>(ascii_kind_[static_cast<unsigned char>(*s)]) : kind(s, n);
         if (k == kWord) {
             word_.append(s, n);
@@ -58,7 +55,20 @@ class BertPreTokenizer {
     }
 
   private:
-    uint8_t ascii_kind_[128];
+    // Kind of each ASCII character, computed once (a tokenizer call makes a pre-tokenizer per work item).
+    static const uint8_t* ascii_kinds() {
+        static const auto table = [] {
+            std::array<uint8_t, 128> t{};
+            for (uint32_t c = 0; c < 128; ++c) {
+                const char ch = static_cast<char>(c);
+                t[c] = kind(&ch, 1);
+            }
+            return t;
+        }();
+        return table.data();
+    }
+
+    const uint8_t* ascii_kind_;
     std::string word_;
     std::vector<int32_t> source_;
 };

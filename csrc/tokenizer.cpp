@@ -72,12 +72,16 @@ template <class Emit>
 void Tokenizer::encode_piece(std::string_view text, int32_t word, bool split_special, Scratch& scratch,
                              Emit&& emit) const {
     int32_t next_word = 0;
-    auto word_of = [&]() { return word >= 0 ? word : next_word++; };
-    auto on_word = [&](std::string_view w, const int32_t* source) {
+    auto word_of = [&]() FASTBERT_INLINE_LAMBDA { return word >= 0 ? word : next_word++; };
+    auto on_word = [&](std::string_view w, const int32_t* source) FASTBERT_INLINE_LAMBDA {
         const int32_t index = word_of();
-        wordpiece_.tokenize(w, source, [&](int32_t id, int32_t s, int32_t e) { emit(id, s, e, index); });
+        wordpiece_.tokenize(w, source, [&](int32_t id, int32_t s, int32_t e) FASTBERT_INLINE_LAMBDA {
+            emit(id, s, e, index);
+        });
     };
-    auto on_char = [&](const char* s, size_t n, int32_t source) { scratch.pre.push(s, n, source, on_word); };
+    auto on_char = [&](const char* s, size_t n, int32_t source) FASTBERT_INLINE_LAMBDA {
+        scratch.pre.push(s, n, source, on_word);
+    };
     int32_t ci = 0;     // index of the current input character
     size_t ci_byte = 0;  // its byte position in `text`
     raw_added_.split(

@@ -27,7 +27,7 @@ class WordPiece {
     // Splits `word` (normalized UTF-8); source[i] is the input character of byte i. Calls
     // emit(int32_t id, int32_t start_char, int32_t end_char) for each piece, end exclusive.
     template <class Emit>
-    void tokenize(std::string_view word, const int32_t* source, Emit&& emit) const {
+    FASTBERT_ALWAYS_INLINE void tokenize(std::string_view word, const int32_t* source, Emit&& emit) const {
         const size_t n = word.size();
         const auto* w = reinterpret_cast<const unsigned char*>(word.data());
         if (n > max_chars_ && unicode::count_chars(word.data(), n) > max_chars_) {

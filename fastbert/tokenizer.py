@@ -35,6 +35,7 @@ _BERT_SPECIALS = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_toke
 _TRUNCATION = {True: "longest_first", "longest_first": "longest_first", "only_first": "only_first",
                "only_second": "only_second", "do_not_truncate": "do_not_truncate"}
 _PADDING = {True: "longest", "longest": "longest", "max_length": "max_length", "do_not_pad": "do_not_pad"}
+_DEFAULT_FIELDS = ["input_ids", "token_type_ids", "attention_mask"]
 # Per-token clean-up of the WordPiece decoder (tokenizers' `decoders.WordPiece(cleanup=True)`).
 _DECODER_CLEANUP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
                     (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
@@ -126,10 +127,12 @@ def _read_vocab_txt(path: str) -> dict[str, int]:
 
 def _value(x):
     """The value of a str Enum (transformers' PaddingStrategy, TruncationStrategy, TensorType), else x."""
-    return getattr(x, "value", x)
+    return x if x is None or type(x) in (bool, str) else getattr(x, "value", x)
 
 
 def _non_negative(value, name: str, allow_none: bool = True) -> int | None:
+    if type(value) is int and 0 <= value < 2**32:
+        return value
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -339,7 +342,8 @@ class BatchEncoding(dict):
         if n_sequences is None and self._encodings:
             n_sequences = self._encodings[0].n_sequences
         self._n_sequences = n_sequences
-        self.convert_to_tensors(tensor_type, prepend_batch_axis)
+        if tensor_type is not None:
+            self.convert_to_tensors(tensor_type, prepend_batch_axis)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name in ("_encodings", "_n_sequences"):
@@ -935,51 +939,48 @@ class BertTokenizer:
                             "BertTokenizer)")
         if text is None and text_target is None:
             raise InputTypeError("You need to specify either `text` or `text_target`.")
-        options = dict(add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
-                       max_length=max_length, stride=stride, is_split_into_words=is_split_into_words,
-                       pad_to_multiple_of=pad_to_multiple_of, padding_side=padding_side,
-                       return_tensors=return_tensors, return_token_type_ids=return_token_type_ids,
-                       return_attention_mask=return_attention_mask,
-                       return_overflowing_tokens=return_overflowing_tokens,
-                       return_special_tokens_mask=return_special_tokens_mask,
-                       return_offsets_mapping=return_offsets_mapping, return_length=return_length,
-                       split_special_tokens=split_special_tokens, num_threads=num_threads)
-        encodings = None if text is None else self._encode(text, text_pair, **options)
+        options = (add_special_tokens, padding, truncation, max_length, stride, is_split_into_words,
+                   pad_to_multiple_of, padding_side, return_tensors, return_token_type_ids, return_attention_mask,
+                   return_overflowing_tokens, return_special_tokens_mask, return_offsets_mapping, return_length,
+                   split_special_tokens, num_threads)
+        encodings = None if text is None else self._encode(text, text_pair, *options)
         if text_target is None:
             return encodings
-        targets = self._encode(text_target, text_pair_target, **options)
+        targets = self._encode(text_target, text_pair_target, *options)
         if encodings is None:
             return targets
         encodings["labels"] = targets["input_ids"]
         return encodings
 
-    def _encode(self, text, text_pair, *, add_special_tokens, padding, truncation, max_length, stride,
+    def _encode(self, text, text_pair, add_special_tokens, padding, truncation, max_length, stride,
                 is_split_into_words, pad_to_multiple_of, padding_side, return_tensors, return_token_type_ids,
                 return_attention_mask, return_overflowing_tokens, return_special_tokens_mask,
                 return_offsets_mapping, return_length, split_special_tokens, num_threads) -> BatchEncoding:
-        kind = _tensor_type(return_tensors)
+        kind = None if return_tensors is None else _tensor_type(return_tensors)
         texts, pairs, batched = self._inputs(text, text_pair, bool(is_split_into_words))
         pad_to_multiple_of = _non_negative(pad_to_multiple_of, "pad_to_multiple_of")
         pad, trunc, length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
-        fields = ["input_ids"]
-        if return_token_type_ids is not False:
-            fields.append("token_type_ids")
-        if return_attention_mask is not False:
-            fields.append("attention_mask")
-        if return_special_tokens_mask:
-            fields.append("special_tokens_mask")
-        if return_offsets_mapping:
-            fields.append("offset_mapping")
-        out, rows = self._core.encode_batch(
-            texts, pairs, is_split_into_words=bool(is_split_into_words), add_special_tokens=bool(add_special_tokens),
-            truncation=trunc, max_length=length, stride=_non_negative(stride, "stride", allow_none=False),
-            truncation_side=self.truncation_side, return_overflowing_tokens=bool(return_overflowing_tokens),
-            padding=pad, padding_side=self.padding_side if padding_side is None else padding_side,
-            pad_to_multiple_of=pad_to_multiple_of,
-            split_special_tokens=bool(self.split_special_tokens if split_special_tokens is None
-                                      else split_special_tokens),
-            fields=fields, return_length=bool(return_length), as_numpy=kind is not None,
-            num_threads=_non_negative(num_threads or self.num_threads, "num_threads"))
+        if return_token_type_ids is not False and return_attention_mask is not False and not (
+                return_special_tokens_mask or return_offsets_mapping):
+            fields = _DEFAULT_FIELDS
+        else:
+            fields = ["input_ids"]
+            if return_token_type_ids is not False:
+                fields.append("token_type_ids")
+            if return_attention_mask is not False:
+                fields.append("attention_mask")
+            if return_special_tokens_mask:
+                fields.append("special_tokens_mask")
+            if return_offsets_mapping:
+                fields.append("offset_mapping")
+        out, rows = self._core.encode_batch(  # positional: see _C.pyi for the order
+            texts, pairs, bool(is_split_into_words), bool(add_special_tokens), trunc, length,
+            _non_negative(stride, "stride", allow_none=False), self.truncation_side,
+            bool(return_overflowing_tokens), pad, self.padding_side if padding_side is None else padding_side,
+            pad_to_multiple_of, bool(self.split_special_tokens if split_special_tokens is None
+                                     else split_special_tokens),
+            fields, bool(return_length), kind is not None, _non_negative(num_threads or self.num_threads,
+                                                                         "num_threads"))
         n_sequences = rows.n_sequences
         encodings = _Encodings(rows, n_sequences, self._tokens_of)
         if kind is None:
