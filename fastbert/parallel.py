@@ -1,0 +1,364 @@
+"""Encode on several devices of one machine: one worker process per device (or N CPU worker processes).
+
+>>> from fastbert.parallel import EncodePool
+>>> with EncodePool(["cuda:0", "cuda:1"]) as pool:                 # or EncodePool(4): four CPU workers
+...     embeddings = pool.encode(texts, batch_size=64)              # float32 [len(texts), H], input order
+>>> embeddings = fastbert.parallel.encode_multi_process(texts, ["cuda:0", "cuda:1"])   # start, encode, stop
+
+How the work is split: the parent tokenizes the texts once to count their tokens, sorts them by length (longest
+first) and cuts that order into chunks of about the same number of tokens, several per worker. Each worker loads the
+model once and takes the next chunk as soon as it is free (so a slower device simply takes fewer chunks); within a
+chunk it sorts and batches as single-process encode does. Results are written back in input order.
+
+Workers are fresh interpreters started as ``python -m fastbert.parallel``, not ``multiprocessing`` children: they
+never import the caller's ``__main__`` module, so a script needs no ``if __name__ == "__main__":`` guard, and
+notebooks work. (sentence-transformers' pool uses the "spawn" start method, which re-imports the script in every
+worker and needs that guard.) The workers only need to be able to ``import fastbert`` with the same interpreter.
+
+This pool is not fault tolerant: a worker that dies ends the call with an error naming it. For long runs that must
+survive lost workers or machines, use :mod:`fastbert.ray`.
+"""
+from __future__ import annotations
+
+import multiprocessing.connection
+import os
+import socket
+import subprocess
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+CHUNKS_PER_WORKER = 8  # chunks per worker: enough to even out devices of different speed, few enough to batch well
+MIN_CHUNK_TEXTS = 256  # below this a chunk's round trip costs more than it balances
+
+
+# --------------------------------------------------------------------------------------------------- the adapter
+# The one place that knows how fastbert encodes sentences. Everything in this module and in fastbert.ray goes
+# through load_encoder / load_tokenizer.
+class _SentenceEncoder:
+    """Stand-in for ``fastbert.SentenceEncoder(path, device, dtype)`` until it exists: the same ``encode``
+    conventions (sentence-transformers' names), built on :func:`fastbert.cli.encode_texts`."""
+
+    def __init__(self, path: str | None, device: str | None, dtype: str | None):
+        import torch
+
+        import fastbert
+        from fastbert.cli import sentence_transformers_defaults
+
+        path = path or fastbert.default_model_path()
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = dtype or ("float16" if torch.device(device).type == "cuda" else "float32")
+        self.tokenizer = fastbert.BertTokenizer.from_pretrained(path)
+        self.model = fastbert.BertModel.from_pretrained(path, dtype=dtype, device=device, add_pooling_layer=False)
+        self.pooling, self.normalize = sentence_transformers_defaults(path)
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self.model.config.hidden_size
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, normalize_embeddings: bool = False,
+               show_progress_bar: bool = False, convert_to_numpy: bool = True) -> np.ndarray:
+        from fastbert.cli import encode_texts
+
+        if not convert_to_numpy:
+            raise ValueError("only convert_to_numpy=True is supported")
+        return encode_texts(texts, self.model, self.tokenizer, batch_size=batch_size, pooling=self.pooling,
+                            normalize=self.normalize or normalize_embeddings, progress=show_progress_bar)
+
+
+def load_encoder(path: str | None = None, device: str | None = None, dtype: str | None = None) -> _SentenceEncoder:
+    """The sentence encoder for ``path`` (default: the bundled all-MiniLM-L6-v2) on ``device`` in ``dtype``:
+    ``.encode(texts, batch_size=..., normalize_embeddings=...) -> float32 [N, H]`` in input order."""
+    return _SentenceEncoder(path, device, dtype)
+
+
+def load_tokenizer(path: str | None = None):
+    """The tokenizer of the model at ``path`` (for counting tokens)."""
+    import fastbert
+
+    return fastbert.BertTokenizer.from_pretrained(path or fastbert.default_model_path())
+
+
+# --------------------------------------------------------------------------------------------------- splitting
+def token_lengths(tokenizer, texts: Sequence[str], max_length: int = 512, step: int = 8192) -> np.ndarray:
+    """Tokens per text (with special tokens, at most ``max_length``) -> int64 ``[N]``."""
+    lengths = np.empty(len(texts), dtype=np.int64)
+    for start in range(0, len(texts), step):
+        ids = tokenizer(list(texts[start:start + step]), truncation=True, max_length=max_length)["input_ids"]
+        lengths[start:start + len(ids)] = [len(x) for x in ids]
+    return lengths
+
+
+def token_balanced_chunks(lengths: np.ndarray, n_chunks: int) -> list[np.ndarray]:
+    """Indices ``[N]`` sorted by length (longest first, ties in input order) cut into at most ``n_chunks``
+    contiguous pieces of about equal token sums. Every index is in exactly one chunk; no chunk is empty."""
+    if n_chunks < 1:
+        raise ValueError(f"n_chunks must be at least 1, got {n_chunks}")
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    if order.size == 0:
+        return []
+    cumulative = np.cumsum(np.asarray(lengths)[order])  # [N]
+    targets = cumulative[-1] * np.arange(1, n_chunks) / n_chunks
+    cuts = np.unique(np.searchsorted(cumulative, targets, side="right"))
+    return [chunk for chunk in np.split(order, cuts) if chunk.size]
+
+
+def parse_devices(devices: int | str | Sequence[str] | None) -> list[str]:
+    """``["cuda:0", "cuda:1"]``, ``"cuda:0,cuda:1"``, or a number of CPU workers (``4`` or ``"4"``) -> device
+    list. ``None``: every CUDA device, else one CPU worker per CPU core this process may use."""
+    if devices is None:
+        import torch
+
+        if torch.cuda.is_available():
+            return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        return ["cpu"] * len(os.sched_getaffinity(0))
+    if isinstance(devices, str):
+        devices = devices.strip()
+        devices = int(devices) if devices.isdigit() else [d.strip() for d in devices.split(",")]
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        if devices < 1:
+            raise ValueError(f"the number of CPU workers must be at least 1, got {devices}")
+        return ["cpu"] * devices
+    if isinstance(devices, (str, bytes)) or not isinstance(devices, Sequence):
+        raise TypeError(f"devices must be a list of device names or a number of CPU workers, not {devices!r}")
+    devices = [str(d) for d in devices]
+    if not devices or any(not d for d in devices):
+        raise ValueError(f"devices must name at least one device and no empty ones, got {devices!r}")
+    for device in devices:
+        kind, _, index = device.partition(":")
+        if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+            raise ValueError(f"unsupported device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+    return devices
+
+
+# --------------------------------------------------------------------------------------------------- the pool
+class _WorkerError(Exception):
+    """An exception a live worker reported (``.exception``), as opposed to a worker that died."""
+
+    def __init__(self, exception: Exception):
+        super().__init__(str(exception))
+        self.exception = exception
+
+
+class _Worker:
+    """One worker process and the socket to it."""
+
+    def __init__(self, device: str, threads: int):
+        self.device = device
+        parent, child = socket.socketpair()
+        env = dict(os.environ)
+        if device == "cpu":  # before torch starts its thread pools
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+        # Workers import the same fastbert as this process, installed or not.
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        with child:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "fastbert.parallel", str(child.fileno())], pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL, env=env)
+        self.conn = multiprocessing.connection.Connection(parent.detach())
+
+    def describe(self) -> str:
+        return f"fastbert worker {self.device} (pid {self.process.pid})"
+
+    def receive(self) -> Any:
+        """The worker's next message; raises if it died or reported an exception."""
+        try:
+            kind, *payload = self.conn.recv()
+        except (EOFError, OSError):
+            code = self.process.wait()
+            raise RuntimeError(f"{self.describe()} died (exit code {code})") from None
+        if kind == "error":
+            exc, remote_traceback = payload
+            if hasattr(exc, "add_note"):
+                exc.add_note(f"raised in {self.describe()}:\n{remote_traceback}")
+            raise _WorkerError(exc)
+        return payload
+
+    def close(self, timeout: float = 10.0) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.conn.close()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class EncodePool:
+    """Worker processes, one per device, each holding the model; a context manager.
+
+    Args:
+        devices: ``["cuda:0", "cuda:1"]`` (one process per GPU), ``["cpu", "cpu"]`` or a number of CPU workers;
+            ``None``: every CUDA device, else one CPU worker per core.
+        path: model folder (default: the bundled all-MiniLM-L6-v2).
+        dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` (default: float16 on CUDA, float32 on CPU).
+        threads_per_worker: torch threads of each CPU worker (default: the cores divided among the CPU workers).
+
+    Starting loads the model in every worker (in parallel) and waits until all are ready.
+    """
+
+    def __init__(self, devices: int | str | Sequence[str] | None = None, path: str | None = None, *,
+                 dtype: str | None = None, threads_per_worker: int | None = None):
+        self.devices = parse_devices(devices)
+        self.path = path
+        cores = len(os.sched_getaffinity(0))
+        n_cpu = self.devices.count("cpu")
+        threads = threads_per_worker or max(1, cores // max(1, n_cpu))
+        if threads < 1:
+            raise ValueError(f"threads_per_worker must be at least 1, got {threads_per_worker}")
+        self._tokenizer = load_tokenizer(path)
+        self._workers: list[_Worker] = []
+        try:
+            for device in self.devices:
+                self._workers.append(_Worker(device, threads))
+            for worker in self._workers:
+                worker.conn.send({"path": path, "device": worker.device, "dtype": dtype, "threads": threads})
+            dims = {worker.receive()[0] for worker in self._workers}
+        except _WorkerError as e:  # e.g. the model folder does not exist
+            self.close()
+            raise e.exception from None
+        except BaseException:
+            self.close()
+            raise
+        assert len(dims) == 1, dims
+        self.dimension = dims.pop()
+        self.last_chunks: dict[str, int] = {}
+
+    def __enter__(self) -> EncodePool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stops the workers (also on ``with`` exit). The pool cannot be used afterwards."""
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.close()
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, *, show_progress_bar: bool = False,
+               chunks_per_worker: int = CHUNKS_PER_WORKER, **encode_kwargs) -> np.ndarray:
+        """Embeds ``texts`` -> float32 ``[len(texts), H]`` in input order.
+
+        ``batch_size`` and ``encode_kwargs`` (e.g. ``normalize_embeddings``) go to each worker's ``encode``.
+        ``chunks_per_worker``: how many token-balanced chunks per worker the texts are cut into (fewer when
+        chunks would hold less than a few hundred texts, but at least one per worker).
+        ``self.last_chunks`` then tells how many chunks each worker took (as ``{worker: chunks}``).
+        """
+        from tqdm import tqdm
+
+        if not self._workers:
+            raise ValueError("this EncodePool is closed")
+        if isinstance(texts, str) or not isinstance(texts, Sequence):
+            raise TypeError(f"texts must be a list of str, not {type(texts).__name__}")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] is a {type(text).__name__}, not a str")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        workers = len(self._workers)
+        n_chunks = min(workers * chunks_per_worker, max(workers, len(texts) // MIN_CHUNK_TEXTS))
+        chunks = token_balanced_chunks(token_lengths(self._tokenizer, texts), n_chunks)
+        pending = list(reversed(range(len(chunks))))  # pop() hands out the longest texts first
+        busy: dict[Any, tuple[_Worker, int]] = {}
+        self.last_chunks = {worker.describe(): 0 for worker in self._workers}
+
+        def feed(worker: _Worker) -> None:
+            if pending:
+                chunk = pending.pop()
+                worker.conn.send(("encode", [texts[i] for i in chunks[chunk]], batch_size, encode_kwargs))
+                busy[worker.conn] = (worker, chunk)
+
+        failure: Exception | None = None
+        try:
+            with tqdm(total=len(texts), unit="text", desc="encoding", disable=not show_progress_bar) as bar:
+                for worker in self._workers:
+                    feed(worker)
+                while busy:
+                    for conn in multiprocessing.connection.wait(list(busy), timeout=1.0):
+                        worker, chunk = busy.pop(conn)
+                        try:
+                            (embeddings,) = worker.receive()
+                        except _WorkerError as e:  # the worker lives on; collect the others, then raise
+                            failure = failure or e.exception
+                            pending.clear()
+                            continue
+                        out[chunks[chunk]] = embeddings
+                        self.last_chunks[worker.describe()] += 1
+                        bar.update(len(chunks[chunk]))
+                        feed(worker)
+                    for worker, _ in list(busy.values()):
+                        if worker.process.poll() is not None:
+                            worker.receive()  # raises: the worker died
+        except BaseException:
+            self.close()  # a worker died or we were interrupted: workers may hold unread chunks
+            raise
+        if failure is not None:
+            raise failure
+        return out
+
+
+def encode_multi_process(texts: Sequence[str], devices: int | str | Sequence[str] | None = None,
+                         path: str | None = None, *, dtype: str | None = None, batch_size: int = 32,
+                         threads_per_worker: int | None = None, show_progress_bar: bool = False,
+                         **encode_kwargs) -> np.ndarray:
+    """Starts an :class:`EncodePool`, embeds ``texts`` -> float32 ``[N, H]`` in input order, stops the pool."""
+    with EncodePool(devices, path, dtype=dtype, threads_per_worker=threads_per_worker) as pool:
+        return pool.encode(texts, batch_size, show_progress_bar=show_progress_bar, **encode_kwargs)
+
+
+# --------------------------------------------------------------------------------------------------- the worker
+def _send_error(conn, exc: BaseException) -> None:
+    remote_traceback = "".join(traceback.format_exception(exc))
+    try:
+        conn.send(("error", exc, remote_traceback))
+    except Exception:  # the exception does not pickle
+        conn.send(("error", RuntimeError(remote_traceback), remote_traceback))
+
+
+def _worker_main(fd: int) -> None:
+    """Loads the model named by the first message, then encodes chunks until told to stop (``None``) or until
+    the parent goes away."""
+    conn = multiprocessing.connection.Connection(fd)
+    setup = conn.recv()
+    try:
+        import torch
+
+        if setup["device"] == "cpu":
+            torch.set_num_threads(setup["threads"])
+        elif torch.device(setup["device"]).index is not None:
+            torch.cuda.set_device(setup["device"])  # Triton launches on the current device
+        encoder = load_encoder(setup["path"], setup["device"], setup["dtype"])
+        if setup["device"] == "cpu" and hasattr(encoder, "tokenizer"):
+            encoder.tokenizer.num_threads = setup["threads"]
+    except Exception as exc:
+        _send_error(conn, exc)
+        return
+    conn.send(("ready", encoder.get_sentence_embedding_dimension()))
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        _, texts, batch_size, encode_kwargs = message
+        try:
+            embeddings = encoder.encode(texts, batch_size=batch_size, **encode_kwargs)
+        except Exception as exc:
+            _send_error(conn, exc)
+            continue
+        conn.send(("done", np.ascontiguousarray(embeddings, dtype=np.float32)))
+
+
+if __name__ == "__main__":
+    _worker_main(int(sys.argv[1]))

@@ -1,0 +1,333 @@
+"""Embed with Ray Data: a callable class for ``map_batches`` and a resumable pipeline over Parquet / JSON lines shards.
+
+Needs ``pip install 'fastbert[ray]'``. In your own Ray Data pipeline::
+
+    import ray
+    from fastbert.ray import Embedder
+
+    ds = ray.data.read_parquet("s3://bucket/corpus/")
+    ds = ds.map_batches(Embedder, fn_constructor_kwargs={"path": "/models/minilm", "text_column": "text"},
+                        compute=ray.data.ActorPoolStrategy(size=8), num_gpus=1, batch_size=1024)
+    ds.write_parquet("s3://bucket/embeddings/")
+
+Each actor loads the model once; each batch is sorted by length and encoded in length-packed sub-batches, and comes
+back in its own row order with an ``embedding`` column (float32 ``[rows, H]``) added.
+
+Over files, with output shards named by input shard (what ``fastbert encode --ray`` runs)::
+
+    ray.init()                      # or ray.init(address="ray://head:10001")
+    embed_files("corpus/*.parquet", "embeddings/", text_column="text", num_gpus=1)
+
+Nothing lost, nothing twice: every input shard becomes exactly one output shard at the same relative path (its
+rows, in its order, plus the embedding column), written to a temporary file and renamed into place when complete.
+A run that crashes can simply be started again: finished shards are skipped, unfinished ones are redone from the
+start. An actor that dies mid-shard is restarted by Ray Data and its shard redone; what it had half written is
+discarded. One run per output directory at a time.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .parallel import load_encoder
+
+try:
+    import ray
+    import ray.data
+except ImportError as e:  # pragma: no cover - exercised only without the extra
+    raise ImportError("fastbert.ray needs Ray Data: pip install 'fastbert[ray]'") from e
+
+FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
+EXTENSIONS = {"parquet": ".parquet", "jsonl": ".jsonl"}
+TEMP_SUFFIX = ".fastbert-tmp"
+
+
+def _check_texts(texts: Any, column: str) -> list[str]:
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(f"column {column!r} must hold strings; row {i} is {text!r}")
+    return texts
+
+
+class Embedder:
+    """A Ray Data callable class: ``batch`` (a dict of numpy columns) -> the same dict plus an embedding column.
+
+    Args:
+        path: model folder, readable on every node (default: the bundled all-MiniLM-L6-v2).
+        text_column: the column holding the texts (str).
+        embedding_column: the column added, float32 ``[rows, H]`` (an error if the batch already has one).
+        device: default ``"cuda"`` when the actor sees a GPU (Ray assigns it with ``num_gpus=1``), else ``"cpu"``.
+        dtype: default float16 on CUDA, float32 on CPU.
+        batch_size: texts per forward pass inside a Ray batch; ``encode_kwargs`` (e.g. ``normalize_embeddings``)
+            go to the encoder's ``encode`` as well.
+    """
+
+    def __init__(self, path: str | None = None, *, text_column: str = "text", embedding_column: str = "embedding",
+                 device: str | None = None, dtype: str | None = None, batch_size: int = 32, **encode_kwargs):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.text_column = text_column
+        self.embedding_column = embedding_column
+        self.batch_size = batch_size
+        self.encode_kwargs = encode_kwargs
+        self.encoder = load_encoder(path, device, dtype)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> float32 ``[N, H]`` in input order."""
+        embeddings = self.encoder.encode(texts, batch_size=self.batch_size, **self.encode_kwargs)
+        return np.asarray(embeddings, dtype=np.float32)
+
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not isinstance(batch, Mapping):
+            raise TypeError(f"Embedder takes numpy batches (a dict of columns, batch_format='numpy'), not "
+                            f"{type(batch).__name__}")
+        if self.text_column not in batch:
+            raise ValueError(f"the batch has no text column {self.text_column!r}; its columns: {sorted(batch)}")
+        if self.embedding_column in batch:
+            raise ValueError(f"the batch already has a column {self.embedding_column!r}")
+        out = dict(batch)
+        out[self.embedding_column] = self.embed(_check_texts(batch[self.text_column], self.text_column))
+        return out
+
+
+# --------------------------------------------------------------------------------------------------- shards
+def input_files(input: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[str, list[str]]:
+    """(root, files): the Parquet / JSON lines files of a directory (searched recursively), a glob pattern, or a
+    list of files, sorted; output shards keep their paths relative to ``root``. Names starting with ``.`` or
+    ``_`` are skipped in directories."""
+    if isinstance(input, (str, os.PathLike)):
+        input = os.fspath(input)
+        if os.path.isdir(input):
+            root, files = input, []
+            for directory, dirs, names in os.walk(input):
+                dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+                files += [os.path.join(directory, name) for name in names
+                          if not name.startswith((".", "_")) and os.path.splitext(name)[1] in FORMATS]
+            files.sort()
+        else:
+            files = sorted(f for f in glob.glob(input, recursive=True) if os.path.isfile(f))
+            magic = next((i for i, part in enumerate(input.split(os.sep)) if glob.has_magic(part)), None)
+            root = os.sep.join(input.split(os.sep)[:magic]) if magic is not None else os.path.dirname(input)
+    else:
+        files = sorted(os.fspath(f) for f in input)
+        root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files]) if files else ""
+    if not files:
+        raise OSError(f"no input files found at {input!r}")
+    for f in files:
+        if os.path.splitext(f)[1] not in FORMATS:
+            raise ValueError(f"{f!r} is neither Parquet nor JSON lines (expected one of {sorted(FORMATS)})")
+        if not os.path.isfile(f):
+            raise OSError(f"input file not found: {f!r}")
+    return os.path.abspath(root or "."), [os.path.abspath(f) for f in files]
+
+
+def output_path(file: str, root: str, output_dir: str, output_format: str | None = None) -> str:
+    """Where the output shard of input ``file`` goes: its path relative to ``root``, under ``output_dir``, with the
+    extension of ``output_format`` (default: the input's own format)."""
+    fmt = output_format or FORMATS[os.path.splitext(file)[1]]
+    stem = os.path.splitext(os.path.relpath(file, root))[0]
+    return os.path.join(os.path.abspath(output_dir), stem + EXTENSIONS[fmt])
+
+
+def _read_batches(path: str, text_column: str, rows: int):
+    """An input shard as a stream of pyarrow RecordBatches of at most ``rows`` rows, with its text column."""
+    import pyarrow.json
+    import pyarrow.parquet as pq
+
+    if FORMATS[os.path.splitext(path)[1]] == "parquet":
+        file = pq.ParquetFile(path)
+        schema = file.schema_arrow
+        batches = file.iter_batches(batch_size=rows)
+    else:
+        table = pyarrow.json.read_json(path)
+        schema, batches = table.schema, table.to_batches(max_chunksize=rows)
+    if text_column not in schema.names:
+        raise ValueError(f"{path}: no text column {text_column!r}; its columns: {schema.names}")
+    return schema, batches
+
+
+class _ShardOutput:
+    """A temporary output file that becomes ``path`` on :meth:`commit` (fsync + atomic rename), else is removed."""
+
+    def __init__(self, path: str, fmt: str, schema):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.path, self.fmt = path, fmt
+        directory, name = os.path.split(path)
+        self.temp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            self.writer = pq.ParquetWriter(self.temp, schema)
+        else:
+            self.writer = open(self.temp, "w", encoding="utf-8")
+
+    def write(self, batch) -> None:
+        if self.fmt == "parquet":
+            self.writer.write_batch(batch)
+            return
+        for row in batch.to_pylist():
+            self.writer.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+
+    def commit(self) -> None:
+        self.writer.close()
+        fd = os.open(self.temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(self.temp, self.path)
+        fd = os.open(os.path.dirname(self.path), os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the rename itself survives a machine crash
+        finally:
+            os.close(fd)
+
+    def discard(self) -> None:
+        self.writer.close()
+        if os.path.exists(self.temp):
+            os.remove(self.temp)
+
+
+def embed_shard(embedder: Embedder, source: str, destination: str, *, output_format: str | None = None,
+                rows_per_call: int = 4096) -> int:
+    """Embeds one input shard into ``destination`` (written atomically) -> the number of rows.
+
+    The output holds the input's columns and rows, in the input's order, plus ``embedder.embedding_column``
+    (Parquet: ``fixed_size_list<float32>[H]``; JSON lines: a list of numbers). ``rows_per_call``: rows read and
+    handed to ``embedder.embed`` at a time (memory stays bounded by it for Parquet inputs).
+    """
+    import pyarrow as pa
+
+    fmt = output_format or FORMATS[os.path.splitext(source)[1]]
+    schema, batches = _read_batches(source, embedder.text_column, rows_per_call)
+    if embedder.embedding_column in schema.names:
+        raise ValueError(f"{source}: already has a column {embedder.embedding_column!r}")
+    output, rows = None, 0
+    try:
+        for batch in batches:
+            texts = _check_texts(batch.column(embedder.text_column).to_pylist(), embedder.text_column)
+            embeddings = embedder.embed(texts)  # [rows, H]
+            column = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1)), embeddings.shape[1])
+            batch = batch.append_column(embedder.embedding_column, column)
+            if output is None:
+                output = _ShardOutput(destination, fmt, batch.schema)
+            output.write(batch)
+            rows += batch.num_rows
+        if output is None:  # an empty shard gives an empty output shard
+            dim = embedder.encoder.get_sentence_embedding_dimension()
+            output = _ShardOutput(destination, fmt, schema.append(
+                pa.field(embedder.embedding_column, pa.list_(pa.float32(), dim))))
+        output.commit()
+    except BaseException:
+        if output is not None:
+            output.discard()
+        raise
+    return rows
+
+
+class ShardEmbedder:
+    """A Ray Data callable class over a dataset of shards (columns ``input``, ``output``): embeds each with
+    :func:`embed_shard` through one ``embedder_class(**embedder_kwargs)`` per actor, and returns the rows written
+    per shard (columns ``input``, ``output``, ``rows``)."""
+
+    def __init__(self, embedder_class: type = Embedder, embedder_kwargs: dict | None = None, *,
+                 output_format: str | None = None, rows_per_call: int = 4096):
+        self.embedder = embedder_class(**(embedder_kwargs or {}))
+        self.output_format = output_format
+        self.rows_per_call = rows_per_call
+
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = [embed_shard(self.embedder, str(src), str(dst), output_format=self.output_format,
+                            rows_per_call=self.rows_per_call) for src, dst in zip(batch["input"], batch["output"])]
+        return {"input": batch["input"], "output": batch["output"], "rows": np.asarray(rows, dtype=np.int64)}
+
+
+@dataclass
+class EmbedFilesResult:
+    """What :func:`embed_files` did: output shards written now (with their row counts) and skipped as done."""
+
+    written: dict[str, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _remove_temp_files(output_dir: str) -> None:
+    for directory, _, names in os.walk(output_dir):
+        for name in names:
+            if name.endswith(TEMP_SUFFIX):
+                os.remove(os.path.join(directory, name))
+
+
+def embed_files(input: str | os.PathLike | Sequence[str | os.PathLike], output_dir: str | os.PathLike, *,
+                path: str | None = None, text_column: str = "text", embedding_column: str = "embedding",
+                output_format: str | None = None, concurrency: int | None = None, num_gpus: float = 0,
+                num_cpus: float = 1, device: str | None = None, dtype: str | None = None, batch_size: int = 32,
+                rows_per_call: int = 4096, embedder_class: type = Embedder,
+                progress: bool = False, **encode_kwargs) -> EmbedFilesResult:
+    """Embeds every input shard (see :func:`input_files`) into one output shard under ``output_dir``, on the Ray
+    cluster this process is connected to (``ray.init`` first; a local one is started otherwise).
+
+    ``concurrency`` actors (default: as many as the cluster's GPUs / CPUs allow with ``num_gpus`` / ``num_cpus``
+    each, at most one per shard) each load the model once and take shards one at a time. Shards whose output exists
+    are skipped. A dying actor is restarted and its shard redone (Ray Data's default for actor pools: restarts and
+    retries without limit, so a shard that kills its process every time keeps being retried). ``embedder_class``
+    (an :class:`Embedder` subclass) and the remaining arguments configure what each actor builds.
+    Raises ``ValueError`` / ``OSError`` for bad inputs, before any work where it can tell (Parquet schemas).
+    """
+    import pyarrow.parquet as pq
+
+    if output_format not in (None, *EXTENSIONS):
+        raise ValueError(f"output_format must be one of {sorted(EXTENSIONS)}, not {output_format!r}")
+    output_dir = os.path.abspath(os.fspath(output_dir))
+    root, files = input_files(input)
+    files = [f for f in files if os.path.commonpath([f, output_dir]) != output_dir]  # never our own outputs
+    if not files:
+        raise ValueError(f"the output directory {output_dir!r} holds every input file; choose another one")
+    targets = {f: output_path(f, root, output_dir, output_format) for f in files}
+    if len(set(targets.values())) < len(targets):
+        raise ValueError("two input shards map to the same output shard (e.g. a.json and a.jsonl); "
+                         "rename one or give output_format")
+    for f in files:
+        if f.endswith(".parquet"):
+            names = pq.read_schema(f).names
+            if text_column not in names:
+                raise ValueError(f"{f}: no text column {text_column!r}; its columns: {names}")
+    result = EmbedFilesResult(skipped=[dst for dst in targets.values() if os.path.exists(dst)])
+    todo = [(src, dst) for src, dst in targets.items() if not os.path.exists(dst)]
+    os.makedirs(output_dir, exist_ok=True)
+    _remove_temp_files(output_dir)  # left by a run that crashed
+    if not todo:
+        return result
+
+    if not ray.is_initialized():
+        ray.init()
+    if concurrency is None:
+        resources = ray.cluster_resources()
+        concurrency = int(resources.get("GPU", 0) // num_gpus) if num_gpus else int(resources.get("CPU", 1) // num_cpus)
+    concurrency = max(1, min(concurrency, len(todo)))
+    embedder_kwargs = dict(path=path, text_column=text_column, embedding_column=embedding_column, device=device,
+                           dtype=dtype, batch_size=batch_size, **encode_kwargs)
+    shards = ray.data.from_items([{"input": src, "output": dst} for src, dst in todo], override_num_blocks=len(todo))
+    done = shards.map_batches(
+        ShardEmbedder, batch_size=1, compute=ray.data.ActorPoolStrategy(size=concurrency),
+        fn_constructor_kwargs={"embedder_class": embedder_class, "embedder_kwargs": embedder_kwargs,
+                               "output_format": output_format, "rows_per_call": rows_per_call},
+        num_cpus=num_cpus, num_gpus=num_gpus)
+    from tqdm import tqdm
+
+    with tqdm(total=len(todo), unit="shard", desc="embedding", disable=not progress) as bar:
+        for row in done.iter_rows():
+            result.written[str(row["output"])] = int(row["rows"])
+            bar.update(1)
+    _remove_temp_files(output_dir)  # left by actors that died mid-shard
+    missing = [dst for _, dst in todo if not os.path.exists(dst)]
+    if missing or len(result.written) != len(todo):
+        raise RuntimeError(f"{len(missing)} output shards were not written, e.g. {missing[:3]}")
+    return result

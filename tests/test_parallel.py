@@ -1,0 +1,118 @@
+"""Multi-process encode on one machine (fastbert.parallel): same embeddings as one process, in input order."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from sentence_model import random_texts, save_tiny_sentence_model
+
+from fastbert.parallel import EncodePool, load_encoder, parse_devices, token_balanced_chunks
+
+FP32_BOUND = 1e-6  # max |difference| to single-process fp32 encode
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return save_tiny_sentence_model(tmp_path_factory.mktemp("tiny-st"), seed=int.from_bytes(os.urandom(4), "little"))
+
+
+@pytest.fixture(scope="module")
+def single(tiny_model):
+    return load_encoder(tiny_model, "cpu", "float32")
+
+
+@pytest.fixture(scope="module")
+def pool(tiny_model):
+    with EncodePool(2, tiny_model, threads_per_worker=1) as pool:
+        yield pool
+
+
+@pytest.mark.parametrize("n, n_chunks", [(1, 1), (1, 4), (7, 3), (129, 16), (511, 7), (511, 511)])
+def test_token_balanced_chunks_cover_every_index_once(seed, n, n_chunks):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 513, size=n)
+    chunks = token_balanced_chunks(lengths, n_chunks)
+    assert 1 <= len(chunks) <= n_chunks and all(c.size for c in chunks)
+    assert sorted(np.concatenate(chunks).tolist()) == list(range(n))
+    flat = np.concatenate(chunks)
+    assert np.all(np.diff(lengths[flat]) <= 0), "chunks follow the longest-first order"
+    sums = [lengths[c].sum() for c in chunks]
+    assert max(sums) <= lengths.sum() / n_chunks + lengths.max(), "a chunk overshoots the even share by < one text"
+
+
+def test_parse_devices():
+    assert parse_devices(3) == ["cpu"] * 3
+    assert parse_devices("2") == ["cpu"] * 2
+    assert parse_devices("cuda:0, cuda:1") == ["cuda:0", "cuda:1"]
+    assert parse_devices(["cpu", "cuda"]) == ["cpu", "cuda"]
+    for bad in (0, "", "cuda:x", "tpu", ["cpu", ""], "cpu:1", []):
+        with pytest.raises(ValueError):
+            parse_devices(bad)
+    with pytest.raises(TypeError):
+        parse_devices(2.5)
+
+
+@pytest.mark.parametrize("n, batch_size, max_words", [(1, 32, 300), (7, 2, 300), (129, 16, 300), (511, 7, 60)])
+def test_pool_matches_single_process(pool, single, seed, n, batch_size, max_words):
+    texts = random_texts(np.random.default_rng(seed), n, max_words)
+    expected = single.encode(texts, batch_size=batch_size)
+    got = pool.encode(texts, batch_size=batch_size)
+    assert got.shape == expected.shape == (n, pool.dimension) and got.dtype == np.float32
+    assert np.isfinite(got).all()
+    assert np.abs(got - expected).max() <= FP32_BOUND
+    if n > 1:
+        assert all(chunks >= 1 for chunks in pool.last_chunks.values()), pool.last_chunks
+
+
+def test_pool_splits_large_inputs_into_many_chunks(pool, single, seed):
+    texts = random_texts(np.random.default_rng(seed), 1200, max_words=40)
+    got = pool.encode(texts, batch_size=64, chunks_per_worker=2)
+    assert sum(pool.last_chunks.values()) == 4
+    assert np.abs(got - single.encode(texts, batch_size=64)).max() <= FP32_BOUND
+
+
+def test_pool_bad_input(pool):
+    assert pool.encode([]).shape == (0, pool.dimension)
+    with pytest.raises(TypeError, match="list of str"):
+        pool.encode("one text")
+    with pytest.raises(TypeError, match=r"texts\[1\]"):
+        pool.encode(["a", None])
+    with pytest.raises(ValueError, match="batch_size"):
+        pool.encode(["a"], batch_size=0)
+    with pytest.raises(OSError):
+        EncodePool(1, "/nonexistent/model")
+
+
+def test_worker_exception_is_raised_and_pool_stays_usable(pool, single):
+    with pytest.raises(TypeError, match="no_such_option"):
+        pool.encode(["a", "b", "c"], no_such_option=True)
+    texts = ["still", "working"]
+    assert np.abs(pool.encode(texts) - single.encode(texts)).max() <= FP32_BOUND
+
+
+def test_dead_worker_is_an_error_not_a_hang(tiny_model):
+    with EncodePool(1, tiny_model, threads_per_worker=1) as pool:
+        (worker,) = pool._workers
+        os.kill(worker.process.pid, signal.SIGKILL)
+        with pytest.raises(RuntimeError, match="died"):
+            pool.encode(["a text"] * 10)
+        with pytest.raises(ValueError, match="closed"):
+            pool.encode(["a text"])
+
+
+def test_script_without_main_guard(tiny_model, single, tmp_path):
+    """Workers never import the caller's script, so top-level pool use in a script just works."""
+    texts = ["first text", "a second, longer text with more words in it", ""]
+    script = tmp_path / "embed.py"
+    script.write_text(textwrap.dedent(f"""
+        import numpy as np
+        import fastbert.parallel
+
+        embeddings = fastbert.parallel.encode_multi_process({texts!r}, 1, {tiny_model!r}, threads_per_worker=1)
+        np.save({str(tmp_path / "out.npy")!r}, embeddings)
+    """))
+    subprocess.run([sys.executable, str(script)], check=True, timeout=300, cwd=tmp_path)
+    assert np.abs(np.load(tmp_path / "out.npy") - single.encode(texts)).max() <= FP32_BOUND
