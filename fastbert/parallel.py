@@ -10,10 +10,11 @@ first) and cuts that order into chunks of about the same number of tokens, sever
 model once and takes the next chunk as soon as it is free (so a slower device simply takes fewer chunks); within a
 chunk it sorts and batches as single-process encode does. Results are written back in input order.
 
-Workers are fresh interpreters started as ``python -m fastbert.parallel``, not ``multiprocessing`` children: they
-never import the caller's ``__main__`` module, so a script needs no ``if __name__ == "__main__":`` guard, and
-notebooks work. (sentence-transformers' pool uses the "spawn" start method, which re-imports the script in every
-worker and needs that guard.) The workers only need to be able to ``import fastbert`` with the same interpreter.
+Workers are fresh interpreters (``python -c "...fastbert.parallel._worker_main(fd)"``, talking over a socket pair),
+not ``multiprocessing`` children: they never import the caller's ``__main__`` module, so a script needs no
+``if __name__ == "__main__":`` guard, and notebooks work. (sentence-transformers' pool uses the "spawn" start
+method, which re-imports the script in every worker and so needs that guard.) Each worker gets an even share of
+this process's cores as threads unless ``threads_per_worker`` says otherwise.
 
 This pool is not fault tolerant: a worker that dies ends the call with an error naming it. For long runs that must
 survive lost workers or machines, use :mod:`fastbert.ray`.
@@ -101,7 +102,8 @@ def token_balanced_chunks(lengths: np.ndarray, n_chunks: int) -> list[np.ndarray
         return []
     cumulative = np.cumsum(np.asarray(lengths)[order])  # [N]
     targets = cumulative[-1] * np.arange(1, n_chunks) / n_chunks
-    cuts = np.unique(np.searchsorted(cumulative, targets, side="right"))
+    # chunk k ends with the text whose running sum reaches the k-th target (so the first chunk is never empty)
+    cuts = np.unique(np.minimum(np.searchsorted(cumulative, targets, side="left") + 1, order.size))
     return [chunk for chunk in np.split(order, cuts) if chunk.size]
 
 
@@ -148,16 +150,14 @@ class _Worker:
     def __init__(self, device: str, threads: int):
         self.device = device
         parent, child = socket.socketpair()
-        env = dict(os.environ)
-        if device == "cpu":  # before torch starts its thread pools
-            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-        # Workers import the same fastbert as this process, installed or not.
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))  # before torch starts
+        # The worker imports the same fastbert as this process, installed or only on this process's sys.path.
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        code = (f"import sys; root = {package_root!r}; sys.path.insert(0, root) if root not in sys.path else None; "
+                f"import fastbert.parallel; fastbert.parallel._worker_main({child.fileno()})")
         with child:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "fastbert.parallel", str(child.fileno())], pass_fds=(child.fileno(),),
-                stdin=subprocess.DEVNULL, env=env)
+            self.process = subprocess.Popen([sys.executable, "-c", code], pass_fds=(child.fileno(),),
+                                            stdin=subprocess.DEVNULL, env=env)
         self.conn = multiprocessing.connection.Connection(parent.detach())
 
     def describe(self) -> str:
@@ -177,12 +177,15 @@ class _Worker:
             raise _WorkerError(exc)
         return payload
 
-    def close(self, timeout: float = 10.0) -> None:
+    def stop(self) -> None:
+        """Asks the worker to exit (it also exits when the socket closes)."""
         try:
             self.conn.send(None)
         except OSError:
             pass
         self.conn.close()
+
+    def wait(self, timeout: float = 10.0) -> None:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -198,7 +201,7 @@ class EncodePool:
             ``None``: every CUDA device, else one CPU worker per core.
         path: model folder (default: the bundled all-MiniLM-L6-v2).
         dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` (default: float16 on CUDA, float32 on CPU).
-        threads_per_worker: torch threads of each CPU worker (default: the cores divided among the CPU workers).
+        threads_per_worker: torch (and tokenizer) threads of each worker (default: the cores divided among them).
 
     Starting loads the model in every worker (in parallel) and waits until all are ready.
     """
@@ -207,11 +210,9 @@ class EncodePool:
                  dtype: str | None = None, threads_per_worker: int | None = None):
         self.devices = parse_devices(devices)
         self.path = path
-        cores = len(os.sched_getaffinity(0))
-        n_cpu = self.devices.count("cpu")
-        threads = threads_per_worker or max(1, cores // max(1, n_cpu))
-        if threads < 1:
+        if threads_per_worker is not None and threads_per_worker < 1:
             raise ValueError(f"threads_per_worker must be at least 1, got {threads_per_worker}")
+        threads = threads_per_worker or max(1, len(os.sched_getaffinity(0)) // len(self.devices))
         self._tokenizer = load_tokenizer(path)
         self._workers: list[_Worker] = []
         try:
@@ -240,7 +241,9 @@ class EncodePool:
         """Stops the workers (also on ``with`` exit). The pool cannot be used afterwards."""
         workers, self._workers = self._workers, []
         for worker in workers:
-            worker.close()
+            worker.stop()
+        for worker in workers:
+            worker.wait()
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, *, show_progress_bar: bool = False,
                chunks_per_worker: int = CHUNKS_PER_WORKER, **encode_kwargs) -> np.ndarray:
@@ -333,12 +336,11 @@ def _worker_main(fd: int) -> None:
     try:
         import torch
 
-        if setup["device"] == "cpu":
-            torch.set_num_threads(setup["threads"])
-        elif torch.device(setup["device"]).index is not None:
+        torch.set_num_threads(setup["threads"])
+        if torch.device(setup["device"]).type == "cuda" and torch.device(setup["device"]).index is not None:
             torch.cuda.set_device(setup["device"])  # Triton launches on the current device
         encoder = load_encoder(setup["path"], setup["device"], setup["dtype"])
-        if setup["device"] == "cpu" and hasattr(encoder, "tokenizer"):
+        if hasattr(encoder, "tokenizer"):
             encoder.tokenizer.num_threads = setup["threads"]
     except Exception as exc:
         _send_error(conn, exc)
@@ -359,6 +361,3 @@ def _worker_main(fd: int) -> None:
             continue
         conn.send(("done", np.ascontiguousarray(embeddings, dtype=np.float32)))
 
-
-if __name__ == "__main__":
-    _worker_main(int(sys.argv[1]))

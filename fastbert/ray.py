@@ -49,11 +49,11 @@ EXTENSIONS = {"parquet": ".parquet", "jsonl": ".jsonl"}
 TEMP_SUFFIX = ".fastbert-tmp"
 
 
-def _check_texts(texts: Any, column: str) -> list[str]:
+def _check_texts(texts: Any, column: str, first_row: int = 0, where: str = "") -> list[str]:
     texts = list(texts)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise ValueError(f"column {column!r} must hold strings; row {i} is {text!r}")
+            raise ValueError(f"{where}column {column!r} must hold strings; row {first_row + i} is {text!r}")
     return texts
 
 
@@ -213,7 +213,8 @@ def embed_shard(embedder: Embedder, source: str, destination: str, *, output_for
     output, rows = None, 0
     try:
         for batch in batches:
-            texts = _check_texts(batch.column(embedder.text_column).to_pylist(), embedder.text_column)
+            texts = _check_texts(batch.column(embedder.text_column).to_pylist(), embedder.text_column, rows,
+                                 f"{source}: ")
             embeddings = embedder.embed(texts)  # [rows, H]
             column = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1)), embeddings.shape[1])
             batch = batch.append_column(embedder.embedding_column, column)
@@ -235,8 +236,10 @@ def embed_shard(embedder: Embedder, source: str, destination: str, *, output_for
 
 class ShardEmbedder:
     """A Ray Data callable class over a dataset of shards (columns ``input``, ``output``): embeds each with
-    :func:`embed_shard` through one ``embedder_class(**embedder_kwargs)`` per actor, and returns the rows written
-    per shard (columns ``input``, ``output``, ``rows``)."""
+    :func:`embed_shard` through one ``embedder_class(**embedder_kwargs)`` per actor and returns, per shard, the
+    rows written and the error (``""`` if none). A shard with bad data (``ValueError``, ``TypeError``,
+    ``OSError``: a missing column, a null text, an unreadable file) is reported, not written, and does not stop
+    the others; any other exception ends the run."""
 
     def __init__(self, embedder_class: type = Embedder, embedder_kwargs: dict | None = None, *,
                  output_format: str | None = None, rows_per_call: int = 4096):
@@ -245,17 +248,38 @@ class ShardEmbedder:
         self.rows_per_call = rows_per_call
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = [embed_shard(self.embedder, str(src), str(dst), output_format=self.output_format,
-                            rows_per_call=self.rows_per_call) for src, dst in zip(batch["input"], batch["output"])]
-        return {"input": batch["input"], "output": batch["output"], "rows": np.asarray(rows, dtype=np.int64)}
+        rows, errors = [], []
+        for src, dst in zip(batch["input"], batch["output"]):
+            try:
+                rows.append(embed_shard(self.embedder, str(src), str(dst), output_format=self.output_format,
+                                        rows_per_call=self.rows_per_call))
+                errors.append("")
+            except (ValueError, TypeError, OSError) as e:
+                rows.append(0)
+                errors.append(str(e) if str(src) in str(e) else f"{src}: {e}")
+        return {"input": batch["input"], "output": batch["output"], "rows": np.asarray(rows, dtype=np.int64),
+                "error": np.asarray(errors, dtype=object)}
 
 
 @dataclass
 class EmbedFilesResult:
-    """What :func:`embed_files` did: output shards written now (with their row counts) and skipped as done."""
+    """What :func:`embed_files` did: output shards written now (with their row counts), skipped as already done,
+    and failed (input shard -> error)."""
 
     written: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class ShardsFailed(ValueError):
+    """Some input shards had bad data; ``.result`` tells what was written, skipped and failed. The other shards
+    are complete: fix the failed ones and run again to finish."""
+
+    def __init__(self, result: EmbedFilesResult):
+        error = next(iter(result.failed.values()))
+        super().__init__(f"{len(result.failed)} input shard(s) failed, e.g. {error}; the other shards are written, "
+                         "fix these and run again to finish")
+        self.result = result
 
 
 def _remove_temp_files(output_dir: str) -> None:
@@ -279,7 +303,9 @@ def embed_files(input: str | os.PathLike | Sequence[str | os.PathLike], output_d
     are skipped. A dying actor is restarted and its shard redone (Ray Data's default for actor pools: restarts and
     retries without limit, so a shard that kills its process every time keeps being retried). ``embedder_class``
     (an :class:`Embedder` subclass) and the remaining arguments configure what each actor builds.
-    Raises ``ValueError`` / ``OSError`` for bad inputs, before any work where it can tell (Parquet schemas).
+    Raises ``ValueError`` / ``OSError`` for bad arguments and inputs, before any work where it can tell (Parquet
+    schemas); :class:`ShardsFailed` (a ``ValueError``) at the end when shards had bad data (null texts, JSON that
+    does not parse): the good shards are written, so a run after fixing them only does the failed ones.
     """
     import pyarrow.parquet as pq
 
@@ -324,9 +350,14 @@ def embed_files(input: str | os.PathLike | Sequence[str | os.PathLike], output_d
 
     with tqdm(total=len(todo), unit="shard", desc="embedding", disable=not progress) as bar:
         for row in done.iter_rows():
-            result.written[str(row["output"])] = int(row["rows"])
+            if row["error"]:
+                result.failed[str(row["input"])] = str(row["error"])
+            else:
+                result.written[str(row["output"])] = int(row["rows"])
             bar.update(1)
     _remove_temp_files(output_dir)  # left by actors that died mid-shard
+    if result.failed:
+        raise ShardsFailed(result)
     missing = [dst for _, dst in todo if not os.path.exists(dst)]
     if missing or len(result.written) != len(todo):
         raise RuntimeError(f"{len(missing)} output shards were not written, e.g. {missing[:3]}")

@@ -30,12 +30,16 @@ def pool(tiny_model):
         yield pool
 
 
-@pytest.mark.parametrize("n, n_chunks", [(1, 1), (1, 4), (7, 3), (129, 16), (511, 7), (511, 511)])
-def test_token_balanced_chunks_cover_every_index_once(seed, n, n_chunks):
+@pytest.mark.parametrize("n, n_chunks", [(1, 1), (1, 4), (2, 2), (7, 3), (129, 16), (511, 7), (511, 511)])
+@pytest.mark.parametrize("spread", ["uniform", "one-long"])
+def test_token_balanced_chunks_cover_every_index_once(seed, n, n_chunks, spread):
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, 513, size=n)
+    if spread == "one-long":  # one text holds most of the tokens
+        lengths = rng.integers(1, 8, size=n)
+        lengths[rng.integers(n)] = 512
     chunks = token_balanced_chunks(lengths, n_chunks)
-    assert 1 <= len(chunks) <= n_chunks and all(c.size for c in chunks)
+    assert min(2, n, n_chunks) <= len(chunks) <= n_chunks and all(c.size for c in chunks)
     assert sorted(np.concatenate(chunks).tolist()) == list(range(n))
     flat = np.concatenate(chunks)
     assert np.all(np.diff(lengths[flat]) <= 0), "chunks follow the longest-first order"

@@ -16,7 +16,7 @@ import ray.data
 from sentence_model import random_texts, save_tiny_sentence_model
 
 from fastbert.parallel import load_encoder
-from fastbert.ray import TEMP_SUFFIX, Embedder, embed_files, embed_shard, input_files
+from fastbert.ray import TEMP_SUFFIX, Embedder, ShardsFailed, embed_files, embed_shard, input_files
 
 FP32_BOUND = 1e-6  # max |difference| to single-process fp32 encode
 
@@ -96,12 +96,17 @@ def test_embedder_in_map_batches_with_a_killed_actor(cluster, tiny_model, single
     assert np.abs(got - single.encode(texts)[ids]).max() <= FP32_BOUND
 
 
-def test_embed_files_parquet_and_jsonl(cluster, tiny_model, single, seed, tmp_path):
-    """Output shards keep the input's relative paths, columns and row order, plus the embedding column."""
+def test_embed_files_resumes_retries_and_keeps_shards(cluster, tiny_model, single, seed, tmp_path):
+    """One run over Parquet and JSON lines shards (nested, empty, one-row, one with bad data), resuming a run that
+    crashed (one shard finished, one half-written temporary file), during which an actor dies mid-shard.
+
+    Output shards keep the input's relative paths, columns and row order, plus the embedding column; the finished
+    shard is not redone; the bad shard is reported at the end without stopping the others; a rerun skips all."""
     rng = np.random.default_rng(seed)
     src, dst = tmp_path / "in", tmp_path / "out"
     (src / "sub").mkdir(parents=True)
-    shards = {"a.parquet": 7, "sub/b.jsonl": 129, "c.parquet": 1, "d.parquet": 0}
+    dst.mkdir()
+    shards = {"a.parquet": 7, "sub/b.jsonl": 129, "c.parquet": 1, "d.parquet": 0, "e.parquet": 60, "f.parquet": 60}
     texts = {}
     for name, n in shards.items():
         texts[name] = random_texts(rng, n)
@@ -112,9 +117,24 @@ def test_embed_files_parquet_and_jsonl(cluster, tiny_model, single, seed, tmp_pa
         else:
             _write_jsonl(src / name, rows)
     (src / "_SUCCESS").write_text("")  # not a shard
-    result = embed_files(str(src), str(dst), path=tiny_model, concurrency=2, rows_per_call=50, batch_size=8)
-    assert result.skipped == []
-    assert result.written == {str(dst / name): n for name, n in shards.items()}
+    _write_jsonl(src / "bad.jsonl", [{"id": 0, "text": "fine"}] * 3 + [{"id": 3, "text": None}])
+    # An earlier run finished e.parquet and crashed while writing f.parquet.
+    embed_shard(Embedder(tiny_model), str(src / "e.parquet"), str(dst / "e.parquet"))
+    finished = os.stat(dst / "e.parquet")
+    (dst / f".f.parquet.0123{TEMP_SUFFIX}").write_bytes(b"half a parquet file")
+
+    marker = str(tmp_path / "died")
+    with pytest.raises(ShardsFailed, match=r"bad.jsonl: column 'text' must hold strings; row 3 is None") as failure:
+        embed_files(str(src), str(dst), path=tiny_model, concurrency=2, rows_per_call=20, batch_size=8,
+                    embedder_class=DyingEmbedder, marker=marker, die_on=3)
+    assert os.path.exists(marker), "no actor died mid-shard: the retry was not exercised"
+    result = failure.value.result
+    assert list(result.failed) == [str(src / "bad.jsonl")] and not (dst / "bad.jsonl").exists()
+    assert result.skipped == [str(dst / "e.parquet")]
+    again = os.stat(dst / "e.parquet")
+    assert (again.st_ino, again.st_mtime_ns) == (finished.st_ino, finished.st_mtime_ns), "a finished shard was redone"
+    assert result.written == {str(dst / name): n for name, n in shards.items() if name != "e.parquet"}
+    assert not list(dst.rglob("*" + TEMP_SUFFIX))
     for name, n in shards.items():
         table = _read(str(dst / name))
         assert table.column_names == ["id", "text", "score", "embedding"]
@@ -124,40 +144,10 @@ def test_embed_files_parquet_and_jsonl(cluster, tiny_model, single, seed, tmp_pa
             assert table.schema.field("embedding").type == pa.list_(pa.float32(), single.get_sentence_embedding_dimension())
         if n:
             assert np.abs(_embeddings(table) - single.encode(texts[name])).max() <= FP32_BOUND
-    assert not list(dst.rglob("*" + TEMP_SUFFIX))
 
-
-def test_resume_skips_finished_shards_and_survives_a_killed_actor(cluster, tiny_model, single, seed, tmp_path):
-    rng = np.random.default_rng(seed)
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
-    dst.mkdir()
-    texts = random_texts(rng, 4 * 60, max_words=60)
-    for k in range(4):
-        pq.write_table(pa.table({"id": np.arange(60 * k, 60 * (k + 1)), "text": texts[60 * k:60 * (k + 1)]}),
-                       src / f"part-{k}.parquet")
-    # An earlier run finished part-0 and crashed while writing part-1.
-    embed_shard(Embedder(tiny_model), str(src / "part-0.parquet"), str(dst / "part-0.parquet"))
-    finished = os.stat(dst / "part-0.parquet")
-    (dst / f".part-1.parquet.0123{TEMP_SUFFIX}").write_bytes(b"half a parquet file")
-
-    marker = str(tmp_path / "died")
-    result = embed_files(src, dst, path=tiny_model, concurrency=2, rows_per_call=20, embedder_class=DyingEmbedder,
-                         marker=marker, die_on=2)
-    assert os.path.exists(marker), "no actor died mid-shard: the retry was not exercised"
-    assert result.skipped == [str(dst / "part-0.parquet")]
-    assert sorted(result.written) == [str(dst / f"part-{k}.parquet") for k in (1, 2, 3)]
-    again = os.stat(dst / "part-0.parquet")
-    assert (again.st_ino, again.st_mtime_ns) == (finished.st_ino, finished.st_mtime_ns), "a finished shard was redone"
-    assert not list(dst.rglob("*" + TEMP_SUFFIX))
-    tables = [pq.read_table(dst / f"part-{k}.parquet") for k in range(4)]
-    ids = np.concatenate([t["id"].to_numpy() for t in tables])
-    assert ids.tolist() == list(range(len(texts))), "every row exactly once, in shard order"
-    got = np.concatenate([_embeddings(t) for t in tables])
-    assert np.abs(got - single.encode(texts)).max() <= FP32_BOUND
-
+    (src / "bad.jsonl").unlink()
     rerun = embed_files(src, dst, path=tiny_model)
-    assert rerun.written == {} and len(rerun.skipped) == 4
+    assert rerun.written == {} and len(rerun.skipped) == len(shards)
 
 
 def test_bad_inputs_fail_before_any_work(tiny_model, tmp_path):
@@ -193,7 +183,7 @@ def test_embedder_rejects_bad_batches(tiny_model):
 def test_embed_shard_null_text_is_an_error_and_leaves_nothing(tiny_model, tmp_path):
     """The first batch is already in the temporary file when the second one fails: it is removed."""
     _write_jsonl(tmp_path / "a.jsonl", [{"text": "fine"}, {"text": None}])
-    with pytest.raises(ValueError, match="row 0 is None"):
+    with pytest.raises(ValueError, match=r"a.jsonl: column .text. must hold strings; row 1 is None"):
         embed_shard(Embedder(tiny_model), str(tmp_path / "a.jsonl"), str(tmp_path / "out" / "a.jsonl"),
                     rows_per_call=1)
     assert (tmp_path / "out").is_dir() and not list((tmp_path / "out").iterdir())
