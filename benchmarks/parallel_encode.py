@@ -207,6 +207,10 @@ def markdown(results: dict) -> str:
                  [[r["mode"], f"{r['processes']} × {r['threads_each']}", str(r["texts_per_s"]), str(r["vs_baseline"]),
                    str(r.get("steady_texts_per_s", "–")), "–" if r["startup_s"] is None else str(r["startup_s"]),
                    f"{r['max_abs_diff']:.1e}"] for r in results["rows"]]), ""]
+    load = results.get("load_average_1min")
+    if load:
+        out += [f"Machine load (1-minute load average, {load['cores']} cores) before / after: {load['before']} / "
+                f"{load['after']}.", ""]
     if results.get("ray_init_s") is not None:
         out += [f"`ray.init` of the local cluster: {results['ray_init_s']} s (once).", ""]
     return "\n".join(out)
@@ -233,7 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     model = args.model or fastbert.default_model_path()
     texts = corpus_texts(args.texts)
+    load_before = os.getloadavg()[0]
     results = measure(texts, model, args.workers, args.rounds, args.batch_size, args.modes)
+    results["load_average_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2),
+                                    "cores": len(os.sched_getaffinity(0))}
     results["environment"] = environment(torch.device("cpu"))
     results["settings"] = {
         "texts": len(texts), "rounds": args.rounds, "workers": args.workers, "batch_size": args.batch_size,

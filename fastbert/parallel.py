@@ -228,7 +228,7 @@ class EncodePool:
             self.close()
             raise
         assert len(dims) == 1, dims
-        self.dimension = dims.pop()
+        self.dimension: int = dims.pop()  # the model's; encode_kwargs such as truncate_dim may shorten the output
         self.last_chunks: dict[str, int] = {}
 
     def __enter__(self) -> EncodePool:
@@ -263,14 +263,13 @@ class EncodePool:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"texts[{i}] is a {type(text).__name__}, not a str")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        if not texts:
-            return out
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         workers = len(self._workers)
         n_chunks = min(workers * chunks_per_worker, max(workers, len(texts) // MIN_CHUNK_TEXTS))
-        chunks = token_balanced_chunks(token_lengths(self._tokenizer, texts), n_chunks)
+        # No texts: one empty chunk, so the encoder itself says what shape that is (e.g. with truncate_dim).
+        chunks = token_balanced_chunks(token_lengths(self._tokenizer, texts), n_chunks) if texts else [np.arange(0)]
+        out: np.ndarray | None = None  # [N, D], allocated when the first chunk tells D
         pending = list(reversed(range(len(chunks))))  # pop() hands out the longest texts first
         busy: dict[Any, tuple[_Worker, int]] = {}
         self.last_chunks = {worker.describe(): 0 for worker in self._workers}
@@ -295,6 +294,8 @@ class EncodePool:
                             failure = failure or e.exception
                             pending.clear()
                             continue
+                        if out is None:
+                            out = np.empty((len(texts), *embeddings.shape[1:]), dtype=np.float32)
                         out[chunks[chunk]] = embeddings
                         self.last_chunks[worker.describe()] += 1
                         bar.update(len(chunks[chunk]))
@@ -307,6 +308,7 @@ class EncodePool:
             raise
         if failure is not None:
             raise failure
+        assert out is not None
         return out
 
 

@@ -223,7 +223,7 @@ def embed_shard(embedder: Embedder, source: str, destination: str, *, output_for
             output.write(batch)
             rows += batch.num_rows
         if output is None:  # an empty shard gives an empty output shard
-            dim = embedder.encoder.get_sentence_embedding_dimension()
+            dim = embedder.embed([]).shape[1]
             output = _ShardOutput(destination, fmt, schema.append(
                 pa.field(embedder.embedding_column, pa.list_(pa.float32(), dim))))
         output.commit()
