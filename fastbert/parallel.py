@@ -69,9 +69,13 @@ class _SentenceEncoder:
                             normalize=self.normalize or normalize_embeddings, progress=show_progress_bar)
 
 
-def load_encoder(path: str | None = None, device: str | None = None, dtype: str | None = None) -> _SentenceEncoder:
+def load_encoder(path: str | None = None, device: str | None = None, dtype: str | None = None,
+                 **encoder_kwargs) -> _SentenceEncoder:
     """The sentence encoder for ``path`` (default: the bundled all-MiniLM-L6-v2) on ``device`` in ``dtype``:
-    ``.encode(texts, batch_size=..., normalize_embeddings=...) -> float32 [N, H]`` in input order."""
+    ``.encode(texts, batch_size=..., normalize_embeddings=...) -> float32 [N, H]`` in input order.
+    ``encoder_kwargs``: further constructor options of the encoder."""
+    if encoder_kwargs:
+        raise TypeError(f"unsupported encoder options: {sorted(encoder_kwargs)}")
     return _SentenceEncoder(path, device, dtype)
 
 
@@ -202,12 +206,13 @@ class EncodePool:
         path: model folder (default: the bundled all-MiniLM-L6-v2).
         dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` (default: float16 on CUDA, float32 on CPU).
         threads_per_worker: torch (and tokenizer) threads of each worker (default: the cores divided among them).
+        encoder_kwargs: further options for each worker's encoder (as :func:`load_encoder` takes them).
 
     Starting loads the model in every worker (in parallel) and waits until all are ready.
     """
 
     def __init__(self, devices: int | str | Sequence[str] | None = None, path: str | None = None, *,
-                 dtype: str | None = None, threads_per_worker: int | None = None):
+                 dtype: str | None = None, threads_per_worker: int | None = None, **encoder_kwargs):
         self.devices = parse_devices(devices)
         self.path = path
         if threads_per_worker is not None and threads_per_worker < 1:
@@ -219,7 +224,8 @@ class EncodePool:
             for device in self.devices:
                 self._workers.append(_Worker(device, threads))
             for worker in self._workers:
-                worker.conn.send({"path": path, "device": worker.device, "dtype": dtype, "threads": threads})
+                worker.conn.send({"path": path, "device": worker.device, "dtype": dtype, "threads": threads,
+                                  "encoder_kwargs": encoder_kwargs})
             dims = {worker.receive()[0] for worker in self._workers}
         except _WorkerError as e:  # e.g. the model folder does not exist
             self.close()
@@ -315,9 +321,10 @@ class EncodePool:
 def encode_multi_process(texts: Sequence[str], devices: int | str | Sequence[str] | None = None,
                          path: str | None = None, *, dtype: str | None = None, batch_size: int = 32,
                          threads_per_worker: int | None = None, show_progress_bar: bool = False,
-                         **encode_kwargs) -> np.ndarray:
+                         encoder_kwargs: dict | None = None, **encode_kwargs) -> np.ndarray:
     """Starts an :class:`EncodePool`, embeds ``texts`` -> float32 ``[N, H]`` in input order, stops the pool."""
-    with EncodePool(devices, path, dtype=dtype, threads_per_worker=threads_per_worker) as pool:
+    with EncodePool(devices, path, dtype=dtype, threads_per_worker=threads_per_worker,
+                    **(encoder_kwargs or {})) as pool:
         return pool.encode(texts, batch_size, show_progress_bar=show_progress_bar, **encode_kwargs)
 
 
@@ -341,7 +348,7 @@ def _worker_main(fd: int) -> None:
         torch.set_num_threads(setup["threads"])
         if torch.device(setup["device"]).type == "cuda" and torch.device(setup["device"]).index is not None:
             torch.cuda.set_device(setup["device"])  # Triton launches on the current device
-        encoder = load_encoder(setup["path"], setup["device"], setup["dtype"])
+        encoder = load_encoder(setup["path"], setup["device"], setup["dtype"], **setup["encoder_kwargs"])
         if hasattr(encoder, "tokenizer"):
             encoder.tokenizer.num_threads = setup["threads"]
     except Exception as exc:

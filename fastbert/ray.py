@@ -68,17 +68,19 @@ class Embedder:
         dtype: default float16 on CUDA, float32 on CPU.
         batch_size: texts per forward pass inside a Ray batch; ``encode_kwargs`` (e.g. ``normalize_embeddings``)
             go to the encoder's ``encode`` as well.
+        encoder_kwargs: further options for the encoder's constructor (see :func:`fastbert.parallel.load_encoder`).
     """
 
     def __init__(self, path: str | None = None, *, text_column: str = "text", embedding_column: str = "embedding",
-                 device: str | None = None, dtype: str | None = None, batch_size: int = 32, **encode_kwargs):
+                 device: str | None = None, dtype: str | None = None, batch_size: int = 32,
+                 encoder_kwargs: dict | None = None, **encode_kwargs):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.text_column = text_column
         self.embedding_column = embedding_column
         self.batch_size = batch_size
         self.encode_kwargs = encode_kwargs
-        self.encoder = load_encoder(path, device, dtype)
+        self.encoder = load_encoder(path, device, dtype, **(encoder_kwargs or {}))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> float32 ``[N, H]`` in input order."""
@@ -293,7 +295,7 @@ def embed_files(input: str | os.PathLike | Sequence[str | os.PathLike], output_d
                 path: str | None = None, text_column: str = "text", embedding_column: str = "embedding",
                 output_format: str | None = None, concurrency: int | None = None, num_gpus: float = 0,
                 num_cpus: float = 1, device: str | None = None, dtype: str | None = None, batch_size: int = 32,
-                rows_per_call: int = 4096, embedder_class: type = Embedder,
+                rows_per_call: int = 4096, embedder_class: type = Embedder, encoder_kwargs: dict | None = None,
                 progress: bool = False, **encode_kwargs) -> EmbedFilesResult:
     """Embeds every input shard (see :func:`input_files`) into one output shard under ``output_dir``, on the Ray
     cluster this process is connected to (``ray.init`` first; a local one is started otherwise).
@@ -339,7 +341,7 @@ def embed_files(input: str | os.PathLike | Sequence[str | os.PathLike], output_d
         concurrency = int(resources.get("GPU", 0) // num_gpus) if num_gpus else int(resources.get("CPU", 1) // num_cpus)
     concurrency = max(1, min(concurrency, len(todo)))
     embedder_kwargs = dict(path=path, text_column=text_column, embedding_column=embedding_column, device=device,
-                           dtype=dtype, batch_size=batch_size, **encode_kwargs)
+                           dtype=dtype, batch_size=batch_size, encoder_kwargs=encoder_kwargs, **encode_kwargs)
     shards = ray.data.from_items([{"input": src, "output": dst} for src, dst in todo], override_num_blocks=len(todo))
     done = shards.map_batches(
         ShardEmbedder, batch_size=1, compute=ray.data.ActorPoolStrategy(size=concurrency),
