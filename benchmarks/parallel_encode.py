@@ -1,6 +1,6 @@
 """Throughput of each way to spread encoding over a machine's cores, side by side on the same texts.
 
-    python -m benchmarks.parallel_encode [--texts 2000] [--rounds 3] [--workers 2] [--model PATH]
+    python -m benchmarks.parallel_encode [--texts 1000] [--rounds 2] [--workers 2] [--model PATH]
 
 Modes (``W`` = ``--workers``, default: the CPU cores this process may use):
 
@@ -8,8 +8,9 @@ Modes (``W`` = ``--workers``, default: the CPU cores this process may use):
 * ``single-1thread``  -- one process, one thread;
 * ``pool-Wx1``        -- :class:`fastbert.parallel.EncodePool` with W CPU workers of one thread each;
 * ``pool-1xW``        -- the pool with one worker of W threads (what the pool's plumbing costs);
-* ``ray-embedder-Wx1`` -- Ray Data ``map_batches(fastbert.ray.Embedder)``, W actors of one CPU, local cluster;
-* ``ray-files-Wx1``   -- :func:`fastbert.ray.embed_files` over Parquet shards, W actors of one CPU.
+* ``ray-embedder-Wx1`` -- Ray Data ``map_batches(fastbert.ray.Embedder)``, W actors of one CPU, local cluster,
+  ``--ray-batch-size`` rows per Ray batch;
+* ``ray-files-Wx1``   -- :func:`fastbert.ray.embed_files` over ``--shards`` Parquet shards, W actors of one CPU.
 
 Texts: prose paragraphs from ``benchmarks/corpus.py``'s files, in order (real lengths). Every round runs every mode
 once, in turn, so background load hits them alike; texts/s and the ratio to the baseline are medians over rounds.
@@ -59,8 +60,9 @@ def _timed(fn: Callable[[], np.ndarray]) -> tuple[float, np.ndarray]:
 class Modes:
     """Each mode: ``run(texts) -> (seconds of the timed part, embeddings, start-up seconds or None)``."""
 
-    def __init__(self, model: str, workers: int, batch_size: int, tmp: Path):
+    def __init__(self, model: str, workers: int, batch_size: int, ray_batch_size: int, shards: int, tmp: Path):
         self.model, self.workers, self.batch_size, self.tmp = model, workers, batch_size, tmp
+        self.ray_batch_size, self.shards = ray_batch_size, shards
         self._single = None
 
     def single(self, threads: int):
@@ -96,16 +98,16 @@ class Modes:
         from fastbert.ray import Embedder
 
         ds = ray.data.from_items([{"id": i, "text": t} for i, t in enumerate(texts)],
-                                 override_num_blocks=max(1, min(len(texts) // 32, 64)))
+                                 override_num_blocks=max(1, -(-len(texts) // self.ray_batch_size)))
         rows = ds.map_batches(Embedder, fn_constructor_kwargs={"path": self.model, "batch_size": self.batch_size},
                               compute=ray.data.ActorPoolStrategy(size=self.workers), num_cpus=1,
-                              batch_size=64).take_all()
+                              batch_size=self.ray_batch_size).take_all()
         out = np.empty((len(texts), len(rows[0]["embedding"])), dtype=np.float32)
         for row in rows:
             out[row["id"]] = row["embedding"]
         return out
 
-    def _ray_files(self, texts, shards: int = 8):
+    def _ray_files(self, texts):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -115,7 +117,7 @@ class Modes:
         shutil.rmtree(src, ignore_errors=True)
         shutil.rmtree(dst, ignore_errors=True)
         src.mkdir(parents=True)
-        bounds = np.linspace(0, len(texts), min(shards, len(texts)) + 1).astype(int)
+        bounds = np.linspace(0, len(texts), min(self.shards, len(texts)) + 1).astype(int)
         for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
             pq.write_table(pa.table({"id": np.arange(a, b), "text": texts[a:b]}), src / f"part-{k:03d}.parquet")
         embed_files(src, dst, path=self.model, concurrency=self.workers, num_cpus=1, batch_size=self.batch_size)
@@ -132,12 +134,12 @@ class Modes:
         return run
 
 
-def measure(texts: Sequence[str], model: str, workers: int, rounds: int, batch_size: int,
-            modes: Sequence[str] | None) -> dict:
+def measure(texts: Sequence[str], model: str, workers: int, rounds: int, batch_size: int, ray_batch_size: int,
+            shards: int, modes: Sequence[str] | None) -> dict:
     import ray
 
     with tempfile.TemporaryDirectory() as tmp:
-        m = Modes(model, workers, batch_size, Path(tmp))
+        m = Modes(model, workers, batch_size, ray_batch_size, shards, Path(tmp))
         all_modes = {
             f"single-{workers}threads": (1, workers, m.single(workers)),
             "single-1thread": (1, 1, m.single(1)),
@@ -197,11 +199,14 @@ def markdown(results: dict) -> str:
     s = results["settings"]
     out = [f"# Parallel encode throughput — CPU: {env['cpu']}", "",
            f"`python -m benchmarks.parallel_encode --texts {s['texts']} --rounds {s['rounds']} --workers "
-           f"{s['workers']}`; model {s['model_name']}, fp32, batch size {s['batch_size']}; {s['texts']} corpus "
-           f"paragraphs (mean {s['mean_tokens']} tokens); {env['date']}, commit `{env['git_commit']}`.", "",
+           f"{s['workers']} --ray-batch-size {s['ray_batch_size']} --shards {s['shards']}`; model {s['model_name']}, "
+           f"fp32, batch size {s['batch_size']}; {s['texts']} corpus paragraphs (mean {s['mean_tokens']} tokens); "
+           f"{env['date']}, commit `{env['git_commit']}`.", "",
            "> Shared, noisy machine: texts/s are medians over rounds (every mode once per round); `× baseline` is the "
            "median of per-round ratios to one process with as many threads. Ray rows include starting the actors "
-           "and loading the model in each execution; `steady` takes off that cost (timed on 2 texts).", "",
+           "and loading the model in each execution; `steady` takes off that cost (timed on 2 texts). Each worker "
+           "sorts by length only what it is given: the pool a chunk of the globally sorted texts, the Ray embedder "
+           "one Ray batch, the file pipeline one shard; less sorting means more padding.", "",
            table(["mode", "processes × threads", "texts/s", "× baseline", "steady texts/s", "start-up s",
                   "max |Δ| vs single"],
                  [[r["mode"], f"{r['processes']} × {r['threads_each']}", str(r["texts_per_s"]), str(r["vs_baseline"]),
@@ -218,10 +223,13 @@ def markdown(results: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.parallel_encode", description=__doc__.split("\n")[0])
-    parser.add_argument("--texts", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--texts", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
+    parser.add_argument("--ray-batch-size", type=int, default=256,
+                        help="rows per Ray Data batch (the Embedder sorts by length within one)")
+    parser.add_argument("--shards", type=int, default=4, help="Parquet shards for ray-files")
     parser.add_argument("--model", help="model folder (default: the bundled all-MiniLM-L6-v2)")
     parser.add_argument("--modes", nargs="*", help="mode name prefixes (default: all), e.g. single pool")
     parser.add_argument("--out", type=Path, default=RESULTS / "cpu")
@@ -238,12 +246,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = args.model or fastbert.default_model_path()
     texts = corpus_texts(args.texts)
     load_before = os.getloadavg()[0]
-    results = measure(texts, model, args.workers, args.rounds, args.batch_size, args.modes)
+    results = measure(texts, model, args.workers, args.rounds, args.batch_size, args.ray_batch_size, args.shards,
+                      args.modes)
     results["load_average_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2),
                                     "cores": len(os.sched_getaffinity(0))}
     results["environment"] = environment(torch.device("cpu"))
     results["settings"] = {
         "texts": len(texts), "rounds": args.rounds, "workers": args.workers, "batch_size": args.batch_size,
+        "ray_batch_size": args.ray_batch_size, "shards": args.shards,
         "model_name": "all-MiniLM-L6-v2" if args.model is None else os.path.basename(os.path.normpath(model)),
         "mean_tokens": round(float(token_lengths(load_tokenizer(model), texts).mean()), 1),
     }

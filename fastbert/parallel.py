@@ -160,8 +160,9 @@ class _Worker:
         code = (f"import sys; root = {package_root!r}; sys.path.insert(0, root) if root not in sys.path else None; "
                 f"import fastbert.parallel; fastbert.parallel._worker_main({child.fileno()})")
         with child:
+            # stdout goes to stderr: the caller's stdout may be its output (e.g. `fastbert encode` JSON lines).
             self.process = subprocess.Popen([sys.executable, "-c", code], pass_fds=(child.fileno(),),
-                                            stdin=subprocess.DEVNULL, env=env)
+                                            stdin=subprocess.DEVNULL, stdout=2, env=env)
         self.conn = multiprocessing.connection.Connection(parent.detach())
 
     def describe(self) -> str:
