@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import multiprocessing.connection
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -330,12 +331,21 @@ def encode_multi_process(texts: Sequence[str], devices: int | str | Sequence[str
 
 
 # --------------------------------------------------------------------------------------------------- the worker
-def _send_error(conn, exc: BaseException) -> None:
-    remote_traceback = "".join(traceback.format_exception(exc))
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling unchanged, else its nearest built-in base class with the same message (an
+    exception whose ``__init__`` takes other arguments than its message fails or changes when rebuilt)."""
     try:
-        conn.send(("error", exc, remote_traceback))
-    except Exception:  # the exception does not pickle
-        conn.send(("error", RuntimeError(remote_traceback), remote_traceback))
+        restored = pickle.loads(pickle.dumps(exc))
+        if type(restored) is type(exc) and str(restored) == str(exc):
+            return exc
+    except Exception:
+        pass
+    base = next(c for c in type(exc).__mro__ if c.__module__ == "builtins")
+    return base(f"{type(exc).__name__}: {exc}")
+
+
+def _send_error(conn, exc: BaseException) -> None:
+    conn.send(("error", _portable(exc), "".join(traceback.format_exception(exc))))
 
 
 def _worker_main(fd: int) -> None:

@@ -76,6 +76,9 @@ class Embedder:
                  encoder_kwargs: dict | None = None, **encode_kwargs):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        for name in ("convert_to_numpy", "convert_to_tensor"):
+            if name in encode_kwargs:
+                raise ValueError(f"Embedder always returns numpy embeddings; drop {name}")
         self.text_column = text_column
         self.embedding_column = embedding_column
         self.batch_size = batch_size
@@ -217,7 +220,11 @@ def embed_shard(embedder: Embedder, source: str, destination: str, *, output_for
         for batch in batches:
             texts = _check_texts(batch.column(embedder.text_column).to_pylist(), embedder.text_column, rows,
                                  f"{source}: ")
-            embeddings = embedder.embed(texts)  # [rows, H]
+            try:
+                embeddings = embedder.embed(texts)  # [rows, H]
+            except (ValueError, TypeError) as e:  # positions in its message count from the start of this batch
+                kind = ValueError if isinstance(e, ValueError) else TypeError
+                raise kind(f"{source}: in rows {rows} to {rows + len(texts) - 1}: {e}") from e
             column = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1)), embeddings.shape[1])
             batch = batch.append_column(embedder.embedding_column, column)
             if output is None:

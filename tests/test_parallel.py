@@ -1,4 +1,5 @@
 """Multi-process encode on one machine (fastbert.parallel): same embeddings as one process, in input order."""
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from sentence_model import random_texts, save_tiny_sentence_model
 
-from fastbert.parallel import EncodePool, load_encoder, parse_devices, token_balanced_chunks
+from fastbert.parallel import EncodePool, _send_error, load_encoder, parse_devices, token_balanced_chunks
 
 FP32_BOUND = 1e-6  # max |difference| to single-process fp32 encode
 
@@ -95,6 +96,30 @@ def test_worker_exception_is_raised_and_pool_stays_usable(pool, single):
         pool.encode(["a", "b", "c"], no_such_option=True)
     texts = ["still", "working"]
     assert np.abs(pool.encode(texts) - single.encode(texts)).max() <= FP32_BOUND
+
+
+class _PositionsError(ValueError):
+    """Built from other arguments than its message (like fastbert's TruncationError): pickling rebuilds it wrong."""
+
+    def __init__(self, positions):
+        super().__init__(f"bad texts at {positions}")
+        self.positions = positions
+
+
+class _CountedError(TypeError):
+    def __init__(self, count, total):
+        super().__init__(f"{count} of {total}")
+
+
+def test_worker_errors_cross_the_process_boundary_as_their_builtin_kind():
+    sender, receiver = multiprocessing.Pipe()
+    for exc, kind, message in ((_PositionsError([3, 5]), ValueError, "_PositionsError: bad texts at [3, 5]"),
+                               (_CountedError(1, 9), TypeError, "_CountedError: 1 of 9"),
+                               (KeyError("k"), KeyError, "'k'")):
+        _send_error(sender, exc)
+        tag, got, remote_traceback = receiver.recv()
+        assert tag == "error" and type(got) is kind and str(got) == message
+        assert type(exc).__name__ in remote_traceback
 
 
 def test_dead_worker_is_an_error_not_a_hang(tiny_model):

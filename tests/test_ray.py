@@ -189,6 +189,25 @@ def test_embed_shard_null_text_is_an_error_and_leaves_nothing(tiny_model, tmp_pa
     assert (tmp_path / "out").is_dir() and not list((tmp_path / "out").iterdir())
 
 
+class _RejectsSecondBatch(Embedder):
+    def embed(self, texts):
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == 2:
+            raise ValueError("texts[1] is too long")
+        return super().embed(texts)
+
+
+def test_embed_shard_errors_name_the_rows(tiny_model, tmp_path):
+    """An embedder's error counts positions within its batch: the shard and the batch's rows are added."""
+    _write_jsonl(tmp_path / "a.jsonl", [{"text": f"text {i}"} for i in range(5)])
+    with pytest.raises(ValueError, match=r"a.jsonl: in rows 2 to 3: texts\[1\] is too long"):
+        embed_shard(_RejectsSecondBatch(tiny_model), str(tmp_path / "a.jsonl"), str(tmp_path / "a-out.jsonl"),
+                    rows_per_call=2)
+    assert not list(tmp_path.glob("*a-out*"))
+    with pytest.raises(ValueError, match="drop convert_to_tensor"):
+        Embedder(tiny_model, convert_to_tensor=True)
+
+
 def test_input_files_glob_and_list(tmp_path):
     for name in ("x/a.parquet", "x/b.jsonl", "y/c.parquet", "x/.hidden.parquet", "x/notes.txt"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
