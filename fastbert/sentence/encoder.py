@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -367,7 +367,7 @@ class SentenceEncoder:
 def _text_list(texts) -> list[str]:
     if isinstance(texts, np.ndarray):
         texts = texts.tolist()
-    if not isinstance(texts, Sequence):
+    if isinstance(texts, (bytes, bytearray, dict)) or not isinstance(texts, Iterable):
         raise TypeError(f"texts must be a str or a sequence of str, got {type(texts).__name__}")
     texts = list(texts)
     for i, t in enumerate(texts):

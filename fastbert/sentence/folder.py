@@ -119,7 +119,7 @@ def read_folder(path: str | os.PathLike) -> SentenceFolder:
         raise OSError(f"model folder {path!r} {what}; fastbert reads only local model folders "
                       "(it never downloads from a model hub)")
     modules_file = os.path.join(path, "modules.json")
-    if not os.path.isfile(modules_file):
+    if not os.path.lexists(modules_file):
         return SentenceFolder(path=path, transformer_path=path, sentence_transformers=False, pooling=Pooling(("cls",)))
 
     entries = _read_json(modules_file, list)
