@@ -28,6 +28,7 @@ def texts():
 def test_call_habits(encoder, texts):
     """numpy [N, D] by default, one tensor or a list of tensors on request, a 1-D row for a single string,
     [0, D] for no texts; every form holds the same float32 values in input order."""
+    texts = texts[:5]
     emb = encoder.encode(texts)
     assert isinstance(emb, np.ndarray) and emb.shape == (len(texts), 384) and emb.dtype == np.float32
     tensor = encoder.encode(texts, convert_to_tensor=True)
@@ -49,8 +50,8 @@ def test_order_and_batching_do_not_change_results(encoder, texts):
     perm = np.random.permutation(len(texts))
     shuffled = encoder.encode([texts[i] for i in perm], batch_size=3, max_batch_tokens=300)
     np.testing.assert_allclose(shuffled, reference[perm], atol=2e-6, rtol=0)
-    one_by_one = encoder.encode(texts, batch_size=1, max_batch_tokens=None)
-    np.testing.assert_allclose(one_by_one, reference, atol=2e-6, rtol=0)
+    one_by_one = encoder.encode(texts[:5], batch_size=1, max_batch_tokens=None)
+    np.testing.assert_allclose(one_by_one, reference[:5], atol=2e-6, rtol=0)
 
 
 @given(lengths=st.lists(st.integers(1, 600), max_size=60), batch_size=st.integers(1, 9),
@@ -113,8 +114,9 @@ def test_prompt_resolution(encoder):
 
 
 def test_overrides(encoder, texts):
+    texts = texts[:5]
     unnormalized = fastbert.SentenceEncoder(device="cpu", normalize=False).encode(texts)
-    assert not np.allclose(np.linalg.norm(unnormalized[:-2], axis=1), 1, atol=1e-3)
+    assert not np.allclose(np.linalg.norm(unnormalized, axis=1), 1, atol=1e-3)
     normalized = unnormalized / np.linalg.norm(unnormalized, axis=1, keepdims=True)
     np.testing.assert_allclose(normalized, encoder.encode(texts), atol=2e-6)
     np.testing.assert_allclose(encoder.encode(texts, normalize_embeddings=True, truncate_dim=10),

@@ -38,7 +38,8 @@ def test_legacy_pooling_keys(folder):
     config = os.path.join(folder, "1_Pooling", "config.json")
     write_json(config, {"word_embedding_dimension": 384, "pooling_mode_cls_token": False})
     assert read_folder(folder).pooling.modes == ("mean",)  # no mode set: sentence-transformers' default
-    write_json(config, {"word_embedding_dimension": 384, "pooling_mode_lasttoken": True, "pooling_mode_max_tokens": True})
+    write_json(config, {"word_embedding_dimension": 384, "pooling_mode_lasttoken": True,
+                        "pooling_mode_max_tokens": True})
     assert read_folder(folder).pooling.modes == ("max", "lasttoken")
     write_json(config, {"pooling_mode": ["weightedmean"], "pooling_mode_cls_token": True, "include_prompt": False})
     assert read_folder(folder).pooling == Pooling(("weightedmean",), False)
@@ -69,7 +70,8 @@ def test_dense_config_defaults(folder):
 REFUSED = [
     # (file to edit relative to the folder, changes, words the message must contain)
     ("1_Pooling/config.json", {"pooling_mode": "median"}, "pooling_mode 'median' is not one of"),
-    ("1_Pooling/config.json", {"pooling_mode_foo_tokens": True}, "unknown Pooling setting(s) ['pooling_mode_foo_tokens']"),
+    ("1_Pooling/config.json", {"pooling_mode_foo_tokens": True},
+     "unknown Pooling setting(s) ['pooling_mode_foo_tokens']"),
     ("1_Pooling/config.json", {"include_prompt": "no"}, "include_prompt must be true or false"),
     ("1_Pooling/config.json", {"pooling_mode": []}, "pooling_mode is an empty list"),
     ("sentence_bert_config.json", {"max_seq_length": -5}, "max_seq_length must be a positive integer, got -5"),

@@ -271,7 +271,7 @@ class SentenceEncoder:
         as_tensor = convert_to_tensor or not convert_to_numpy
         out_device = self.device if as_tensor else torch.device("cpu")
         dim = self.embedding_dimension if truncate_dim is None else min(truncate_dim, self.embedding_dimension)
-        out = torch.empty(len(texts), dim, dtype=torch.float32, device=out_device)
+        out = torch.full((len(texts), dim), float("nan"), device=out_device)  # a row never written would show
         batches = token_budget_batches(lengths.tolist(), batch_size, max_batch_tokens)
         from tqdm.auto import tqdm
 
