@@ -5,6 +5,9 @@
 ...     embeddings = pool.encode(texts, batch_size=64)              # float32 [len(texts), H], input order
 >>> embeddings = fastbert.parallel.encode_multi_process(texts, ["cuda:0", "cuda:1"])   # start, encode, stop
 
+Every worker holds a :class:`fastbert.SentenceEncoder`; the pool takes its constructor options and ``encode``
+passes its options on, so the embeddings are the ones single-process ``SentenceEncoder.encode`` gives.
+
 How the work is split: the parent tokenizes the texts once to count their tokens, sorts them by length (longest
 first) and cuts that order into chunks of about the same number of tokens, several per worker. Each worker loads the
 model once and takes the next chunk as soon as it is free (so a slower device simply takes fewer chunks); within a
@@ -37,54 +40,24 @@ CHUNKS_PER_WORKER = 8  # chunks per worker: enough to even out devices of differ
 MIN_CHUNK_TEXTS = 256  # below this a chunk's round trip costs more than it balances
 
 
-# --------------------------------------------------------------------------------------------------- the adapter
-# The one place that knows how fastbert encodes sentences. Everything in this module and in fastbert.ray goes
-# through load_encoder / load_tokenizer.
-class _SentenceEncoder:
-    """Stand-in for ``fastbert.SentenceEncoder(path, device, dtype)`` until it exists: the same ``encode``
-    conventions (sentence-transformers' names), built on :func:`fastbert.cli.encode_texts`."""
-
-    def __init__(self, path: str | None, device: str | None, dtype: str | None):
-        import torch
-
-        import fastbert
-        from fastbert.cli import sentence_transformers_defaults
-
-        path = path or fastbert.default_model_path()
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = dtype or ("float16" if torch.device(device).type == "cuda" else "float32")
-        self.tokenizer = fastbert.BertTokenizer.from_pretrained(path)
-        self.model = fastbert.BertModel.from_pretrained(path, dtype=dtype, device=device, add_pooling_layer=False)
-        self.pooling, self.normalize = sentence_transformers_defaults(path)
-
-    def get_sentence_embedding_dimension(self) -> int:
-        return self.model.config.hidden_size
-
-    def encode(self, texts: Sequence[str], batch_size: int = 32, normalize_embeddings: bool = False,
-               show_progress_bar: bool = False, convert_to_numpy: bool = True) -> np.ndarray:
-        from fastbert.cli import encode_texts
-
-        if not convert_to_numpy:
-            raise ValueError("only convert_to_numpy=True is supported")
-        return encode_texts(texts, self.model, self.tokenizer, batch_size=batch_size, pooling=self.pooling,
-                            normalize=self.normalize or normalize_embeddings, progress=show_progress_bar)
-
-
+# --------------------------------------------------------------------------------------------------- the encoder
+# The one place that builds encoders: the pool's workers and fastbert.ray's actors go through load_encoder.
 def load_encoder(path: str | None = None, device: str | None = None, dtype: str | None = None,
-                 **encoder_kwargs) -> _SentenceEncoder:
-    """The sentence encoder for ``path`` (default: the bundled all-MiniLM-L6-v2) on ``device`` in ``dtype``:
-    ``.encode(texts, batch_size=..., normalize_embeddings=...) -> float32 [N, H]`` in input order.
-    ``encoder_kwargs``: further constructor options of the encoder."""
-    if encoder_kwargs:
-        raise TypeError(f"unsupported encoder options: {sorted(encoder_kwargs)}")
-    return _SentenceEncoder(path, device, dtype)
+                 **encoder_kwargs):
+    """``fastbert.SentenceEncoder(path, device, dtype, **encoder_kwargs)``: ``path`` default the bundled
+    all-MiniLM-L6-v2; ``.encode(texts, batch_size=..., ...) -> float32 [N, D]`` in input order."""
+    from .sentence import SentenceEncoder
+
+    return SentenceEncoder(path, device, dtype, **encoder_kwargs)
 
 
 def load_tokenizer(path: str | None = None):
-    """The tokenizer of the model at ``path`` (for counting tokens)."""
-    import fastbert
+    """The tokenizer of the model folder at ``path`` (for counting tokens); reads no weights."""
+    from . import default_model_path
+    from .sentence import read_folder
+    from .tokenizer import BertTokenizer
 
-    return fastbert.BertTokenizer.from_pretrained(path or fastbert.default_model_path())
+    return BertTokenizer.from_pretrained(read_folder(path or default_model_path()).transformer_path)
 
 
 # --------------------------------------------------------------------------------------------------- splitting
@@ -169,8 +142,8 @@ class _Worker:
     def describe(self) -> str:
         return f"fastbert worker {self.device} (pid {self.process.pid})"
 
-    def receive(self) -> Any:
-        """The worker's next message; raises if it died or reported an exception."""
+    def receive(self) -> tuple[str, list]:
+        """The worker's next message as (kind, payload); raises if it died or reported an exception."""
         try:
             kind, *payload = self.conn.recv()
         except (EOFError, OSError):
@@ -181,7 +154,7 @@ class _Worker:
             if hasattr(exc, "add_note"):
                 exc.add_note(f"raised in {self.describe()}:\n{remote_traceback}")
             raise _WorkerError(exc)
-        return payload
+        return kind, payload
 
     def stop(self) -> None:
         """Asks the worker to exit (it also exits when the socket closes)."""
@@ -208,7 +181,8 @@ class EncodePool:
         path: model folder (default: the bundled all-MiniLM-L6-v2).
         dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` (default: float16 on CUDA, float32 on CPU).
         threads_per_worker: torch (and tokenizer) threads of each worker (default: the cores divided among them).
-        encoder_kwargs: further options for each worker's encoder (as :func:`load_encoder` takes them).
+        encoder_kwargs: further :class:`fastbert.SentenceEncoder` options for every worker (``max_seq_length``,
+            ``pooling``, ``normalize``, ``backend``).
 
     Starting loads the model in every worker (in parallel) and waits until all are ready.
     """
@@ -228,16 +202,18 @@ class EncodePool:
             for worker in self._workers:
                 worker.conn.send({"path": path, "device": worker.device, "dtype": dtype, "threads": threads,
                                   "encoder_kwargs": encoder_kwargs})
-            dims = {worker.receive()[0] for worker in self._workers}
-        except _WorkerError as e:  # e.g. the model folder does not exist
+            ready = {tuple(worker.receive()[1]) for worker in self._workers}
+        except _WorkerError as e:  # e.g. a setting the folder cannot have
             self.close()
             raise e.exception from None
         except BaseException:
             self.close()
             raise
-        assert len(dims) == 1, dims
-        self.dimension: int = dims.pop()  # the model's; encode_kwargs such as truncate_dim may shorten the output
+        assert len(ready) == 1, ready
+        # The model's embedding size (encode_kwargs such as truncate_dim may shorten the output) and truncation.
+        self.dimension, self.max_seq_length = ready.pop()
         self.last_chunks: dict[str, int] = {}
+        self.last_truncated = 0
 
     def __enter__(self) -> EncodePool:
         return self
@@ -257,11 +233,18 @@ class EncodePool:
                chunks_per_worker: int = CHUNKS_PER_WORKER, **encode_kwargs) -> np.ndarray:
         """Embeds ``texts`` -> float32 ``[len(texts), H]`` in input order.
 
-        ``batch_size`` and ``encode_kwargs`` (e.g. ``normalize_embeddings``) go to each worker's ``encode``.
+        ``batch_size`` and ``encode_kwargs`` (``prompt_name``, ``prompt``, ``normalize_embeddings``,
+        ``truncate_dim``, ``max_batch_tokens``, ``truncation``) go to each worker's ``SentenceEncoder.encode``.
         ``chunks_per_worker``: how many token-balanced chunks per worker the texts are cut into (fewer when
         chunks would hold less than a few hundred texts, but at least one per worker).
-        ``self.last_chunks`` then tells how many chunks each worker took (as ``{worker: chunks}``).
+        ``self.last_chunks`` then tells how many chunks each worker took (as ``{worker: chunks}``) and
+        ``self.last_truncated`` how many texts were truncated.
+
+        ``truncation=False`` makes texts longer than ``max_seq_length`` a ``TruncationError`` naming their input
+        positions; chunks go out longest first, so the chunks that hold every such text are the first ones, and
+        the pool stops handing out chunks once one comes back with shorter texts in it.
         """
+        from .sentence import TruncationError
         from tqdm import tqdm
 
         if not self._workers:
@@ -276,11 +259,15 @@ class EncodePool:
         workers = len(self._workers)
         n_chunks = min(workers * chunks_per_worker, max(workers, len(texts) // MIN_CHUNK_TEXTS))
         # No texts: one empty chunk, so the encoder itself says what shape that is (e.g. with truncate_dim).
-        chunks = token_balanced_chunks(token_lengths(self._tokenizer, texts), n_chunks) if texts else [np.arange(0)]
+        lengths = token_lengths(self._tokenizer, texts, self.max_seq_length + 1)  # +1: longer ones tie, in order
+        chunks = token_balanced_chunks(lengths, n_chunks) if texts else [np.arange(0)]
         out: np.ndarray | None = None  # [N, D], allocated when the first chunk tells D
         pending = list(reversed(range(len(chunks))))  # pop() hands out the longest texts first
         busy: dict[Any, tuple[_Worker, int]] = {}
         self.last_chunks = {worker.describe(): 0 for worker in self._workers}
+        self.last_truncated = 0
+        too_long: list[tuple[int, int]] = []  # (input position, tokens) of texts refused with truncation=False
+        limit = self.max_seq_length
 
         def feed(worker: _Worker) -> None:
             if pending:
@@ -297,16 +284,26 @@ class EncodePool:
                     for conn in multiprocessing.connection.wait(list(busy), timeout=1.0):
                         worker, chunk = busy.pop(conn)
                         try:
-                            (embeddings,) = worker.receive()
+                            kind, payload = worker.receive()
                         except _WorkerError as e:  # the worker lives on; collect the others, then raise
                             failure = failure or e.exception
                             pending.clear()
                             continue
-                        if out is None:
-                            out = np.empty((len(texts), *embeddings.shape[1:]), dtype=np.float32)
-                        out[chunks[chunk]] = embeddings
-                        self.last_chunks[worker.describe()] += 1
-                        bar.update(len(chunks[chunk]))
+                        if kind == "too long":
+                            indices, counts, limit = payload
+                            too_long += [(int(chunks[chunk][i]), n) for i, n in zip(indices, counts)]
+                            if len(indices) < len(chunks[chunk]):  # the texts after this chunk are shorter
+                                pending.clear()
+                        elif too_long:  # this chunk had no text too long, nor will the ones after it
+                            pending.clear()
+                        else:
+                            embeddings, truncated = payload
+                            if out is None:
+                                out = np.empty((len(texts), *embeddings.shape[1:]), dtype=np.float32)
+                            out[chunks[chunk]] = embeddings
+                            self.last_truncated += truncated
+                            self.last_chunks[worker.describe()] += 1
+                            bar.update(len(chunks[chunk]))
                         feed(worker)
                     for worker, _ in list(busy.values()):
                         if worker.process.poll() is not None:
@@ -316,6 +313,9 @@ class EncodePool:
             raise
         if failure is not None:
             raise failure
+        if too_long:
+            too_long.sort()
+            raise TruncationError([i for i, _ in too_long], [n for _, n in too_long], len(texts), limit)
         assert out is not None
         return out
 
@@ -356,16 +356,17 @@ def _worker_main(fd: int) -> None:
     try:
         import torch
 
+        from .sentence import TruncationError
+
         torch.set_num_threads(setup["threads"])
         if torch.device(setup["device"]).type == "cuda" and torch.device(setup["device"]).index is not None:
             torch.cuda.set_device(setup["device"])  # Triton launches on the current device
         encoder = load_encoder(setup["path"], setup["device"], setup["dtype"], **setup["encoder_kwargs"])
-        if hasattr(encoder, "tokenizer"):
-            encoder.tokenizer.num_threads = setup["threads"]
+        encoder.tokenizer.num_threads = setup["threads"]
     except Exception as exc:
         _send_error(conn, exc)
         return
-    conn.send(("ready", encoder.get_sentence_embedding_dimension()))
+    conn.send(("ready", encoder.get_sentence_embedding_dimension(), encoder.max_seq_length))
     while True:
         try:
             message = conn.recv()
@@ -376,8 +377,11 @@ def _worker_main(fd: int) -> None:
         _, texts, batch_size, encode_kwargs = message
         try:
             embeddings = encoder.encode(texts, batch_size=batch_size, **encode_kwargs)
+        except TruncationError as exc:  # positions within this chunk: the parent maps them to the input's
+            conn.send(("too long", exc.indices, exc.lengths, exc.max_length))
+            continue
         except Exception as exc:
             _send_error(conn, exc)
             continue
-        conn.send(("done", np.ascontiguousarray(embeddings, dtype=np.float32)))
+        conn.send(("done", np.ascontiguousarray(embeddings, dtype=np.float32), encoder.last_truncated))
 

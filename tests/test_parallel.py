@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from sentence_model import random_texts, save_tiny_sentence_model
 
+import fastbert.parallel
 from fastbert.parallel import EncodePool, _send_error, load_encoder, parse_devices, token_balanced_chunks
+from fastbert.sentence import TruncationError
 
 FP32_BOUND = 1e-6  # max |difference| to single-process fp32 encode
 
@@ -77,6 +79,40 @@ def test_pool_splits_large_inputs_into_many_chunks(pool, single, seed):
     got = pool.encode(texts, batch_size=64, chunks_per_worker=2)
     assert sum(pool.last_chunks.values()) == 4
     assert np.abs(got - single.encode(texts, batch_size=64)).max() <= FP32_BOUND
+
+
+@pytest.fixture(scope="module")
+def short_pool(tiny_model):
+    """Encoder options reach the workers: these truncate at 16 tokens."""
+    with EncodePool(2, tiny_model, threads_per_worker=1, max_seq_length=16) as pool:
+        yield pool
+
+
+def test_pool_passes_encoder_and_encode_options(short_pool, tiny_model, seed):
+    texts = random_texts(np.random.default_rng(seed), 129)
+    single = load_encoder(tiny_model, "cpu", "float32", max_seq_length=16)
+    expected = single.encode(texts, batch_size=8, prompt="query: ", truncate_dim=8)
+    got = short_pool.encode(texts, batch_size=8, prompt="query: ", truncate_dim=8)
+    assert short_pool.max_seq_length == 16 and got.shape == expected.shape == (129, 8)
+    assert np.abs(got - expected).max() <= FP32_BOUND
+    assert short_pool.last_truncated == single.last_truncated > 0
+    assert short_pool.encode([], truncate_dim=8).shape == (0, 8)
+
+
+@pytest.mark.parametrize("chunks_per_worker", [1, 8])
+def test_pool_truncation_error_names_input_positions(short_pool, tiny_model, seed, monkeypatch, chunks_per_worker):
+    """Long texts may fill several chunks: all of them are found, at their positions in the input."""
+    monkeypatch.setattr(fastbert.parallel, "MIN_CHUNK_TEXTS", 1)
+    texts = random_texts(np.random.default_rng(seed), 129)
+    with pytest.raises(TruncationError) as expected:
+        load_encoder(tiny_model, "cpu", "float32", max_seq_length=16).encode(texts, truncation=False)
+    with pytest.raises(TruncationError) as got:
+        short_pool.encode(texts, truncation=False, chunks_per_worker=chunks_per_worker)
+    assert len(expected.value.indices) > 16, "the long texts should span several chunks"
+    assert got.value.indices == expected.value.indices and got.value.lengths == expected.value.lengths
+    assert str(got.value) == str(expected.value)
+    short_texts = [t for i, t in enumerate(texts) if i not in set(expected.value.indices)]
+    assert short_pool.encode(short_texts, truncation=False).shape == (len(short_texts), 32), "pool still usable"
 
 
 def test_pool_bad_input(pool):
