@@ -29,7 +29,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +45,6 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 
 FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
 EXTENSIONS = {"parquet": ".parquet", "jsonl": ".jsonl"}
-TEMP_SUFFIX = ".fastbert-tmp"
 
 
 def _check_texts(texts: Any, column: str, first_row: int = 0, where: str = "") -> list[str]:
@@ -159,46 +157,13 @@ def _read_batches(path: str, text_column: str, rows: int):
     return schema, batches
 
 
-class _ShardOutput:
-    """A temporary output file that becomes ``path`` on :meth:`commit` (fsync + atomic rename), else is removed."""
-
-    def __init__(self, path: str, fmt: str, schema):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.path, self.fmt = path, fmt
-        directory, name = os.path.split(path)
-        self.temp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            self.writer = pq.ParquetWriter(self.temp, schema)
-        else:
-            self.writer = open(self.temp, "w", encoding="utf-8")
-
-    def write(self, batch) -> None:
-        if self.fmt == "parquet":
-            self.writer.write_batch(batch)
-            return
-        for row in batch.to_pylist():
-            self.writer.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-
-    def commit(self) -> None:
-        self.writer.close()
-        fd = os.open(self.temp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(self.temp, self.path)
-        fd = os.open(os.path.dirname(self.path), os.O_RDONLY)
-        try:
-            os.fsync(fd)  # the rename itself survives a machine crash
-        finally:
-            os.close(fd)
-
-    def discard(self) -> None:
-        self.writer.close()
-        if os.path.exists(self.temp):
-            os.remove(self.temp)
+def _write_jsonl_rows(stream, batch, column: str, embeddings: np.ndarray) -> None:
+    """One JSON object per row: the batch's columns, then ``column`` with the embedding (float32 values with 9
+    significant digits, enough to read back the same float32, as ``fastbert encode`` writes them)."""
+    name = json.dumps(column)
+    for row, embedding in zip(batch.to_pylist(), embeddings):
+        values = ",".join(f"{x:.9g}" for x in embedding.tolist())
+        stream.write(f"{json.dumps(row, ensure_ascii=False, default=str)[:-1]}, {name}: [{values}]}}\n")
 
 
 def embed_shard(embedder: Embedder, source: str, destination: str, *, output_format: str | None = None,
@@ -206,40 +171,40 @@ def embed_shard(embedder: Embedder, source: str, destination: str, *, output_for
     """Embeds one input shard into ``destination`` (written atomically) -> the number of rows.
 
     The output holds the input's columns and rows, in the input's order, plus ``embedder.embedding_column``
-    (Parquet: ``fixed_size_list<float32>[H]``; JSON lines: a list of numbers). ``rows_per_call``: rows read and
+    (Parquet: ``fixed_size_list<float32>[D]``; JSON lines: a list of numbers). ``rows_per_call``: rows read and
     handed to ``embedder.embed`` at a time (memory stays bounded by it for Parquet inputs).
     """
     import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .sentence.textfiles import atomic_file
 
     fmt = output_format or FORMATS[os.path.splitext(source)[1]]
     schema, batches = _read_batches(source, embedder.text_column, rows_per_call)
     if embedder.embedding_column in schema.names:
         raise ValueError(f"{source}: already has a column {embedder.embedding_column!r}")
-    output, rows = None, 0
-    try:
+    dim = embedder.embed([]).shape[1]
+    field = pa.field(embedder.embedding_column, pa.list_(pa.float32(), dim))
+    os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
+    rows = 0
+    with atomic_file(destination, "wb" if fmt == "parquet" else "w") as f:
+        writer = pq.ParquetWriter(f, schema.append(field)) if fmt == "parquet" else None
         for batch in batches:
             texts = _check_texts(batch.column(embedder.text_column).to_pylist(), embedder.text_column, rows,
                                  f"{source}: ")
             try:
-                embeddings = embedder.embed(texts)  # [rows, H]
+                embeddings = embedder.embed(texts)  # [rows, D]
             except (ValueError, TypeError) as e:  # positions in its message count from the start of this batch
                 kind = ValueError if isinstance(e, ValueError) else TypeError
                 raise kind(f"{source}: in rows {rows} to {rows + len(texts) - 1}: {e}") from e
-            column = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1)), embeddings.shape[1])
-            batch = batch.append_column(embedder.embedding_column, column)
-            if output is None:
-                output = _ShardOutput(destination, fmt, batch.schema)
-            output.write(batch)
+            if writer is not None:
+                column = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1)), dim)
+                writer.write_batch(batch.append_column(field, column))
+            else:
+                _write_jsonl_rows(f, batch, embedder.embedding_column, embeddings)
             rows += batch.num_rows
-        if output is None:  # an empty shard gives an empty output shard
-            dim = embedder.embed([]).shape[1]
-            output = _ShardOutput(destination, fmt, schema.append(
-                pa.field(embedder.embedding_column, pa.list_(pa.float32(), dim))))
-        output.commit()
-    except BaseException:
-        if output is not None:
-            output.discard()
-        raise
+        if writer is not None:
+            writer.close()  # the footer; the file itself is synced and renamed into place on leaving the block
     return rows
 
 
@@ -291,11 +256,12 @@ class ShardsFailed(ValueError):
         self.result = result
 
 
-def _remove_temp_files(output_dir: str) -> None:
-    for directory, _, names in os.walk(output_dir):
-        for name in names:
-            if name.endswith(TEMP_SUFFIX):
-                os.remove(os.path.join(directory, name))
+def _remove_temp_files(destinations) -> None:
+    """Removes what writers of these output shards left half written (``atomic_file``'s ``.NAME.*.part``)."""
+    for destination in destinations:
+        directory, name = os.path.split(destination)
+        for path in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(name)}.*.part")):
+            os.remove(path)
 
 
 def embed_files(input: str | os.PathLike | Sequence[str | os.PathLike], output_dir: str | os.PathLike, *,
@@ -337,7 +303,7 @@ def embed_files(input: str | os.PathLike | Sequence[str | os.PathLike], output_d
     result = EmbedFilesResult(skipped=[dst for dst in targets.values() if os.path.exists(dst)])
     todo = [(src, dst) for src, dst in targets.items() if not os.path.exists(dst)]
     os.makedirs(output_dir, exist_ok=True)
-    _remove_temp_files(output_dir)  # left by a run that crashed
+    _remove_temp_files(targets.values())  # left by a run that crashed
     if not todo:
         return result
 
@@ -364,7 +330,7 @@ def embed_files(input: str | os.PathLike | Sequence[str | os.PathLike], output_d
             else:
                 result.written[str(row["output"])] = int(row["rows"])
             bar.update(1)
-    _remove_temp_files(output_dir)  # left by actors that died mid-shard
+    _remove_temp_files(targets.values())  # left by actors that died mid-shard
     if result.failed:
         raise ShardsFailed(result)
     missing = [dst for _, dst in todo if not os.path.exists(dst)]

@@ -16,22 +16,22 @@ import ray.data
 from sentence_model import random_texts, save_tiny_sentence_model
 
 from fastbert.parallel import load_encoder
-from fastbert.ray import TEMP_SUFFIX, Embedder, ShardsFailed, embed_files, embed_shard, input_files
+from fastbert.ray import Embedder, ShardsFailed, embed_files, embed_shard, input_files
 
 FP32_BOUND = 1e-6  # max |difference| to single-process fp32 encode
 
 
 class DyingEmbedder(Embedder):
     """An Embedder whose process exits abruptly (no clean-up, like a crash or an OOM kill) on its ``die_on``-th
-    ``embed`` call, once per cluster: the first actor to get there creates ``marker`` and dies."""
+    ``embed`` call with texts, once per cluster: the first actor to get there creates ``marker`` and dies."""
 
     def __init__(self, *args, marker: str, die_on: int = 2, **kwargs):
         super().__init__(*args, **kwargs)
         self.marker, self.die_on, self.calls = marker, die_on, 0
 
     def embed(self, texts):
-        self.calls += 1
-        if self.calls == self.die_on:
+        self.calls += bool(len(texts))
+        if texts and self.calls == self.die_on:
             try:
                 os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
             except FileExistsError:
@@ -121,7 +121,7 @@ def test_embed_files_resumes_retries_and_keeps_shards(cluster, tiny_model, singl
     # An earlier run finished e.parquet and crashed while writing f.parquet.
     embed_shard(Embedder(tiny_model), str(src / "e.parquet"), str(dst / "e.parquet"))
     finished = os.stat(dst / "e.parquet")
-    (dst / f".f.parquet.0123{TEMP_SUFFIX}").write_bytes(b"half a parquet file")
+    (dst / ".f.parquet.x1y2z3.part").write_bytes(b"half a parquet file")  # as atomic_file names it
 
     marker = str(tmp_path / "died")
     with pytest.raises(ShardsFailed, match=r"bad.jsonl: column 'text' must hold strings; row 3 is None") as failure:
@@ -134,7 +134,7 @@ def test_embed_files_resumes_retries_and_keeps_shards(cluster, tiny_model, singl
     again = os.stat(dst / "e.parquet")
     assert (again.st_ino, again.st_mtime_ns) == (finished.st_ino, finished.st_mtime_ns), "a finished shard was redone"
     assert result.written == {str(dst / name): n for name, n in shards.items() if name != "e.parquet"}
-    assert not list(dst.rglob("*" + TEMP_SUFFIX))
+    assert not list(dst.rglob("*.part"))
     for name, n in shards.items():
         table = _read(str(dst / name))
         assert table.column_names == ["id", "text", "score", "embedding"]
@@ -191,8 +191,8 @@ def test_embed_shard_null_text_is_an_error_and_leaves_nothing(tiny_model, tmp_pa
 
 class _RejectsSecondBatch(Embedder):
     def embed(self, texts):
-        self.calls = getattr(self, "calls", 0) + 1
-        if self.calls == 2:
+        self.calls = getattr(self, "calls", 0) + bool(len(texts))
+        if texts and self.calls == 2:
             raise ValueError("texts[1] is too long")
         return super().embed(texts)
 
