@@ -29,6 +29,11 @@ input:  texts as arguments (one embedding each), or --input FILE / stdin with on
         per input line, empty lines included. Input must be UTF-8.
 output: JSON lines {"text": ..., "embedding": [...]} on stdout, or -o NAME.jsonl / NAME.npy (float32 [N, D]).
         Files are written to a temporary name and renamed when complete.
+devices: --devices cuda:0,cuda:1 (or a number of CPU worker processes) splits the texts into chunks of about
+        equal token counts, one worker process per device; the output is the same, in input order.
+ray:    --ray [ADDRESS] --input FOLDER_OR_GLOB --output FOLDER embeds Parquet / JSON lines files on a Ray cluster
+        (pip install 'fastbert[ray]'): one output file per input file at the same relative path, with the input's
+        rows in order plus an "embedding" column. Each is renamed into place when complete: a rerun skips them.
 
 exit status: 0 done, 1 error, 2 usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
@@ -62,6 +67,15 @@ def _device(text: str) -> str:
     return text
 
 
+def _devices(text: str) -> list[str]:
+    from .parallel import parse_devices  # no torch import for a list or a number
+
+    try:
+        return parse_devices(text)
+    except (TypeError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fastbert", description="Fast BERT encoders: sentence embeddings like sentence-transformers.")
     parser.add_argument("--version", action="version", version=f"fastbert {__version__}")
@@ -69,9 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     enc = sub.add_parser("encode", help="embed texts", description=_ENCODE_HELP,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     enc.add_argument("texts", nargs="*", help="texts to embed (else --input, else stdin)")
-    enc.add_argument("-i", "--input", metavar="FILE", help="UTF-8 file with one text per line ('-': stdin)")
-    enc.add_argument("-o", "--output", metavar="FILE",
-                     help="NAME.npy (float32 [N, D]) or NAME.jsonl (default: JSON lines on stdout)")
+    enc.add_argument("-i", "--input", metavar="FILE", help="UTF-8 file with one text per line ('-': stdin); "
+                     "with --ray: a folder or glob of Parquet / JSON lines files")
+    enc.add_argument("-o", "--output", metavar="FILE", help="NAME.npy (float32 [N, D]) or NAME.jsonl (default: "
+                     "JSON lines on stdout); with --ray: a folder, one output file per input file")
     enc.add_argument("--model", metavar="FOLDER",
                      help="local model folder (default: the bundled all-MiniLM-L6-v2); nothing is downloaded")
     enc.add_argument("--prompt-name", metavar="NAME", help="one of the folder's prompts (default: its default prompt)")
@@ -90,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
                      help="auto: float16 on CUDA, float32 on CPU")
     enc.add_argument("--device", type=_device, help="cpu, cuda or cuda:N (default: cuda when available)")
+    enc.add_argument("--devices", type=_devices, metavar="LIST|N",
+                     help="one worker process per device (cuda:0,cuda:1), or N CPU worker processes")
+    enc.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                     help="embed files on a Ray cluster (ADDRESS e.g. auto or ray://host:10001; none: the running "
+                     "cluster, else a new local one); resumable: finished output files are skipped")
+    enc.add_argument("--text-column", default="text", metavar="NAME", help="with --ray: the column of texts")
+    enc.add_argument("--workers", type=_positive_int, metavar="N",
+                     help="with --ray: model replicas (default: one per GPU of the cluster, else one per CPU)")
     enc.set_defaults(func=encode_main)
     return parser
 
@@ -129,6 +152,13 @@ def _read_texts(args) -> tuple[list[str], str]:
 def encode_main(args) -> int:
     from .sentence.textfiles import output_format
 
+    if args.ray is not None:
+        return _encode_files_on_ray(args)
+    if args.workers is not None or args.text_column != "text":
+        raise _UsageError("--workers and --text-column go with --ray")
+    if args.devices and args.device:
+        raise _UsageError("give --device or --devices, not both")
+
     to_stdout = args.output in (None, "-")
     fmt = "jsonl" if to_stdout else output_format(args.output)
     if to_stdout and sys.stdout is None:
@@ -137,12 +167,21 @@ def encode_main(args) -> int:
 
     from .sentence import SentenceEncoder, TruncationError  # imports torch
 
-    encoder = SentenceEncoder(args.model, device=args.device, dtype=args.dtype, max_seq_length=args.max_length,
-                              pooling=args.pooling, normalize=args.normalize)
+    options = dict(max_seq_length=args.max_length, pooling=args.pooling, normalize=args.normalize)
+    encode_options = dict(prompt_name=args.prompt_name, prompt=args.prompt, batch_size=args.batch_size,
+                          max_batch_tokens=args.max_batch_tokens, truncation=not args.no_truncate,
+                          show_progress_bar=_stderr_is_terminal())
     try:
-        embeddings = encoder.encode(texts, prompt_name=args.prompt_name, prompt=args.prompt,
-                                    batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens,
-                                    truncation=not args.no_truncate, show_progress_bar=_stderr_is_terminal())
+        if args.devices:
+            from .parallel import EncodePool
+
+            with EncodePool(args.devices, args.model, dtype=args.dtype, **options) as encoder:
+                embeddings = encoder.encode(texts, **encode_options)
+            where = f"devices={','.join(encoder.devices)}, dtype={args.dtype}"
+        else:
+            encoder = SentenceEncoder(args.model, device=args.device, dtype=args.dtype, **options)
+            embeddings = encoder.encode(texts, **encode_options)
+            where = f"device={encoder.device}, dtype={str(encoder.dtype).removeprefix('torch.')}"
     except TruncationError as e:
         raise ValueError(f"{len(e.indices)} of {len(texts)} texts are longer than {e.max_length} tokens (first: "
                          f"{unit} {e.indices[0] + 1}, {e.lengths[0]} tokens); drop --no-truncate to truncate "
@@ -152,8 +191,31 @@ def encode_main(args) -> int:
         _say(f"note: {encoder.last_truncated} of {len(texts)} texts were longer than {encoder.max_seq_length} "
              "tokens and were truncated (--max-length changes the limit, --no-truncate makes it an error)")
     if not to_stdout:
-        _say(f"wrote {len(texts)} embeddings of size {embeddings.shape[1]} to {args.output} "
-             f"(device={encoder.device}, dtype={str(encoder.dtype).removeprefix('torch.')})")
+        _say(f"wrote {len(texts)} embeddings of size {embeddings.shape[1]} to {args.output} ({where})")
+    return 0
+
+
+def _encode_files_on_ray(args) -> int:
+    if args.texts or args.input in (None, "-") or args.output in (None, "-"):
+        raise _UsageError("--ray reads files: give --input FOLDER_OR_GLOB and --output FOLDER (no texts)")
+    if args.devices:
+        raise _UsageError("--devices is for one machine; with --ray, Ray places the workers")
+    try:
+        import ray
+
+        from .ray import embed_files
+    except ImportError:
+        raise ValueError("--ray needs Ray Data: pip install 'fastbert[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=args.ray or None)
+    result = embed_files(
+        args.input, args.output, path=args.model, text_column=args.text_column, concurrency=args.workers,
+        device=args.device, dtype=args.dtype, batch_size=args.batch_size, progress=_stderr_is_terminal(),
+        encoder_kwargs=dict(max_seq_length=args.max_length, pooling=args.pooling, normalize=args.normalize),
+        prompt_name=args.prompt_name, prompt=args.prompt, max_batch_tokens=args.max_batch_tokens,
+        truncation=not args.no_truncate)
+    _say(f"wrote {len(result.written)} output files ({sum(result.written.values())} rows) to {args.output}; "
+         f"{len(result.skipped)} were already done")
     return 0
 
 

@@ -373,7 +373,7 @@ def _worker_main(fd: int) -> None:
         except EOFError:
             return
         if message is None:
-            return
+            os._exit(0)  # nothing to flush or save: skip the interpreter's (and torch's) slow shutdown
         _, texts, batch_size, encode_kwargs = message
         try:
             embeddings = encoder.encode(texts, batch_size=batch_size, **encode_kwargs)

@@ -266,16 +266,16 @@ def _remove_temp_files(destinations) -> None:
 
 def embed_files(input: str | os.PathLike | Sequence[str | os.PathLike], output_dir: str | os.PathLike, *,
                 path: str | None = None, text_column: str = "text", embedding_column: str = "embedding",
-                output_format: str | None = None, concurrency: int | None = None, num_gpus: float = 0,
+                output_format: str | None = None, concurrency: int | None = None, num_gpus: float | None = None,
                 num_cpus: float = 1, device: str | None = None, dtype: str | None = None, batch_size: int = 32,
                 rows_per_call: int = 4096, embedder_class: type = Embedder, encoder_kwargs: dict | None = None,
                 progress: bool = False, **encode_kwargs) -> EmbedFilesResult:
     """Embeds every input shard (see :func:`input_files`) into one output shard under ``output_dir``, on the Ray
     cluster this process is connected to (``ray.init`` first; a local one is started otherwise).
 
-    ``concurrency`` actors (default: as many as the cluster's GPUs / CPUs allow with ``num_gpus`` / ``num_cpus``
-    each, at most one per shard) each load the model once and take shards one at a time. Shards whose output exists
-    are skipped. A dying actor is restarted and its shard redone (Ray Data's default for actor pools: restarts and
+    ``num_gpus`` per actor (default: 1 when the cluster has GPUs, else 0); ``concurrency`` actors (default: as
+    many as the cluster's GPUs / CPUs allow with ``num_gpus`` / ``num_cpus`` each, at most one per shard) each
+    load the model once and take shards one at a time. Shards whose output exists are skipped. A dying actor is restarted and its shard redone (Ray Data's default for actor pools: restarts and
     retries without limit, so a shard that kills its process every time keeps being retried). ``embedder_class``
     (an :class:`Embedder` subclass) and the remaining arguments configure what each actor builds.
     Raises ``ValueError`` / ``OSError`` for bad arguments and inputs, before any work where it can tell (Parquet
@@ -283,6 +283,9 @@ def embed_files(input: str | os.PathLike | Sequence[str | os.PathLike], output_d
     does not parse): the good shards are written, so a run after fixing them only does the failed ones.
     """
     import pyarrow.parquet as pq
+
+    from . import default_model_path
+    from .sentence import read_folder
 
     if output_format not in (None, *EXTENSIONS):
         raise ValueError(f"output_format must be one of {sorted(EXTENSIONS)}, not {output_format!r}")
@@ -300,6 +303,7 @@ def embed_files(input: str | os.PathLike | Sequence[str | os.PathLike], output_d
             names = pq.read_schema(f).names
             if text_column not in names:
                 raise ValueError(f"{f}: no text column {text_column!r}; its columns: {names}")
+    read_folder(path or default_model_path())  # a missing or unusable model folder fails here, not in each actor
     result = EmbedFilesResult(skipped=[dst for dst in targets.values() if os.path.exists(dst)])
     todo = [(src, dst) for src, dst in targets.items() if not os.path.exists(dst)]
     os.makedirs(output_dir, exist_ok=True)
@@ -309,8 +313,10 @@ def embed_files(input: str | os.PathLike | Sequence[str | os.PathLike], output_d
 
     if not ray.is_initialized():
         ray.init()
+    resources = ray.cluster_resources()
+    if num_gpus is None:
+        num_gpus = 1 if resources.get("GPU", 0) >= 1 else 0
     if concurrency is None:
-        resources = ray.cluster_resources()
         concurrency = int(resources.get("GPU", 0) // num_gpus) if num_gpus else int(resources.get("CPU", 1) // num_cpus)
     concurrency = max(1, min(concurrency, len(todo)))
     embedder_kwargs = dict(path=path, text_column=text_column, embedding_column=embedding_column, device=device,

@@ -1,4 +1,5 @@
 """Multi-process encode on one machine (fastbert.parallel): same embeddings as one process, in input order."""
+import json
 import multiprocessing
 import os
 import signal
@@ -11,6 +12,7 @@ import pytest
 from sentence_model import random_texts, save_tiny_sentence_model
 
 import fastbert.parallel
+from fastbert.cli import main
 from fastbert.parallel import EncodePool, _send_error, load_encoder, parse_devices, token_balanced_chunks
 from fastbert.sentence import TruncationError
 
@@ -24,12 +26,15 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def single(tiny_model):
-    return load_encoder(tiny_model, "cpu", "float32")
+    return load_encoder(tiny_model, "cpu", "float32", max_seq_length=MAX_LENGTH)
+
+
+MAX_LENGTH = 128  # an encoder option of the pool (the folder says 256): it must reach every worker
 
 
 @pytest.fixture(scope="module")
 def pool(tiny_model):
-    with EncodePool(2, tiny_model, threads_per_worker=1) as pool:
+    with EncodePool(2, tiny_model, threads_per_worker=1, max_seq_length=MAX_LENGTH) as pool:
         yield pool
 
 
@@ -81,38 +86,30 @@ def test_pool_splits_large_inputs_into_many_chunks(pool, single, seed):
     assert np.abs(got - single.encode(texts, batch_size=64)).max() <= FP32_BOUND
 
 
-@pytest.fixture(scope="module")
-def short_pool(tiny_model):
-    """Encoder options reach the workers: these truncate at 16 tokens."""
-    with EncodePool(2, tiny_model, threads_per_worker=1, max_seq_length=16) as pool:
-        yield pool
-
-
-def test_pool_passes_encoder_and_encode_options(short_pool, tiny_model, seed):
+def test_pool_passes_encoder_and_encode_options(pool, single, seed):
     texts = random_texts(np.random.default_rng(seed), 129)
-    single = load_encoder(tiny_model, "cpu", "float32", max_seq_length=16)
     expected = single.encode(texts, batch_size=8, prompt="query: ", truncate_dim=8)
-    got = short_pool.encode(texts, batch_size=8, prompt="query: ", truncate_dim=8)
-    assert short_pool.max_seq_length == 16 and got.shape == expected.shape == (129, 8)
+    got = pool.encode(texts, batch_size=8, prompt="query: ", truncate_dim=8)
+    assert pool.max_seq_length == MAX_LENGTH and got.shape == expected.shape == (129, 8)
     assert np.abs(got - expected).max() <= FP32_BOUND
-    assert short_pool.last_truncated == single.last_truncated > 0
-    assert short_pool.encode([], truncate_dim=8).shape == (0, 8)
+    assert pool.last_truncated == single.last_truncated > 0
+    assert pool.encode([], truncate_dim=8).shape == (0, 8)
 
 
 @pytest.mark.parametrize("chunks_per_worker", [1, 8])
-def test_pool_truncation_error_names_input_positions(short_pool, tiny_model, seed, monkeypatch, chunks_per_worker):
+def test_pool_truncation_error_names_input_positions(pool, single, seed, monkeypatch, chunks_per_worker):
     """Long texts may fill several chunks: all of them are found, at their positions in the input."""
     monkeypatch.setattr(fastbert.parallel, "MIN_CHUNK_TEXTS", 1)
-    texts = random_texts(np.random.default_rng(seed), 129)
+    texts = random_texts(np.random.default_rng(seed), 129, max_words=600)
     with pytest.raises(TruncationError) as expected:
-        load_encoder(tiny_model, "cpu", "float32", max_seq_length=16).encode(texts, truncation=False)
+        single.encode(texts, truncation=False)
     with pytest.raises(TruncationError) as got:
-        short_pool.encode(texts, truncation=False, chunks_per_worker=chunks_per_worker)
+        pool.encode(texts, truncation=False, chunks_per_worker=chunks_per_worker)
     assert len(expected.value.indices) > 16, "the long texts should span several chunks"
     assert got.value.indices == expected.value.indices and got.value.lengths == expected.value.lengths
     assert str(got.value) == str(expected.value)
     short_texts = [t for i, t in enumerate(texts) if i not in set(expected.value.indices)]
-    assert short_pool.encode(short_texts, truncation=False).shape == (len(short_texts), 32), "pool still usable"
+    assert pool.encode(short_texts, truncation=False).shape == (len(short_texts), 32), "pool still usable"
 
 
 def test_pool_bad_input(pool):
@@ -181,3 +178,35 @@ def test_script_without_main_guard(tiny_model, single, tmp_path):
     """))
     subprocess.run([sys.executable, str(script)], check=True, timeout=300, cwd=tmp_path)
     assert np.abs(np.load(tmp_path / "out.npy") - single.encode(texts)).max() <= FP32_BOUND
+
+
+def _json_embeddings(out: str) -> np.ndarray:
+    return np.array([json.loads(line)["embedding"] for line in out.splitlines()], dtype=np.float32)
+
+
+def test_cli_devices(tiny_model, seed, capsys):
+    """`fastbert encode --devices 2` prints what single-process `fastbert encode` prints, in input order."""
+    texts = random_texts(np.random.default_rng(seed), 7)
+    texts = [t or "empty" for t in texts]  # an empty argument is not a text on the command line
+    assert main(["encode", "--model", tiny_model, "--max-length", "16", *texts]) == 0
+    expected = capsys.readouterr().out
+    assert main(["encode", "--devices", "2", "--model", tiny_model, "--max-length", "16", *texts]) == 0
+    got = capsys.readouterr().out
+    assert [json.loads(line)["text"] for line in got.splitlines()] == texts
+    assert np.abs(_json_embeddings(got) - _json_embeddings(expected)).max() <= FP32_BOUND
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--devices", "2", "--device", "cpu"], "not both"),
+    (["--workers", "2"], "go with --ray"),
+    (["--text-column", "body"], "go with --ray"),
+])
+def test_cli_devices_usage_errors(argv, message, capsys):
+    assert main(["encode", *argv, "a text"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_bad_devices_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["encode", "--devices", "tpu:0", "a text"])
+    assert exit_.value.code == 2 and "unsupported device 'tpu:0'" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import ray.cloudpickle
 import ray.data
 from sentence_model import random_texts, save_tiny_sentence_model
 
+from fastbert.cli import main
 from fastbert.parallel import load_encoder
 from fastbert.ray import Embedder, ShardsFailed, embed_files, embed_shard, input_files
 
@@ -220,3 +221,29 @@ def test_input_files_glob_and_list(tmp_path):
     assert root == str(tmp_path / "x") and files == [str(tmp_path / "x/a.parquet"), str(tmp_path / "x/b.jsonl")]
     with pytest.raises(ValueError, match="neither Parquet nor JSON lines"):
         input_files([str(tmp_path / "x/notes.txt")])
+
+
+def test_cli_ray(cluster, tiny_model, single, seed, tmp_path, capsys):
+    """`fastbert encode --ray` on the running cluster: a folder of JSON lines in, one output file per input out."""
+    texts = random_texts(np.random.default_rng(seed), 33)
+    (tmp_path / "in").mkdir()
+    _write_jsonl(tmp_path / "in" / "part-0.jsonl", [{"n": i, "body": t} for i, t in enumerate(texts)])
+    argv = ["encode", "--ray", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+            "--model", tiny_model, "--text-column", "body", "--workers", "1"]
+    assert main(argv) == 0
+    assert "wrote 1 output files (33 rows)" in capsys.readouterr().err
+    table = _read(str(tmp_path / "out" / "part-0.jsonl"))
+    assert table["n"].to_pylist() == list(range(33)) and table["body"].to_pylist() == texts
+    assert np.abs(_embeddings(table) - single.encode(texts)).max() <= FP32_BOUND
+    assert main(argv) == 0  # a rerun finds everything done
+    assert "wrote 0 output files (0 rows) to" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["a text", "--ray"], "--ray reads files"),
+    (["--ray", "--input", "x"], "--ray reads files"),
+    (["--ray", "--input", "x", "-o", "y", "--devices", "2"], "--devices is for one machine"),
+])
+def test_cli_ray_usage_errors(argv, message, capsys):
+    assert main(["encode", *argv]) == 2
+    assert message in capsys.readouterr().err
