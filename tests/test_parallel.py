@@ -24,18 +24,20 @@ def tiny_model(tmp_path_factory):
     return save_tiny_sentence_model(tmp_path_factory.mktemp("tiny-st"), seed=int.from_bytes(os.urandom(4), "little"))
 
 
+MAX_LENGTH = 128  # an encoder option (the folder says 256): it must reach every worker
+
+
 @pytest.fixture(scope="module")
 def single(tiny_model):
     return load_encoder(tiny_model, "cpu", "float32", max_seq_length=MAX_LENGTH)
 
 
-MAX_LENGTH = 128  # an encoder option of the pool (the folder says 256): it must reach every worker
-
-
 @pytest.fixture(scope="module")
-def pool(tiny_model):
-    with EncodePool(2, tiny_model, threads_per_worker=1, max_seq_length=MAX_LENGTH) as pool:
-        yield pool
+def pool(single):
+    """Started as sentence-transformers users do: from the encoder, whose settings the workers take."""
+    pool = single.start_multi_process_pool(2, threads_per_worker=1)
+    yield pool
+    single.stop_multi_process_pool(pool)
 
 
 @pytest.mark.parametrize("n, n_chunks", [(1, 1), (1, 4), (2, 2), (7, 3), (129, 16), (511, 7), (511, 511)])
@@ -77,6 +79,17 @@ def test_pool_matches_single_process(pool, single, seed, n, batch_size, max_word
     assert np.abs(got - expected).max() <= FP32_BOUND
     if n > 1:
         assert all(chunks >= 1 for chunks in pool.last_chunks.values()), pool.last_chunks
+
+
+def test_sentence_encoder_encode_with_a_pool(pool, single, seed):
+    texts = random_texts(np.random.default_rng(seed), 33)
+    expected = single.encode(texts, normalize_embeddings=True)
+    truncated = single.last_truncated
+    assert np.abs(single.encode(texts, pool=pool, normalize_embeddings=True) - expected).max() <= FP32_BOUND
+    assert single.last_truncated == truncated
+    assert single.encode(texts[0], pool=pool).shape == (pool.dimension,)
+    with pytest.raises(ValueError, match="numpy"):
+        single.encode(texts, pool=pool, convert_to_tensor=True)
 
 
 def test_pool_splits_large_inputs_into_many_chunks(pool, single, seed):

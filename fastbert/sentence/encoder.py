@@ -122,6 +122,7 @@ class SentenceEncoder:
 
             path = default_model_path()
         self.folder: SentenceFolder = read_folder(path)
+        self._options = dict(pooling=pooling, normalize=normalize, backend=backend)  # for worker processes
         self.config = BertConfig.from_pretrained(self.folder.transformer_path)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -237,6 +238,7 @@ class SentenceEncoder:
         truncate_dim: int | None = None,
         max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
         truncation: bool = True,
+        pool=None,
     ):
         """Embed ``texts`` (a str or a sequence of str), in input order.
 
@@ -249,10 +251,19 @@ class SentenceEncoder:
         batch; ``max_batch_tokens``: padded tokens per batch (``None``: no limit). ``truncation=False`` makes a
         text longer than ``max_seq_length`` a :class:`TruncationError` (raised before any encoding); otherwise
         such texts are truncated and ``self.last_truncated`` says how many were. ``show_progress_bar`` counts
-        texts on stderr (``None``: off).
+        texts on stderr (``None``: off). ``pool``: a :meth:`start_multi_process_pool` pool does the work (numpy
+        output only).
         """
         single = isinstance(texts, str)
         texts = [texts] if single else _text_list(texts)
+        if pool is not None:
+            if convert_to_tensor or not convert_to_numpy:
+                raise ValueError("encode with a pool returns numpy arrays; leave convert_to_numpy/_tensor alone")
+            result = pool.encode(texts, batch_size, prompt_name=prompt_name, prompt=prompt,
+                                 show_progress_bar=bool(show_progress_bar), normalize_embeddings=normalize_embeddings,
+                                 truncate_dim=truncate_dim, max_batch_tokens=max_batch_tokens, truncation=truncation)
+            self.last_truncated = pool.last_truncated
+            return result[0] if single else result
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if max_batch_tokens is not None and (not isinstance(max_batch_tokens, int) or max_batch_tokens < 1):
@@ -293,6 +304,22 @@ class SentenceEncoder:
         else:
             result = list(out.unbind(0))
         return result[0] if single else result
+
+    def start_multi_process_pool(self, target_devices=None, threads_per_worker: int | None = None):
+        """Worker processes on ``target_devices`` (``["cuda:0", "cuda:1"]``, a number of CPU workers; ``None``:
+        every GPU, else one per core), each with this encoder's folder and settings: pass it to
+        ``encode(..., pool=pool)``, stop it with :meth:`stop_multi_process_pool` (sentence-transformers' names).
+        A :class:`fastbert.parallel.EncodePool`."""
+        from ..parallel import EncodePool
+
+        return EncodePool(target_devices, self.folder.path, dtype=str(self.dtype).removeprefix("torch."),
+                          threads_per_worker=threads_per_worker, max_seq_length=self.max_seq_length,
+                          **self._options)
+
+    @staticmethod
+    def stop_multi_process_pool(pool) -> None:
+        """Stops a pool from :meth:`start_multi_process_pool`."""
+        pool.close()
 
     def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
         """sentence-transformers' rule: ``prompt`` wins, then ``prompt_name``, then the default prompt name."""
