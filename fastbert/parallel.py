@@ -2,8 +2,10 @@
 
 >>> from fastbert.parallel import EncodePool
 >>> with EncodePool(["cuda:0", "cuda:1"]) as pool:                 # or EncodePool(4): four CPU workers
-...     embeddings = pool.encode(texts, batch_size=64)              # float32 [len(texts), H], input order
+...     embeddings = pool.encode(texts, batch_size=64)              # float32 [len(texts), D], input order
 >>> embeddings = fastbert.parallel.encode_multi_process(texts, ["cuda:0", "cuda:1"])   # start, encode, stop
+>>> pool = encoder.start_multi_process_pool(["cuda:0", "cuda:1"])  # sentence-transformers' way, from an encoder
+>>> embeddings = encoder.encode(texts, pool=pool); encoder.stop_multi_process_pool(pool)
 
 Every worker holds a :class:`fastbert.SentenceEncoder`; the pool takes its constructor options and ``encode``
 passes its options on, so the embeddings are the ones single-process ``SentenceEncoder.encode`` gives.
@@ -231,7 +233,7 @@ class EncodePool:
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, *, show_progress_bar: bool = False,
                chunks_per_worker: int = CHUNKS_PER_WORKER, **encode_kwargs) -> np.ndarray:
-        """Embeds ``texts`` -> float32 ``[len(texts), H]`` in input order.
+        """Embeds ``texts`` -> float32 ``[len(texts), D]`` in input order.
 
         ``batch_size`` and ``encode_kwargs`` (``prompt_name``, ``prompt``, ``normalize_embeddings``,
         ``truncate_dim``, ``max_batch_tokens``, ``truncation``) go to each worker's ``SentenceEncoder.encode``.
@@ -324,7 +326,7 @@ def encode_multi_process(texts: Sequence[str], devices: int | str | Sequence[str
                          path: str | None = None, *, dtype: str | None = None, batch_size: int = 32,
                          threads_per_worker: int | None = None, show_progress_bar: bool = False,
                          encoder_kwargs: dict | None = None, **encode_kwargs) -> np.ndarray:
-    """Starts an :class:`EncodePool`, embeds ``texts`` -> float32 ``[N, H]`` in input order, stops the pool."""
+    """Starts an :class:`EncodePool`, embeds ``texts`` -> float32 ``[N, D]`` in input order, stops the pool."""
     with EncodePool(devices, path, dtype=dtype, threads_per_worker=threads_per_worker,
                     **(encoder_kwargs or {})) as pool:
         return pool.encode(texts, batch_size, show_progress_bar=show_progress_bar, **encode_kwargs)

@@ -11,7 +11,9 @@ Needs ``pip install 'fastbert[ray]'``. In your own Ray Data pipeline::
     ds.write_parquet("s3://bucket/embeddings/")
 
 Each actor loads the model once; each batch is sorted by length and encoded in length-packed sub-batches, and comes
-back in its own row order with an ``embedding`` column (float32 ``[rows, H]``) added.
+back in its own row order with an ``embedding`` column (float32 ``[rows, D]``) added. Give Ray batches of a
+thousand rows or more: the Embedder sorts by length only within one, and more sorting means less padding. (``concurrency=8``
+does the same as ``compute=ActorPoolStrategy(size=8)``; Ray 2.51 and later warn that it is deprecated.)
 
 Over files, with output shards named by input shard (what ``fastbert encode --ray`` runs)::
 
@@ -61,7 +63,7 @@ class Embedder:
     Args:
         path: model folder, readable on every node (default: the bundled all-MiniLM-L6-v2).
         text_column: the column holding the texts (str).
-        embedding_column: the column added, float32 ``[rows, H]`` (an error if the batch already has one).
+        embedding_column: the column added, float32 ``[rows, D]`` (an error if the batch already has one).
         device: default ``"cuda"`` when the actor sees a GPU (Ray assigns it with ``num_gpus=1``), else ``"cpu"``.
         dtype: default float16 on CUDA, float32 on CPU.
         batch_size: texts per forward pass inside a Ray batch; ``encode_kwargs`` (e.g. ``normalize_embeddings``)
@@ -84,7 +86,7 @@ class Embedder:
         self.encoder = load_encoder(path, device, dtype, **(encoder_kwargs or {}))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Texts -> float32 ``[N, H]`` in input order."""
+        """Texts -> float32 ``[N, D]`` in input order."""
         embeddings = self.encoder.encode(texts, batch_size=self.batch_size, **self.encode_kwargs)
         return np.asarray(embeddings, dtype=np.float32)
 
