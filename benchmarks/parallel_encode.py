@@ -57,8 +57,16 @@ def _timed(fn: Callable[[], np.ndarray]) -> tuple[float, np.ndarray]:
     return time.perf_counter() - start, out
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``), all its threads."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Modes:
-    """Each mode: ``run(texts) -> (seconds of the timed part, embeddings, start-up seconds or None)``."""
+    """Each mode: ``run(texts) -> (seconds of the timed part, embeddings, start-up seconds or None, CPU seconds
+    of the timed part or None)``."""
 
     def __init__(self, model: str, workers: int, batch_size: int, ray_batch_size: int, shards: int, tmp: Path):
         self.model, self.workers, self.batch_size, self.tmp = model, workers, batch_size, tmp
@@ -77,8 +85,9 @@ class Modes:
             torch.set_num_threads(threads)
             if hasattr(self._single, "tokenizer"):
                 self._single.tokenizer.num_threads = threads
+            cpu = time.process_time()
             seconds, out = _timed(lambda: self._single.encode(texts, batch_size=self.batch_size))
-            return seconds, out, None
+            return seconds, out, None, time.process_time() - cpu
         return run
 
     def pool(self, processes: int, threads: int):
@@ -88,8 +97,11 @@ class Modes:
             start, pool = _timed(lambda: EncodePool(processes, self.model, threads_per_worker=threads))
             with pool:
                 pool.encode(texts[:2 * processes])  # every worker's first-call costs out of the timing
+                pids = [os.getpid()] + [worker.process.pid for worker in pool._workers]
+                cpu = sum(map(_cpu_seconds, pids))
                 seconds, out = _timed(lambda: pool.encode(texts, batch_size=self.batch_size))
-            return seconds, out, start
+                cpu = sum(map(_cpu_seconds, pids)) - cpu
+            return seconds, out, start, cpu
         return run
 
     def _ray_embedder(self, texts):
@@ -130,7 +142,7 @@ class Modes:
         def run(texts):
             overhead, _ = _timed(lambda: fn(texts[:2]))
             seconds, out = _timed(lambda: fn(texts))
-            return seconds, out, overhead
+            return seconds, out, overhead, None
         return run
 
 
@@ -162,15 +174,18 @@ def measure(texts: Sequence[str], model: str, workers: int, rounds: int, batch_s
         reference = None
         seconds: dict[str, list[float]] = {name: [] for name in chosen}
         startup: dict[str, list[float]] = {name: [] for name in chosen}
+        cpu: dict[str, list[float]] = {name: [] for name in chosen}
         error: dict[str, float] = {name: 0.0 for name in chosen}
         for r in range(rounds):
             for name, (_, _, run) in chosen.items():
-                t, out, start = run(list(texts))
+                t, out, start, cpu_s = run(list(texts))
                 if reference is None:
                     reference = out
                 seconds[name].append(t)
                 if start is not None:
                     startup[name].append(start)
+                if cpu_s is not None:
+                    cpu[name].append(cpu_s)
                 error[name] = max(error[name], float(np.abs(out - reference).max()))
                 print(f"round {r + 1}/{rounds} {name}: {t:.2f} s ({len(texts) / t:.1f} texts/s)", file=sys.stderr)
         if ray_start is not None:
@@ -184,6 +199,7 @@ def measure(texts: Sequence[str], model: str, workers: int, rounds: int, batch_s
             "vs_baseline": round(statistics.median(ratios), 3),
             "seconds": [round(s, 3) for s in seconds[name]],
             "startup_s": round(statistics.median(startup[name]), 2) if startup[name] else None,
+            "cpu_s": round(statistics.median(cpu[name]), 2) if cpu[name] else None,
             "max_abs_diff": error[name],
         }
         if name.startswith("ray"):  # the per-execution cost, timed on 2 texts, taken off where it is not noise
@@ -206,12 +222,15 @@ def markdown(results: dict) -> str:
            "median of per-round ratios to one process with as many threads. Ray rows include starting the actors "
            "and loading the model in each execution; `steady` takes off that cost (timed on 2 texts). Each worker "
            "sorts by length only what it is given: the pool a chunk of the globally sorted texts, the Ray embedder "
-           "one Ray batch, the file pipeline one shard; less sorting means more padding.", "",
-           table(["mode", "processes × threads", "texts/s", "× baseline", "steady texts/s", "start-up s",
+           "one Ray batch, the file pipeline one shard; less sorting means more padding. `CPU s`: CPU time all "
+           "processes of the mode spent on the timed part (median; not measured for Ray's actors): what the same "
+           "texts cost in cores, whatever else runs on the machine.", "",
+           table(["mode", "processes × threads", "texts/s", "× baseline", "CPU s", "steady texts/s", "start-up s",
                   "max |Δ| vs single"],
                  [[r["mode"], f"{r['processes']} × {r['threads_each']}", str(r["texts_per_s"]), str(r["vs_baseline"]),
-                   str(r.get("steady_texts_per_s", "–")), "–" if r["startup_s"] is None else str(r["startup_s"]),
-                   f"{r['max_abs_diff']:.1e}"] for r in results["rows"]]), ""]
+                   "–" if r.get("cpu_s") is None else str(r["cpu_s"]), str(r.get("steady_texts_per_s", "–")),
+                   "–" if r["startup_s"] is None else str(r["startup_s"]), f"{r['max_abs_diff']:.1e}"]
+                  for r in results["rows"]]), ""]
     load = results.get("load_average_1min")
     if load:
         out += [f"Machine load (1-minute load average, {load['cores']} cores) before / after: {load['before']} / "

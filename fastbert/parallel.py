@@ -39,7 +39,6 @@ from typing import Any
 import numpy as np
 
 CHUNKS_PER_WORKER = 8  # chunks per worker: enough to even out devices of different speed, few enough to batch well
-MIN_CHUNK_TEXTS = 256  # below this a chunk's round trip costs more than it balances
 
 
 # --------------------------------------------------------------------------------------------------- the encoder
@@ -238,7 +237,7 @@ class EncodePool:
         ``batch_size`` and ``encode_kwargs`` (``prompt_name``, ``prompt``, ``normalize_embeddings``,
         ``truncate_dim``, ``max_batch_tokens``, ``truncation``) go to each worker's ``SentenceEncoder.encode``.
         ``chunks_per_worker``: how many token-balanced chunks per worker the texts are cut into (fewer when
-        chunks would hold less than a few hundred texts, but at least one per worker).
+        chunks would hold less than two batches, but at least one per worker).
         ``self.last_chunks`` then tells how many chunks each worker took (as ``{worker: chunks}``) and
         ``self.last_truncated`` how many texts were truncated.
 
@@ -259,7 +258,7 @@ class EncodePool:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         workers = len(self._workers)
-        n_chunks = min(workers * chunks_per_worker, max(workers, len(texts) // MIN_CHUNK_TEXTS))
+        n_chunks = min(workers * chunks_per_worker, max(workers, len(texts) // (2 * batch_size)))
         # No texts: one empty chunk, so the encoder itself says what shape that is (e.g. with truncate_dim).
         lengths = token_lengths(self._tokenizer, texts, self.max_seq_length + 1)  # +1: longer ones tie, in order
         chunks = token_balanced_chunks(lengths, n_chunks) if texts else [np.arange(0)]

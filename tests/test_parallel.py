@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from sentence_model import random_texts, save_tiny_sentence_model
 
-import fastbert.parallel
 from fastbert.cli import main
 from fastbert.parallel import EncodePool, _send_error, load_encoder, parse_devices, token_balanced_chunks
 from fastbert.sentence import TruncationError
@@ -110,14 +109,13 @@ def test_pool_passes_encoder_and_encode_options(pool, single, seed):
 
 
 @pytest.mark.parametrize("chunks_per_worker", [1, 8])
-def test_pool_truncation_error_names_input_positions(pool, single, seed, monkeypatch, chunks_per_worker):
+def test_pool_truncation_error_names_input_positions(pool, single, seed, chunks_per_worker):
     """Long texts may fill several chunks: all of them are found, at their positions in the input."""
-    monkeypatch.setattr(fastbert.parallel, "MIN_CHUNK_TEXTS", 1)
     texts = random_texts(np.random.default_rng(seed), 129, max_words=600)
     with pytest.raises(TruncationError) as expected:
         single.encode(texts, truncation=False)
     with pytest.raises(TruncationError) as got:
-        pool.encode(texts, truncation=False, chunks_per_worker=chunks_per_worker)
+        pool.encode(texts, batch_size=1, truncation=False, chunks_per_worker=chunks_per_worker)  # 2 or 16 chunks
     assert len(expected.value.indices) > 16, "the long texts should span several chunks"
     assert got.value.indices == expected.value.indices and got.value.lengths == expected.value.lengths
     assert str(got.value) == str(expected.value)
