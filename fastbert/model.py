@@ -119,7 +119,7 @@ def bert_forward(
 
     Padded input: ``input_ids`` ``[B, S]`` (or ``inputs_embeds`` ``[B, S, H]``) with an optional 0/1
     ``attention_mask``; outputs are ``[B, S, H]``. When the batch has padding, ``padding_free`` (default: on for
-    the Triton backend) packs the real tokens once at the embeddings and scatters them back once at the end
+    the Triton backend and on CPU) packs the real tokens once at the embeddings and scatters them back once at the end
     (padding positions then hold zeros). Rows whose first position is padding (left padding) keep the padded
     path, because the pooler reads position 0 as HF does.
 
@@ -154,7 +154,7 @@ def bert_forward(
         key_mask = None if attention_mask is None or all_real else attention_mask != 0  # [B, S] bool
     backend = ops.resolve_backend(backend, device, needs_grad)
     if padding_free is None:
-        padding_free = backend == "triton"
+        padding_free = backend == "triton" or device.type == "cpu"
     if token_type_ids is None:
         token_type_ids = torch.zeros_like(position_ids)
 
@@ -269,7 +269,7 @@ class BertModel(nn.Module):
     ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.ops`); settable later.
     ``validate_inputs``: check token-id ranges and mask values before running (one host sync per call); turn it off
     for CUDA-graph capture once inputs are known good. Shape and dtype checks always run.
-    ``padding_free``: pack real tokens when the batch has padding (``None``: on for the Triton backend).
+    ``padding_free``: pack real tokens when the batch has padding (``None``: on for the Triton backend and on CPU).
     There is no dropout: this is an inference encoder (``train()`` changes nothing).
     """
 
