@@ -4,9 +4,10 @@
   (Linux) and ``torch.backends.cpu.get_cpu_capability()`` (the vector ISA PyTorch's own kernels dispatch to).
 * :func:`reduced_precision_choice` -- the reduced-precision mode ``fastbert.quantize(model, "auto")`` takes:
   ``"bfloat16"`` where the CPU has AMX-BF16 tiles (oneDNN's bf16 GEMMs then run several times faster than
-  fp32), ``"int8"`` everywhere else (``torch._int_mm``: AMX-INT8, AVX512-VNNI/AVX-VNNI, or plain AVX2 code).
-  Measured on a Sapphire Rapids class Xeon, both with AMX and with oneDNN capped below AMX
-  (``ONEDNN_MAX_CPU_ISA``); see ``benchmarks/results/cpu/cpu_encode.md``.
+  fp32), else None: keep float32. Measured on a Sapphire Rapids class Xeon with oneDNN capped below AMX
+  (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` / ``AVX2_VNNI``), neither bf16 nor fastbert's int8 beat float32 by
+  enough to pay for their error (bf16 without AMX was slower than fp32; without any bf16 instructions ~5x
+  slower), so there "auto" changes nothing.
 """
 from __future__ import annotations
 
@@ -65,6 +66,6 @@ def has_amx_bf16() -> bool:
     return "amx_bf16" in cpu_flags() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def reduced_precision_choice() -> str:
-    """``"bfloat16"`` on CPUs with AMX-BF16, else ``"int8"`` (see the module docstring)."""
-    return "bfloat16" if has_amx_bf16() else "int8"
+def reduced_precision_choice() -> str | None:
+    """``"bfloat16"`` on CPUs with AMX-BF16, else None (stay float32; see the module docstring)."""
+    return "bfloat16" if has_amx_bf16() else None
