@@ -2,7 +2,10 @@
 
 Backends:
 
-* ``"torch"`` -- plain PyTorch. Differentiable; runs on any device. The reference path.
+* ``"torch"`` -- plain PyTorch. Differentiable; runs on any device. The reference path. On CPU, when no autograd
+  graph is needed, each linear is one oneDNN primitive with the bias and activation fused as post-ops, packed
+  attention runs as one SDPA call per length bucket, and :class:`fastbert.quantize.Int8Weight` weights run an
+  int8 GEMM (``torch._int_mm``).
 * ``"triton"`` -- fastbert's fused Triton kernels (``fastbert.kernels``). Inference only. Runs on CUDA tensors, or
   on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before ``triton`` is imported) -- the
   path CI uses to test the kernels.
