@@ -6,14 +6,13 @@ shape, is a ``ValueError`` naming the key.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Mapping
 
 import torch
 
-from .config import BertConfig
+from .config import BertConfig, read_json
 
 Tensors = dict[str, torch.Tensor]
 
@@ -120,37 +119,108 @@ def check_state_dict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor]) -> 
             raise ValueError(f"checkpoint key {k!r} has shape {list(sd[k].shape)}, the model needs {list(v.shape)}")
 
 
-def read_state_dict(path: str | os.PathLike) -> Tensors:
+def read_state_dict(path: str | os.PathLike, *, allow_nonfinite: bool = False) -> Tensors:
     """Read the weights of a checkpoint directory: ``model.safetensors`` (or its sharded index), else
-    ``pytorch_model.bin``."""
-    from safetensors.torch import load_file
+    ``pytorch_model.bin``.
 
+    Every problem is an ``OSError`` (missing, unreadable, truncated or corrupt file), ``ValueError`` (a file that
+    does not hold a state dict, NaN/Inf weights) or ``TypeError`` (complex weights) naming the file and the key.
+    Weights holding NaN or Inf are refused unless ``allow_nonfinite``.
+    """
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise OSError(f"checkpoint directory {path!r} does not exist")
     single = os.path.join(path, "model.safetensors")
     index = os.path.join(path, "model.safetensors.index.json")
     pickle = os.path.join(path, "pytorch_model.bin")
-    if os.path.isfile(single):
-        return load_file(single)
-    if os.path.isfile(index):
-        with open(index, encoding="utf-8") as f:
-            shards = sorted(set(json.load(f)["weight_map"].values()))
-        sd: Tensors = {}
-        for shard in shards:
-            sd.update(load_file(os.path.join(path, shard)))
-        return sd
-    if os.path.isfile(pickle):
-        return torch.load(pickle, map_location="cpu", weights_only=True)
-    raise OSError(f"no model.safetensors or pytorch_model.bin in {path!r}")
+    # lexists: a broken or looping symlink is reported as such, not as a missing file.
+    if os.path.lexists(single):
+        files = [single]
+    elif os.path.lexists(index):
+        files = _shards(index)
+    elif os.path.lexists(pickle):
+        files = [pickle]
+    else:
+        raise OSError(f"no model.safetensors or pytorch_model.bin in {path!r}")
+    sd: Tensors = {}
+    for file in files:
+        tensors = _read_weights(file)
+        check_tensors(tensors, file, allow_nonfinite=allow_nonfinite)
+        sd.update(tensors)
+    return sd
 
 
-def load_pretrained(cls, path, *, dtype, device, backend, add_pooling_layer):
+def _shards(index: str) -> list[str]:
+    """The shard files a ``model.safetensors.index.json`` names, in sorted order."""
+    d = read_json(index)
+    weight_map = d.get("weight_map") if isinstance(d, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ValueError(f"{index} has no 'weight_map' object (tensor name -> shard file name)")
+    bad = [k for k, v in weight_map.items() if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"{index}: weight_map[{bad[0]!r}] is {weight_map[bad[0]]!r}, not a shard file name")
+    folder = os.path.dirname(index)
+    return [os.path.join(folder, shard) for shard in sorted(set(weight_map.values()))]
+
+
+def _read_weights(file: str) -> Tensors:
+    """One ``.safetensors`` or ``.bin`` file -> its tensors on the CPU."""
+    from safetensors.torch import load_file
+
+    try:
+        size = os.stat(file).st_size
+    except FileNotFoundError:
+        raise OSError(f"{file} does not exist") from None
+    except OSError as e:  # e.g. a symlink loop, permissions
+        raise OSError(f"cannot read {file}: {e.strerror or e}") from None
+    if size == 0:
+        raise OSError(f"{file} is empty (0 bytes)")
+    if file.endswith(".safetensors"):
+        try:
+            return load_file(file)
+        except Exception as e:  # safetensors raises its own error type for a bad header or a short file
+            raise OSError(f"{file} is not a valid safetensors file (truncated or corrupt?): {_first_line(e)}") from None
+    try:
+        obj = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle/zip errors of many types
+        raise OSError(f"{file} could not be read as a PyTorch checkpoint: {type(e).__name__}: {_first_line(e)}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{file} holds a {type(obj).__name__}, not a state dict (a dict of tensor names to tensors)")
+    for k, v in obj.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            raise ValueError(f"{file}: {k!r} is not a tensor (got {type(v).__name__})")
+    return dict(obj)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else "no details"
+
+
+def check_tensors(sd: Mapping[str, torch.Tensor], file: str, *, allow_nonfinite: bool = False) -> None:
+    """Refuse complex tensors, and NaN/Inf in floating tensors unless ``allow_nonfinite``; errors name the key."""
+    for k, v in sd.items():
+        if v.is_complex():
+            raise TypeError(f"{file}: {k!r} has dtype {v.dtype}; fastbert loads real-valued weights")
+        if not allow_nonfinite and v.is_floating_point():
+            bad = int((~torch.isfinite(v)).sum())
+            if bad:
+                raise ValueError(
+                    f"{file}: {k!r} holds {bad} NaN/Inf value(s); pass allow_nonfinite=True to load it anyway"
+                )
+
+
+def load_pretrained(cls, path, *, dtype, device, backend, add_pooling_layer, allow_nonfinite=False,
+                    requires_grad=False):
+    """Read, remap and strictly load a checkpoint into a new ``cls`` (``fastbert.BertModel``), in eval mode.
+
+    Integer and bool tensors are cast to ``dtype`` as transformers does; parameters require grad only if asked.
+    """
     from .model import parse_dtype
 
     dtype = parse_dtype(dtype)
     config = BertConfig.from_pretrained(path)
-    sd = remap_state_dict(read_state_dict(path), config)
+    sd = remap_state_dict(read_state_dict(path, allow_nonfinite=allow_nonfinite), config)
     if add_pooling_layer is None:
         add_pooling_layer = "pooler.weight" in sd
     elif not add_pooling_layer:  # asked for no pooler: its weights, if any, are not needed
@@ -158,5 +228,5 @@ def load_pretrained(cls, path, *, dtype, device, backend, add_pooling_layer):
     with torch.device("meta"):
         model = cls(config, add_pooling_layer=add_pooling_layer, backend=backend)
     check_state_dict(model, sd)
-    model.load_state_dict(sd, strict=True, assign=True)
-    return model.to(device=device, dtype=dtype).eval()
+    model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True, assign=True)
+    return model.to(device=device).requires_grad_(requires_grad).eval()

@@ -328,13 +328,23 @@ class BertModel(nn.Module):
         device: torch.device | str = "cpu",
         backend: str | None = None,
         add_pooling_layer: bool | None = None,
+        requires_grad: bool = False,
+        allow_nonfinite: bool = False,
     ) -> "BertModel":
-        """Load a local Hugging Face BERT checkpoint directory (``config.json`` + ``model.safetensors`` or
-        ``pytorch_model.bin``). ``add_pooling_layer=None`` keeps the pooler if the checkpoint has one."""
+        """Load a local Hugging Face BERT checkpoint directory (``config.json`` + ``model.safetensors``, its sharded
+        index, or ``pytorch_model.bin``) strictly, in eval mode.
+
+        ``add_pooling_layer=None`` keeps the pooler if the checkpoint has one. The parameters do not require grad
+        (an inference model, so the Triton path runs even with autograd on) unless ``requires_grad=True``.
+        Integer or bool weights are cast to ``dtype`` as transformers does; weights holding NaN or Inf are refused
+        (``ValueError`` naming the file and key) unless ``allow_nonfinite=True``. A missing, truncated or corrupt
+        file is an ``OSError`` naming it.
+        """
         from .loading import load_pretrained
 
         return load_pretrained(cls, path, dtype=dtype, device=device, backend=backend,
-                               add_pooling_layer=add_pooling_layer)
+                               add_pooling_layer=add_pooling_layer, requires_grad=requires_grad,
+                               allow_nonfinite=allow_nonfinite)
 
 
 def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
