@@ -14,10 +14,14 @@ skip attention (their attention output is zero) while leading padding and holes 
 from __future__ import annotations
 
 import os
+import sys
+import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import ops
@@ -146,11 +150,13 @@ def bert_forward(
         indices = None
         (batch, seqlen), all_real, first_real = check_inputs(
             config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            device=device, check_values=validate,
+            device=device, dtype=embeddings.word.dtype, check_values=validate,
         )
         if position_ids is None:
             position_ids = torch.arange(seqlen, device=device)
         position_ids = position_ids.expand(batch, seqlen)  # [S] or [1, S] -> [B, S] (a view)
+        if token_type_ids is not None:
+            token_type_ids = token_type_ids.expand(batch, seqlen)  # [S] or [1, S] -> [B, S] (a view)
         key_mask = None if attention_mask is None or all_real else attention_mask != 0  # [B, S] bool
     backend = ops.resolve_backend(backend, device, needs_grad)
     if padding_free is None:
@@ -173,6 +179,10 @@ def bert_forward(
         input_ids = gather(input_ids) if input_ids is not None else None
         inputs_embeds = gather(inputs_embeds) if inputs_embeds is not None else None
         token_type_ids, position_ids = gather(token_type_ids), gather(position_ids)
+
+    if needs_grad and input_ids is not None and config.pad_token_id is not None:
+        # The word lookup as transformers' nn.Embedding(padding_idx=pad_token_id): no gradient to the padding row.
+        inputs_embeds, input_ids = F.embedding(input_ids, embeddings.word, padding_idx=config.pad_token_id), None
 
     if packed:
         layout = ops.AttentionLayout(batch=batch, seqlen=seqlen, cu_seqlens=cu_seqlens)
@@ -226,6 +236,46 @@ def needs_grad(module: nn.Module, *inputs: torch.Tensor | None) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
 
+def check_backend(backend: str | None) -> str | None:
+    """Check a backend name when it is given: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (importable)."""
+    if backend is not None and (not isinstance(backend, str) or backend not in ops.BACKENDS):
+        raise ValueError(f"unknown backend {backend!r}; expected None or one of {ops.BACKENDS}")
+    if backend == "triton" and not ops.triton_available():
+        raise ValueError("backend 'triton' needs triton and fastbert.kernels, which cannot be imported here")
+    return backend
+
+
+_WARNED_GRAD_FALLBACK: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+
+
+def _caller_stacklevel() -> int:
+    """The ``warnings.warn`` stacklevel of the first frame outside fastbert, torch and transformers (the user's call)."""
+    frame, level = sys._getframe(2), 2  # 1 is the caller of warn, i.e. our own function
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("fastbert", "torch",
+                                                                                       "transformers"):
+        frame, level = frame.f_back, level + 1
+    return level if frame is not None else 2
+
+
+def choose_backend(owner: nn.Module, backend: str | None, device: torch.device, grad: bool) -> str:
+    """The backend one forward of ``owner`` runs (:func:`fastbert.ops.resolve_backend`). When autograd alone keeps
+    it off Triton, warn once per ``owner`` and name the fix."""
+    chosen = ops.resolve_backend(backend, device)
+    if grad and chosen != "torch":
+        if owner not in _WARNED_GRAD_FALLBACK:
+            _WARNED_GRAD_FALLBACK.add(owner)
+            warnings.warn(
+                f"fastbert: {type(owner).__name__} runs on the slower PyTorch path instead of {chosen!r} because "
+                "autograd is recording (grad mode is on and parameters or inputs_embeds require grad). For "
+                "inference, call it under torch.inference_mode() or torch.no_grad() (or model.requires_grad_(False)). "
+                "This warning is shown once per model.",
+                UserWarning,
+                stacklevel=_caller_stacklevel(),
+            )
+        return "torch"
+    return chosen
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Modules
 # ----------------------------------------------------------------------------------------------------------------
@@ -266,7 +316,9 @@ class BertLayer(nn.Module):
 class BertModel(nn.Module):
     """A BERT encoder (embeddings, post-LN layers, optional pooler) running on fastbert's op seam.
 
-    ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.ops`); settable later.
+    ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.ops`); settable later, and
+    checked when set. With autograd recording (grad mode on and parameters requiring grad) a forward runs the
+    differentiable PyTorch path and warns once; ``from_pretrained`` models do not require grad.
     ``validate_inputs``: check token-id ranges and mask values before running (one host sync per call); turn it off
     for CUDA-graph capture once inputs are known good. Shape and dtype checks always run.
     ``padding_free``: pack real tokens when the batch has padding (``None``: on for the Triton backend).
@@ -301,6 +353,7 @@ class BertModel(nn.Module):
         sequence) -> ``last_hidden_state`` ``[T, H]``; token_type_ids / position_ids are ``[T]`` if given.
         """
         pooler = (self.pooler.weight, self.pooler.bias) if self.pooler is not None else None
+        grad = needs_grad(self)
         return bert_forward(
             self.config,
             self.embeddings.weights(),
@@ -312,12 +365,20 @@ class BertModel(nn.Module):
             position_ids,
             cu_seqlens=cu_seqlens,
             max_seqlen=max_seqlen,
-            backend=self.backend,
+            backend=choose_backend(self, self.backend, self.embeddings.word.weight.device, grad),
             validate=self.validate_inputs,
             output_hidden_states=output_hidden_states,
-            needs_grad=needs_grad(self),
+            needs_grad=grad,
             padding_free=self.padding_free,
         )
+
+    @property
+    def backend(self) -> str | None:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str | None) -> None:
+        self._backend = check_backend(value)
 
     @classmethod
     def from_pretrained(

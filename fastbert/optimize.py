@@ -12,19 +12,40 @@ What runs where:
 * ``output_attentions=True`` (fastbert's attention never materialises the probabilities) or train mode (fastbert
   has no dropout): the original HF forward runs, so results stay exactly HF's.
 * Gradients: with grad mode on and parameters (or ``inputs_embeds``) requiring grad, the op seam takes its
-  differentiable PyTorch path, so backpropagation reaches the HF parameters.
+  differentiable PyTorch path, so backpropagation reaches the HF parameters. When that alone keeps a forward off
+  the Triton path, a warning (once per model) names the fix: ``torch.inference_mode()`` or ``torch.no_grad()``.
+
+``attention_mask`` means what it means to transformers' BERT, converted to the key mask fastbert runs:
+
+* 2-D ``[batch, seq_len]``, any dtype: nonzero = attend, zero = padding (transformers casts it to bool, so 0.5
+  or 2 also mean attend).
+* 4-D ``[batch | 1, 1 | heads, 1 | seq_len, seq_len]``, as transformers passes a prepared mask straight to attention:
+  boolean, True = attend (as transformers' default SDPA attention reads it); or float and additive, where 0 means
+  attend and a value <= -1e4 (``torch.finfo(dtype).min``, the legacy -10000.0, ``-inf``) means masked. The mask
+  must be the same for every head and query position (a key mask); anything else -- a per-query mask, other
+  additive values (a bias fastbert cannot reproduce), an integer 4-D mask, a boolean 4-D mask on an
+  ``attn_implementation="eager"`` model (whose attention adds it to the scores as 0/1) -- is a ``ValueError``.
+  With ``validate_inputs=False`` these checks are skipped and the mask is read at head 0, query 0.
 """
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from .config import BertConfig
-from .model import EmbeddingWeights, LayerWeights, bert_forward, needs_grad
+from .model import EmbeddingWeights, LayerWeights, bert_forward, check_backend, choose_backend, needs_grad
 
-_ATTR = "_fastbert"  # set on an optimized BertModel instance: the fastbert config and backend
+_ATTR = "_fastbert"  # set on an optimized BertModel instance: its _Settings
+_MASKED = -1e4  # an additive 4-D mask value at or below this masks the key (exp underflows to exactly 0)
+
+
+class _Settings(NamedTuple):
+    config: BertConfig
+    backend: str | None
+    validate_inputs: bool
 
 
 def _find_bert(model: nn.Module) -> nn.Module:
@@ -77,7 +98,7 @@ def _fast_forward(
 ):
     from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions
 
-    config, backend = getattr(bert, _ATTR)
+    config, backend, validate = getattr(bert, _ATTR)
     hf_config = bert.config
     if output_attentions is None:
         output_attentions = getattr(hf_config, "output_attentions", False)
@@ -101,6 +122,11 @@ def _fast_forward(
         return_dict = getattr(hf_config, "return_dict", True)
 
     pooler = (bert.pooler.dense.weight, bert.pooler.dense.bias) if bert.pooler is not None else None
+    reference = input_ids if input_ids is not None else inputs_embeds
+    if isinstance(reference, torch.Tensor) and reference.dim() >= 2:
+        attention_mask = key_mask(attention_mask, tuple(reference.shape[:2]), config.num_attention_heads,
+                                  hf_config._attn_implementation, check=validate)
+    grad = needs_grad(bert, inputs_embeds)
     out = bert_forward(
         config,
         _embedding_weights(bert),
@@ -111,9 +137,10 @@ def _fast_forward(
         token_type_ids,
         position_ids,
         inputs_embeds=inputs_embeds,
-        backend=backend,
+        backend=choose_backend(bert, backend, bert.embeddings.word_embeddings.weight.device, grad),
+        validate=validate,
         output_hidden_states=bool(output_hidden_states),
-        needs_grad=needs_grad(bert, inputs_embeds),
+        needs_grad=grad,
     )
     result = BaseModelOutputWithPoolingAndCrossAttentions(
         last_hidden_state=out.last_hidden_state, pooler_output=out.pooler_output, hidden_states=out.hidden_states
@@ -121,19 +148,77 @@ def _fast_forward(
     return result if return_dict else result.to_tuple()
 
 
-def optimize(model: nn.Module, *, backend: str | None = None) -> nn.Module:
+def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: bool = True) -> nn.Module:
     """Make ``model`` (a ``transformers`` ``BertModel`` or ``BertFor*``) run its encoder through fastbert, in place.
 
-    Returns the same model object. Raises ``ValueError`` for a configuration fastbert does not implement
-    (decoder, cross-attention, relative positions) and ``TypeError`` for a model that is not BERT.
+    Returns the same model object (call again to change the settings). Raises ``ValueError`` for a configuration
+    fastbert does not implement (decoder, cross-attention, relative positions) or an unknown ``backend``, and
+    ``TypeError`` for a model that is not BERT.
     ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.ops`).
+    ``validate_inputs=False`` skips the value checks (token-id ranges, mask values: one host sync per forward),
+    for ``torch.compile(fullgraph=True)`` and CUDA-graph capture once the inputs are known good.
     """
     bert = _find_bert(model)
     config = BertConfig.from_hf(bert.config)
-    object.__setattr__(bert, _ATTR, (config, backend))
+    object.__setattr__(bert, _ATTR, _Settings(config, check_backend(backend), bool(validate_inputs)))
     # An instance attribute shadows the class's forward for this one module only; restore() deletes it.
     object.__setattr__(bert, "forward", functools.partial(_fast_forward, bert))
     return model
+
+
+def key_mask(
+    mask: torch.Tensor | None, shape: tuple[int, int], num_heads: int, attn_implementation: str | None, *,
+    check: bool = True,
+) -> torch.Tensor | None:
+    """transformers' ``attention_mask`` -> fastbert's key mask ``[B, S]`` (True = attend), or None.
+
+    ``shape`` is ``(B, S)`` of the input. See the module docstring for what each form means; a 2-D mask of the
+    wrong shape passes through for the encoder's own check to name. ``check``: verify that a 4-D mask is a key mask
+    with values fastbert reproduces (one host sync); without it the mask is read at head 0, query 0.
+    """
+    if not isinstance(mask, torch.Tensor):
+        return mask  # None, or something for the encoder's check to name
+    if mask.dim() == 2:  # transformers casts a 2-D mask to bool: nonzero = attend
+        return mask if mask.dtype == torch.bool else mask != 0
+    batch, seqlen = shape
+    if mask.dim() != 4 or mask.shape[0] not in (1, batch) or mask.shape[1] not in (1, num_heads) \
+            or mask.shape[2] not in (1, seqlen) or mask.shape[3] != seqlen:
+        raise ValueError(
+            f"attention_mask has shape {list(mask.shape)}; fastbert takes [{batch}, {seqlen}] or a 4-D "
+            f"[{batch} or 1, 1 or {num_heads}, 1 or {seqlen}, {seqlen}] mask"
+        )
+    if mask.dtype == torch.bool:
+        if attn_implementation == "eager":
+            raise ValueError(
+                "a boolean 4-D attention_mask on an attn_implementation='eager' model: transformers' eager attention "
+                "adds it to the scores as 0/1 instead of masking, which fastbert does not reproduce; pass the 2-D "
+                "[batch, seq_len] mask, or an additive float mask (0 = attend, torch.finfo(dtype).min = masked)"
+            )
+        attend, other_values = mask, None
+    elif mask.dtype.is_floating_point:
+        attend = mask == 0
+        other_values = ~(attend | (mask <= _MASKED))  # NaN, or a bias fastbert cannot reproduce
+    else:
+        raise ValueError(
+            f"attention_mask is 4-D of dtype {mask.dtype}; a 4-D mask must be boolean (True = attend) or additive "
+            "float (0 = attend, torch.finfo(dtype).min = masked); or pass the 2-D [batch, seq_len] 0/1 mask"
+        )
+    keys = attend[:, :1, :1, :]  # [B or 1, 1, 1, S]: head 0, query 0
+    if check:
+        flags = [(attend != keys).any()] + ([other_values.any()] if other_values is not None else [])
+        per_query, *bias = torch.stack(flags).tolist()  # one transfer
+        if bias and bias[0]:
+            raise ValueError(
+                "a float 4-D attention_mask is additive in transformers; fastbert reproduces 0 (attend) and values "
+                f"<= {_MASKED:g} such as torch.finfo(dtype).min or -inf (masked), and this one holds other values "
+                "(a 0/1 mask? pass it 2-D [batch, seq_len], or as (1 - mask) * torch.finfo(dtype).min)"
+            )
+        if per_query:
+            raise ValueError(
+                f"attention_mask of shape {list(mask.shape)} differs between heads or query positions (a per-query "
+                "mask); fastbert supports masks that select keys only: pass the 2-D [batch, seq_len] mask"
+            )
+    return keys.reshape(keys.shape[0], seqlen).expand(batch, seqlen)
 
 
 def restore(model: nn.Module) -> nn.Module:
