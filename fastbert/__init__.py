@@ -6,13 +6,13 @@
 """
 from .config import BertConfig
 from .loading import remap_state_dict
-from .model import BertModel, BertOutput
+from .model import AutoModel, BertModel, BertOutput
 from .optimize import is_optimized, optimize, restore
 from .tokenizer import BertTokenizer
 
 __version__ = "0.1.0"
 
-__all__ = ["BertConfig", "BertModel", "BertOutput", "BertTokenizer", "optimize", "restore", "is_optimized", "remap_state_dict",
+__all__ = ["AutoModel", "BertConfig", "BertModel", "BertOutput", "BertTokenizer", "optimize", "restore", "is_optimized", "remap_state_dict",
            "default_model_path"]
 
 

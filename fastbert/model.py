@@ -1,8 +1,10 @@
-"""The BERT encoder, read in one sitting.
+"""The BERT-family encoder, read in one sitting.
 
 The math lives in two functions, :func:`encoder_layer` and :func:`bert_forward`, that take weights as arguments.
 ``fastbert.BertModel`` feeds them its own parameters; ``fastbert.optimize`` feeds them the parameters of an existing
-``transformers`` model, so both run the very same code and no weights are copied.
+``transformers`` model, so both run the very same code and no weights are copied. The families differ only in data
+(:class:`~fastbert.config.BertConfig`): how position ids are counted, whether there are token types, an embedding
+projection, and which layer weights each layer application uses (ALBERT shares them).
 
 Every tensor operation goes through :mod:`fastbert.ops`; this module never chooses between Triton and PyTorch.
 
@@ -26,16 +28,18 @@ from torch import nn
 
 from . import ops
 from .config import BertConfig
-from .padding import pack_indices, pad_input, positions_in_sequence
+from .padding import pack_indices, pad_input, packed_positions, padded_positions
 from .validation import check_inputs, check_packed_inputs
 
 
 class EmbeddingWeights(NamedTuple):
-    word: torch.Tensor  # [vocab, H]
-    position: torch.Tensor  # [max_positions, H]
-    token_type: torch.Tensor  # [type_vocab, H]
-    norm_weight: torch.Tensor  # [H]
-    norm_bias: torch.Tensor  # [H]
+    word: torch.Tensor  # [vocab, E]; E = embedding_dim (= H unless ALBERT/ELECTRA factorize it)
+    position: torch.Tensor  # [max_positions, E]
+    token_type: torch.Tensor | None  # [type_vocab, E]; None: no token types (DistilBERT)
+    norm_weight: torch.Tensor  # [E]
+    norm_bias: torch.Tensor  # [E]
+    project_weight: torch.Tensor | None = None  # [H, E]: the projection to the encoder width, if any
+    project_bias: torch.Tensor | None = None  # [H]
 
 
 class LayerWeights(NamedTuple):
@@ -119,18 +123,22 @@ def bert_forward(
     needs_grad: bool = False,
     padding_free: bool | None = None,
 ) -> BertOutput:
-    """Embeddings -> encoder layers -> pooler.
+    """Embeddings (-> projection) -> encoder layers -> pooler.
 
-    Padded input: ``input_ids`` ``[B, S]`` (or ``inputs_embeds`` ``[B, S, H]``) with an optional 0/1
+    ``layers``: the weights of each layer application, in order (ALBERT passes its shared weights repeatedly).
+
+    Padded input: ``input_ids`` ``[B, S]`` (or ``inputs_embeds`` ``[B, S, E]``) with an optional 0/1
     ``attention_mask``; outputs are ``[B, S, H]``. When the batch has padding, ``padding_free`` (default: on for
     the Triton backend) packs the real tokens once at the embeddings and scatters them back once at the end
     (padding positions then hold zeros). Rows whose first position is padding (left padding) keep the padded
-    path, because the pooler reads position 0 as HF does.
+    path, because the pooler reads position 0 as HF does. Position ids default to the family's
+    (:func:`fastbert.padding.padded_positions`), computed from the padded input before any packing.
 
     Packed input: ``input_ids`` ``[T]`` with ``cu_seqlens`` ``[B + 1]`` and ``max_seqlen``; outputs are packed
     ``[T, H]`` (pooler: the first token of each sequence).
     """
     device = embeddings.word.device
+    pad = config.pad_token_id if config.padding_aware_positions else None
     if cu_seqlens is not None:
         if attention_mask is not None or inputs_embeds is not None:
             raise ValueError("packed input (cu_seqlens) takes no attention_mask or inputs_embeds")
@@ -142,7 +150,7 @@ def bert_forward(
         batch, seqlen, indices = cu_seqlens.shape[0] - 1, max_seqlen, None
         cu_seqlens = cu_seqlens.to(torch.int32)
         if position_ids is None:
-            position_ids = positions_in_sequence(cu_seqlens, total)
+            position_ids = packed_positions(cu_seqlens, total, config.position_offset, input_ids, pad)  # [T]
         packed = True
     else:
         if max_seqlen is not None:
@@ -153,7 +161,7 @@ def bert_forward(
             device=device, dtype=embeddings.word.dtype, check_values=validate,
         )
         if position_ids is None:
-            position_ids = torch.arange(seqlen, device=device)
+            position_ids = padded_positions(seqlen, config.position_offset, input_ids, pad, device=device)
         position_ids = position_ids.expand(batch, seqlen)  # [S] or [1, S] -> [B, S] (a view)
         if token_type_ids is not None:
             token_type_ids = token_type_ids.expand(batch, seqlen)  # [S] or [1, S] -> [B, S] (a view)
@@ -180,22 +188,30 @@ def bert_forward(
         inputs_embeds = gather(inputs_embeds) if inputs_embeds is not None else None
         token_type_ids, position_ids = gather(token_type_ids), gather(position_ids)
 
-    if needs_grad and input_ids is not None and config.pad_token_id is not None:
-        # The word lookup as transformers' nn.Embedding(padding_idx=pad_token_id): no gradient to the padding row.
-        inputs_embeds, input_ids = F.embedding(input_ids, embeddings.word, padding_idx=config.pad_token_id), None
+    word, position, token_type = embeddings.word, embeddings.position, embeddings.token_type
+    if token_type is None:  # no token types: a zero row adds nothing
+        token_type = word.new_zeros(1, word.shape[1])
+    if needs_grad and config.pad_token_id is not None:
+        # transformers' nn.Embedding(padding_idx=pad_token_id): no gradient reaches the padding row of the word
+        # table, nor (RoBERTa) of the position table.
+        if input_ids is not None:
+            inputs_embeds, input_ids = F.embedding(input_ids, word, padding_idx=config.pad_token_id), None
+        if config.padding_aware_positions:
+            position = _without_grad_at(position, config.pad_token_id)
 
+    rows = total if packed else batch * seqlen
     if packed:
         layout = ops.AttentionLayout(batch=batch, seqlen=seqlen, cu_seqlens=cu_seqlens)
-        x = ops.embed(
-            _row(input_ids), _row(token_type_ids), _row(position_ids), *embeddings, config.layer_norm_eps,
-            inputs_embeds=_row(inputs_embeds), backend=backend,
-        ).reshape(total, config.hidden_size)  # [T, H]
+        input_ids, token_type_ids, position_ids, inputs_embeds = (
+            _row(t) for t in (input_ids, token_type_ids, position_ids, inputs_embeds))
     else:
         layout = ops.AttentionLayout(batch=batch, seqlen=seqlen, key_mask=key_mask)
-        x = ops.embed(
-            input_ids, token_type_ids, position_ids, *embeddings, config.layer_norm_eps,
-            inputs_embeds=inputs_embeds, backend=backend,
-        ).reshape(batch * seqlen, config.hidden_size)  # [N, H], N = B * S
+    x = ops.embed(
+        input_ids, token_type_ids, position_ids, word, position, token_type, embeddings.norm_weight,
+        embeddings.norm_bias, config.layer_norm_eps, inputs_embeds=inputs_embeds, backend=backend,
+    ).reshape(rows, config.embedding_dim)  # [N, E]: N = T packed, B * S padded
+    if embeddings.project_weight is not None:
+        x = ops.linear(x, embeddings.project_weight, embeddings.project_bias, backend=backend)  # [N, H]
     hidden_states = [x] if output_hidden_states else None
     for w in layers:
         x = encoder_layer(x, w, layout, config, backend)
@@ -220,6 +236,11 @@ def bert_forward(
     if hidden_states is not None:
         hidden_states = tuple(finish(h) for h in hidden_states)
     return BertOutput(last, pooled, hidden_states)
+
+
+def _without_grad_at(table: torch.Tensor, row: int) -> torch.Tensor:
+    """``table`` ``[rows, E]`` with the same values, but no gradient flows to ``table[row]``."""
+    return torch.cat([table[:row], table[row:row + 1].detach(), table[row + 1:]])
 
 
 def _row(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -249,7 +270,7 @@ _WARNED_GRAD_FALLBACK: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
 
 
 def _caller_stacklevel() -> int:
-    """The ``warnings.warn`` stacklevel of the first frame outside fastbert, torch and transformers (the user's call)."""
+    """``warnings.warn``'s stacklevel for the first frame outside fastbert, torch and transformers (the user's)."""
     frame, level = sys._getframe(2), 2  # 1 is the caller of warn, i.e. our own function
     while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("fastbert", "torch",
                                                                                        "transformers"):
@@ -283,14 +304,17 @@ def choose_backend(owner: nn.Module, backend: str | None, device: torch.device, 
 class BertEmbeddings(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.word = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        e = config.embedding_dim
+        self.word = nn.Embedding(config.vocab_size, e)
+        self.position = nn.Embedding(config.max_position_embeddings, e)
+        self.token_type = nn.Embedding(config.type_vocab_size, e) if config.type_vocab_size else None
+        self.norm = nn.LayerNorm(e, eps=config.layer_norm_eps)
+        self.project = nn.Linear(e, config.hidden_size) if config.embedding_projection else None
 
     def weights(self) -> EmbeddingWeights:
         return EmbeddingWeights(
-            self.word.weight, self.position.weight, self.token_type.weight, self.norm.weight, self.norm.bias
+            self.word.weight, self.position.weight, self.token_type.weight if self.token_type is not None else None,
+            self.norm.weight, self.norm.bias, *((self.project.weight, self.project.bias) if self.project else ()),
         )
 
 
@@ -323,6 +347,9 @@ class BertModel(nn.Module):
     for CUDA-graph capture once inputs are known good. Shape and dtype checks always run.
     ``padding_free``: pack real tokens when the batch has padding (``None``: on for the Triton backend).
     There is no dropout: this is an inference encoder (``train()`` changes nothing).
+
+    Every family in :data:`fastbert.config.FAMILIES` runs here (``config.model_type``); ``layers`` holds each set
+    of layer weights once (ALBERT: one per shared layer), applied in ``config.layer_schedule`` order.
     """
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True, backend: str | None = None):
@@ -332,7 +359,7 @@ class BertModel(nn.Module):
         self.validate_inputs = True
         self.padding_free: bool | None = None
         self.embeddings = BertEmbeddings(config)
-        self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_layer_weights))
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
 
     def forward(
@@ -354,10 +381,11 @@ class BertModel(nn.Module):
         """
         pooler = (self.pooler.weight, self.pooler.bias) if self.pooler is not None else None
         grad = needs_grad(self)
+        weights = [layer.weights() for layer in self.layers]
         return bert_forward(
             self.config,
             self.embeddings.weights(),
-            (layer.weights() for layer in self.layers),
+            [weights[i] for i in self.config.layer_schedule],  # ALBERT: the same weights, applied repeatedly
             pooler,
             input_ids,
             attention_mask,
@@ -408,6 +436,18 @@ class BertModel(nn.Module):
                                allow_nonfinite=allow_nonfinite)
 
 
+class AutoModel:
+    """The encoder of any supported family, picked by the ``model_type`` in its ``config.json`` as transformers'
+    ``AutoModel`` does: ``bert``, ``roberta``, ``xlm-roberta``, ``distilbert``, ``electra``, ``albert``."""
+
+    @staticmethod
+    def from_pretrained(path: str | os.PathLike, **kwargs) -> BertModel:
+        """:meth:`BertModel.from_pretrained` (same arguments); returns a :class:`BertModel` configured for the
+        checkpoint's family, whose ``forward(input_ids, attention_mask, token_type_ids, position_ids)`` gives
+        ``last_hidden_state`` (and ``pooler_output`` when the checkpoint has a pooler)."""
+        return BertModel.from_pretrained(path, **kwargs)
+
+
 def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
     names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
              "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -420,5 +460,5 @@ def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return dtype
 
 
-__all__: Sequence[str] = ["BertModel", "BertOutput", "bert_forward", "encoder_layer", "LayerWeights",
+__all__: Sequence[str] = ["AutoModel", "BertModel", "BertOutput", "bert_forward", "encoder_layer", "LayerWeights",
                           "EmbeddingWeights", "parse_dtype"]

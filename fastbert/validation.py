@@ -35,6 +35,19 @@ def _require_shape(name: str, t: torch.Tensor, shape: tuple[int, ...], *alternat
         raise ValueError(f"{name} has shape {list(t.shape)} but the input ids need {expected}")
 
 
+def _max_length(config: BertConfig) -> str:
+    """The position limit, in words that point at the config."""
+    if config.position_offset:
+        return (f"the model's {config.max_length} positions (max_position_embeddings={config.max_position_embeddings}"
+                f" minus the position offset {config.position_offset})")
+    return f"max_position_embeddings={config.max_position_embeddings}"
+
+
+def _require_token_types(config: BertConfig) -> None:
+    if config.type_vocab_size == 0:
+        raise ValueError(f"token_type_ids given, but this {config.model_type} model has no token-type embeddings")
+
+
 def _to_host(stats: list[torch.Tensor]) -> list[int]:
     """Scalars on the device -> Python ints, in one concatenation and one transfer (one sync)."""
     return torch.cat([t.reshape(1) for t in stats]).tolist() if stats else []
@@ -73,9 +86,9 @@ def check_inputs(
         _require_tensor("inputs_embeds", inputs_embeds)
         if not inputs_embeds.dtype.is_floating_point:
             raise TypeError(f"inputs_embeds must be floating point, got dtype {inputs_embeds.dtype}")
-        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.hidden_size:
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.embedding_dim:
             raise ValueError(
-                f"inputs_embeds must be [batch, seq_len, {config.hidden_size}], got {list(inputs_embeds.shape)}"
+                f"inputs_embeds must be [batch, seq_len, {config.embedding_dim}], got {list(inputs_embeds.shape)}"
             )
         if dtype is not None and torch.promote_types(inputs_embeds.dtype, dtype) != dtype:
             raise TypeError(f"inputs_embeds has dtype {inputs_embeds.dtype} but the model runs in {dtype}; "
@@ -84,11 +97,8 @@ def check_inputs(
     batch, seqlen = shape
     if batch == 0 or seqlen == 0:
         raise ValueError(f"empty input: shape {list(shape)} (batch and seq_len must be at least 1)")
-    if seqlen > config.max_position_embeddings:
-        raise ValueError(
-            f"sequence length {seqlen} exceeds max_position_embeddings={config.max_position_embeddings}; "
-            "truncate the input"
-        )
+    if seqlen > config.max_length:
+        raise ValueError(f"sequence length {seqlen} exceeds {_max_length(config)}; truncate the input")
 
     stats: list[torch.Tensor] = []  # pairs of (min, max) or flags, gathered for one host transfer
     checks: list[tuple[str, int]] = []  # what each pair bounds: (name, exclusive upper bound)
@@ -97,6 +107,7 @@ def check_inputs(
         stats.extend(torch.aminmax(input_ids))
     if token_type_ids is not None:
         _require_tensor("token_type_ids", token_type_ids)
+        _require_token_types(config)
         _require_index("token_type_ids", token_type_ids)
         _require_shape("token_type_ids", token_type_ids, shape, (1, seqlen), (seqlen,))
         checks.append(("token_type_ids", config.type_vocab_size))
@@ -168,10 +179,10 @@ def check_packed_inputs(
         raise ValueError("empty input: packed input_ids has no tokens")
     if not isinstance(max_seqlen, int) or isinstance(max_seqlen, bool) or max_seqlen < 1:
         raise TypeError(f"max_seqlen must be a positive int, got {max_seqlen!r}")
-    if max_seqlen > config.max_position_embeddings:
-        raise ValueError(
-            f"max_seqlen {max_seqlen} exceeds max_position_embeddings={config.max_position_embeddings}"
-        )
+    if max_seqlen > config.max_length:
+        raise ValueError(f"max_seqlen {max_seqlen} exceeds {_max_length(config)}")
+    if token_type_ids is not None:
+        _require_token_types(config)
     shape = tuple(input_ids.shape)
     for name, t in (("token_type_ids", token_type_ids), ("position_ids", position_ids)):
         if t is not None:

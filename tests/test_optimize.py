@@ -244,7 +244,7 @@ def test_additive_4d_mask_on_eager_model(seed):
     (lambda k: (1 - k.float()).masked_fill(k == 0, float("nan"))[:, None, None, :], "holds other values"),
     (lambda k: k[:, None, None, :], "4-D of dtype torch.int64; a 4-D mask must be boolean"),
     (lambda k: (k[:, None, :, None] * k[:, None, None, :]).bool(), "differs between heads or query positions"),
-    (lambda k: torch.tril(torch.ones(k.shape[1], k.shape[1], dtype=torch.bool))[None, None].expand(k.shape[0], 1, -1, -1),
+    (lambda k: torch.ones(k.shape[1], k.shape[1], dtype=torch.bool).tril()[None, None].expand(k.shape[0], 1, -1, -1),
      "a per-query mask"),
     (lambda k: k[:, None, :].expand(-1, k.shape[1], -1), r"attention_mask has shape \[3, 11, 11\]; fastbert takes"),
     (lambda k: k[0], r"attention_mask has shape \[11\]"),

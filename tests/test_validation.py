@@ -97,9 +97,10 @@ def test_unsupported_configs(overrides, message):
         fastbert.BertConfig.from_hf(tiny_hf_config(**overrides))
 
 
-def test_non_bert_config():
-    with pytest.raises(ValueError, match="model_type 'roberta'"):
-        fastbert.BertConfig.from_dict({"model_type": "roberta"})
+def test_unsupported_model_type():
+    with pytest.raises(ValueError, match="unsupported model_type 'deberta-v2'; fastbert implements "
+                                         "\\['albert', 'bert', 'distilbert', 'electra', 'roberta', 'xlm-roberta'\\]"):
+        fastbert.BertConfig.from_dict({"model_type": "deberta-v2"})
 
 
 @pytest.mark.parametrize("dtype", [torch.int16, torch.uint8, torch.int8])
@@ -144,5 +145,6 @@ def test_inputs_embeds_dtype():
         expected, got = hf(inputs_embeds=embeds)[0], opt(inputs_embeds=embeds)[0]
         assert got.dtype == expected.dtype == torch.float32
         assert max_err(got, expected) <= parity_bound(expected)
-        with pytest.raises(TypeError, match="inputs_embeds has dtype torch.float64 but the model runs in torch.float32"):
+        with pytest.raises(TypeError, match="inputs_embeds has dtype torch.float64 but the model runs in "
+                                            "torch.float32"):
             opt(inputs_embeds=embeds.double())
