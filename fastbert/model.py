@@ -338,7 +338,7 @@ class BertLayer(nn.Module):
 
 
 class BertModel(nn.Module):
-    """A BERT encoder (embeddings, post-LN layers, optional pooler) running on fastbert's op seam.
+    """A BERT-family encoder (embeddings, post-LN layers, optional pooler) running on fastbert's op seam.
 
     ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.ops`); settable later, and
     checked when set. With autograd recording (grad mode on and parameters requiring grad) a forward runs the
@@ -420,8 +420,9 @@ class BertModel(nn.Module):
         requires_grad: bool = False,
         allow_nonfinite: bool = False,
     ) -> "BertModel":
-        """Load a local Hugging Face BERT checkpoint directory (``config.json`` + ``model.safetensors``, its sharded
-        index, or ``pytorch_model.bin``) strictly, in eval mode.
+        """Load a local Hugging Face checkpoint directory of any supported family (``config.json`` +
+        ``model.safetensors``, its sharded index, or ``pytorch_model.bin``; the base model's or a task head's)
+        strictly, in eval mode.
 
         ``add_pooling_layer=None`` keeps the pooler if the checkpoint has one. The parameters do not require grad
         (an inference model, so the Triton path runs even with autograd on) unless ``requires_grad=True``.

@@ -132,20 +132,37 @@ def test_auto_model_loads_save_pretrained(family, tmp_path, seed):
     assert max_err(got[0], expected[0], inputs["attention_mask"]) <= parity_bound(expected[0]), seed
 
 
-def test_auto_model_base_checkpoint_with_pooler_bin(tmp_path, seed):
-    """A base-model checkpoint (no prefix) in pytorch_model.bin, pooler included."""
+@pytest.mark.parametrize("name, config", [
+    ("AlbertModel", CONFIGS["albert"]),
+    ("ElectraModel", lambda: transformers.ElectraConfig(**dict(_COMMON, embedding_size=96))),  # no projection
+], ids=["albert-pooler", "electra-same-width"])
+def test_auto_model_base_checkpoint_bin(name, config, tmp_path, seed):
+    """A base-model checkpoint (no prefix) in pytorch_model.bin."""
     import json
 
-    ref = _model("albert", "AlbertModel")
+    ref = getattr(transformers, name)(config()).eval()
     (tmp_path / "config.json").write_text(json.dumps(ref.config.to_dict()))
     torch.save(ref.state_dict(), tmp_path / "pytorch_model.bin")
     model = fastbert.AutoModel.from_pretrained(tmp_path, backend="torch")
-    assert model.pooler is not None and len(model.layers) == 1  # one shared layer, held once
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in ref.parameters())
     inputs = _inputs(ref)
     with torch.no_grad():
         expected, got = ref(**inputs), model(**inputs)
     assert max_err(got[0], expected[0], inputs["attention_mask"]) <= parity_bound(expected[0]), seed
-    assert max_err(got[1], expected[1]) <= parity_bound(expected[1]), seed
+    if name == "AlbertModel":
+        assert len(model.layers) == 1  # one shared layer, held once
+        assert max_err(got[1], expected[1]) <= parity_bound(expected[1]), seed
+    else:
+        assert model.embeddings.project is None and got.pooler_output is None
+
+
+@pytest.mark.parametrize("model_type, config_class", [
+    ("bert", "BertConfig"), ("roberta", "RobertaConfig"), ("xlm-roberta", "XLMRobertaConfig"),
+    ("distilbert", "DistilBertConfig"), ("electra", "ElectraConfig"), ("albert", "AlbertConfig")])
+def test_family_defaults_are_transformers_defaults(model_type, config_class):
+    """A config.json that leaves keys out means transformers' defaults for its family."""
+    assert fastbert.BertConfig.from_dict({"model_type": model_type}) == \
+        fastbert.BertConfig.from_hf(getattr(transformers, config_class)())
 
 
 @pytest.mark.parametrize("family", list(CONFIGS))
