@@ -8,10 +8,12 @@ Rows (``--rows``):
 
 * ``st-torch``      -- ``SentenceTransformer(folder, device="cpu").encode(texts)`` (batch 32, its defaults): the
   reference, float32.
-* ``fastbert``      -- fastbert's default (exact) mode: ``fastbert encode``'s path (C++ tokenizer, length-sorted
-  batches of 64, padding-free float32 encoder on oneDNN), float32.
-* ``fastbert-bf16`` -- ``fastbert.quantize(model, "bfloat16")``: bf16 weights and activations.
-* ``fastbert-int8`` -- ``fastbert.quantize(model, "int8")``: int8 per-channel weights, per-token int8 activations.
+* ``fastbert``      -- fastbert's default (exact) mode: ``fastbert.SentenceEncoder(folder, device="cpu")
+  .encode(texts, batch_size=64)``, ``fastbert encode``'s path (C++ tokenizer, length-sorted batches, padding-free
+  float32 encoder on oneDNN).
+* ``fastbert-bf16`` -- the same with ``quantize="bfloat16"`` (``fastbert encode --quantize bfloat16``): bf16 weights
+  and activations.
+* ``fastbert-int8`` -- ``quantize="int8"``: int8 per-channel weights, per-token int8 activations.
 * ``st-onnx``       -- sentence-transformers ``backend="onnx"`` (Optimum export, ONNX Runtime, default session).
 * ``st-onnx-int8``  -- the same after ``export_dynamic_quantized_onnx_model`` (Optimum's ``avx512_vnni`` config,
   or ``avx512``/``avx2`` on CPUs without VNNI/AVX-512).
@@ -69,7 +71,7 @@ ROWS = ("st-torch", "fastbert", "fastbert-bf16", "fastbert-int8", "st-onnx", "st
 ONNX_ROWS = ("st-onnx", "st-onnx-int8")
 FASTBERT_MODES = {"fastbert": None, "fastbert-bf16": "bfloat16", "fastbert-int8": "int8"}
 ST_BATCH = 32  # SentenceTransformer.encode's default
-FASTBERT_BATCH = 64  # fastbert encode's default
+FASTBERT_BATCH = 64  # fastbert encode's default (max_batch_tokens: SentenceEncoder's default)
 ENCODER_BATCHES = (1, 8, 32)
 GOALS = {
     "exact_vs_st_torch": 2.0, "exact_vs_st_onnx": 2.0, "exact_min_cos": 0.99999, "encoder_vs_hf_sdpa": 1.3,
@@ -134,23 +136,12 @@ class Fastbert:
         self.mode = mode
 
     def load(self, folder: str) -> None:
-        import fastbert
-        from fastbert.cli import sentence_transformers_defaults
-        from fastbert.quantize import quantize
-        from fastbert.tokenizer import BertTokenizer
+        from fastbert.sentence import SentenceEncoder
 
-        self.tokenizer = BertTokenizer.from_pretrained(folder)
-        self.model = fastbert.BertModel.from_pretrained(folder, add_pooling_layer=False)
-        if self.mode is not None:
-            quantize(self.model, self.mode)
-        self.pooling, self.normalize = sentence_transformers_defaults(folder)
-        self.max_length = max_seq_length(folder)
+        self.encoder = SentenceEncoder(folder, device="cpu", quantize=self.mode)
 
     def encode(self, texts):
-        from fastbert.cli import encode_texts
-
-        return encode_texts(texts, self.model, self.tokenizer, batch_size=FASTBERT_BATCH, max_length=self.max_length,
-                            pooling=self.pooling, normalize=self.normalize)
+        return self.encoder.encode(texts, batch_size=FASTBERT_BATCH)
 
 
 class STOnnx:
@@ -290,7 +281,7 @@ def startup_main(row: str, folder: str, texts_file: str | None) -> int:
     t0 = time.perf_counter()
     impl = make_impl(row)
     if row in FASTBERT_MODES:
-        import fastbert  # noqa: F401
+        import fastbert.sentence  # noqa: F401
     elif row == "st-torch" or row in ONNX_ROWS:
         import sentence_transformers  # noqa: F401
     t1 = time.perf_counter()

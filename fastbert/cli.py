@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="padded tokens per batch (default 16384)")
     enc.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
                      help="auto: float16 on CUDA, float32 on CPU")
+    enc.add_argument("--quantize", choices=["auto", "bfloat16", "int8"],
+                     help="reduced precision (CPU): bfloat16 (min cosine >= 0.995 vs float32), int8 (>= 0.98), auto "
+                          "(bfloat16 on CPUs with AMX-BF16, else float32); see fastbert.quantize")
     enc.add_argument("--device", type=_device, help="cpu, cuda or cuda:N (default: cuda when available)")
     enc.set_defaults(func=encode_main)
     return parser
@@ -138,7 +141,7 @@ def encode_main(args) -> int:
     from .sentence import SentenceEncoder, TruncationError  # imports torch
 
     encoder = SentenceEncoder(args.model, device=args.device, dtype=args.dtype, max_seq_length=args.max_length,
-                              pooling=args.pooling, normalize=args.normalize)
+                              pooling=args.pooling, normalize=args.normalize, quantize=args.quantize)
     try:
         embeddings = encoder.encode(texts, prompt_name=args.prompt_name, prompt=args.prompt,
                                     batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens,

@@ -22,13 +22,7 @@ def real_text_reference() -> tuple[list[str], np.ndarray]:
 
 
 def encode_fastbert(path: str, texts: list[str], mode: str | None) -> np.ndarray:
-    """fastbert's encode path (C++ tokenizer, length-sorted batches, CPU encoder), optionally quantized."""
-    import fastbert
-    from fastbert.cli import encode_texts
-    from fastbert.quantize import quantize
+    """fastbert's encode path (``SentenceEncoder`` on CPU), optionally quantized."""
+    from fastbert.sentence import SentenceEncoder
 
-    model = fastbert.BertModel.from_pretrained(path, add_pooling_layer=False)
-    if mode is not None:
-        quantize(model, mode)
-    tokenizer = fastbert.BertTokenizer.from_pretrained(path)
-    return encode_texts(texts, model, tokenizer, batch_size=64, max_length=256, pooling="mean", normalize=True)
+    return SentenceEncoder(path, device="cpu", quantize=mode).encode(texts, batch_size=64)

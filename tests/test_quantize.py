@@ -87,3 +87,16 @@ def test_fidelity_on_real_text(minilm_path, mode, min_bound, mean_bound):
     cos = (out.astype(np.float64) * ref).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1))
     assert cos.min() >= min_bound, f"{mode}: min cosine {cos.min():.5f} at text {int(cos.argmin())}"
     assert cos.mean() >= mean_bound, f"{mode}: mean cosine {cos.mean():.6f}"
+
+
+def test_sentence_encoder_and_cli_take_the_mode(minilm_path):
+    from fastbert.cli import build_parser
+    from fastbert.sentence import SentenceEncoder
+
+    with pytest.raises(ValueError, match="unknown quantize mode"):
+        SentenceEncoder(minilm_path, device="cpu", quantize="int4")
+    encoder = SentenceEncoder(minilm_path, device="cpu", quantize="bfloat16")
+    assert encoder.dtype == torch.bfloat16 and quantization_mode(encoder.model) == "bfloat16"
+    assert build_parser().parse_args(["encode", "--quantize", "int8", "x"]).quantize == "int8"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["encode", "--quantize", "int4", "x"])

@@ -104,6 +104,8 @@ class SentenceEncoder:
         normalize: ``True`` appends an L2 normalisation, ``False`` drops the folder's Normalize modules;
             ``None`` keeps the folder's.
         backend: the op seam's backend (``None``: automatic, see :mod:`fastbert.ops`).
+        quantize: a reduced-precision mode applied after loading: ``"bfloat16"``, ``"int8"`` or ``"auto"``
+            (see :mod:`fastbert.quantize`; ``dtype`` then becomes the model's); ``None``: none.
 
     Settings fastbert cannot reproduce raise ``ValueError`` (naming file, module and setting), a missing folder or
     unreadable file ``OSError``; both before any weights are read.
@@ -116,7 +118,12 @@ class SentenceEncoder:
     def __init__(self, path: str | os.PathLike | None = None, device: str | torch.device | None = None,
                  dtype: str | torch.dtype | None = None, *, max_seq_length: int | None = None,
                  pooling: str | Sequence[str] | None = None, normalize: bool | None = None,
-                 backend: str | None = None):
+                 backend: str | None = None, quantize: str | None = None):
+        from ..quantize import MODES
+
+        if quantize is not None and quantize not in MODES:
+            raise ValueError(f"unknown quantize mode {quantize!r}; expected one of {MODES}")
+        self.quantize = quantize
         if path is None:
             from .. import default_model_path
 
@@ -209,6 +216,11 @@ class SentenceEncoder:
 
         self.model = BertModel.from_pretrained(self.folder.transformer_path, dtype=self.dtype, device=self.device,
                                                backend=self.backend, add_pooling_layer=False)
+        if self.quantize is not None:
+            from ..quantize import quantize
+
+            quantize(self.model, self.quantize)
+            self.dtype = self.model.embeddings.word.weight.dtype
         self._dense_weights = [_load_dense(m, self.device) if isinstance(m, Dense) else None
                                for m in self.head_modules]
 
