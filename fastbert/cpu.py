@@ -2,7 +2,7 @@
 
 * :func:`cpu_features` -- the ISA extensions that matter for fastbert's CPU GEMMs, from ``/proc/cpuinfo`` flags
   (Linux) and ``torch.backends.cpu.get_cpu_capability()`` (the vector ISA PyTorch's own kernels dispatch to).
-* :func:`reduced_precision_choice` -- the reduced-precision mode ``fastbert.quantize(model, "auto")`` takes:
+* :func:`reduced_precision_choice` -- the reduced-precision mode ``fastbert.quantize.quantize(model, "auto")`` takes:
   ``"bfloat16"`` where the CPU has AMX-BF16 tiles (oneDNN's bf16 GEMMs then run several times faster than
   fp32), else None: keep float32. Measured on a Sapphire Rapids class Xeon with oneDNN capped below AMX
   (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` / ``AVX2_VNNI``), neither bf16 nor fastbert's int8 beat float32 by

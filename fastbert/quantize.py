@@ -1,6 +1,6 @@
 """Reduced-precision encoders: int8 weights with dynamic per-token int8 activations, or bfloat16.
 
-``fastbert.quantize(model, "int8")`` replaces the weight of every encoder linear (Q/K/V, attention output, FFN up
+``fastbert.quantize.quantize(model, "int8")`` replaces the weight of every encoder linear (Q/K/V, attention output, FFN up
 and down; not the embeddings, LayerNorms or the pooler) with an :class:`Int8Weight`:
 
     W [M, K] float  ->  W_q [K, M] int8,  s_w [M] fp32   with  W[m, :] ~= s_w[m] * W_q[:, m]   (per output channel)
@@ -14,7 +14,7 @@ and each linear then runs
 code otherwise); everything else (attention, LayerNorm, residuals, softmax) stays in float32. Symmetric scales and
 no zero points keep the arithmetic exact up to the rounding of ``x`` and ``W``.
 
-``fastbert.quantize(model, "bfloat16")`` casts the model to bfloat16 (oneDNN runs bf16 GEMMs on AMX-BF16 or
+``fastbert.quantize.quantize(model, "bfloat16")`` casts the model to bfloat16 (oneDNN runs bf16 GEMMs on AMX-BF16 or
 AVX512-BF16 where present).
 
 ``"auto"`` chooses by the CPU this runs on (:func:`fastbert.cpu.reduced_precision_choice`): bfloat16 with AMX-BF16,
