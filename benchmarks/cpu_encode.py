@@ -554,7 +554,8 @@ def markdown(results: dict) -> str:
         f"{env['sentence_transformers']}, onnxruntime {env['onnxruntime']}, fastbert {env['fastbert']}, Python "
         f"{env['python']}; ONNX worker (sentence-transformers, transformers, onnxruntime): "
         f"{env['onnx_worker']['versions (sentence-transformers, transformers, onnxruntime)']}",
-        f"- **Texts**: {t['count']} real paragraphs ({t['source']}), {t['tokens']} tokens, mean {t['mean_tokens']:.0f}, "
+        f"- **Texts**: {t['count']} real paragraphs ({t['source']}), {t['tokens']} tokens, "
+        f"mean {t['mean_tokens']:.0f}, "
         f"median {t['p50_tokens']:.0f}, max {t['max_tokens']} (truncation {t['truncation']})",
         f"- **Method**: {results['method']}; {results['settings']['rounds']} rounds; ONNX int8 config "
         f"`{results['settings']['onnx_quantization_config']}`.",

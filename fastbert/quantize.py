@@ -1,7 +1,7 @@
 """Reduced-precision encoders: int8 weights with dynamic per-token int8 activations, or bfloat16.
 
-``fastbert.quantize.quantize(model, "int8")`` replaces the weight of every encoder linear (Q/K/V, attention output, FFN up
-and down; not the embeddings, LayerNorms or the pooler) with an :class:`Int8Weight`:
+``fastbert.quantize.quantize(model, "int8")`` replaces the weight of every encoder linear (Q/K/V, attention output,
+FFN up and down; not the embeddings, LayerNorms or the pooler) with an :class:`Int8Weight`:
 
     W [M, K] float  ->  W_q [K, M] int8,  s_w [M] fp32   with  W[m, :] ~= s_w[m] * W_q[:, m]   (per output channel)
 
@@ -99,8 +99,9 @@ def quantize(model, mode: str = "auto"):
     """Turn a ``fastbert.BertModel`` into a reduced-precision one, in place; returns the model.
 
     ``mode``: ``"int8"``, ``"bfloat16"`` or ``"auto"`` (bfloat16 on CPUs with AMX-BF16, else unchanged
-    float32; see the module docstring). The model becomes inference-only (``requires_grad`` off). Raises ``TypeError`` for anything but a
-    ``fastbert.BertModel`` and ``ValueError`` for an unknown mode or a model that is already quantized.
+    float32; see the module docstring). The model becomes inference-only (``requires_grad`` off). Raises
+    ``TypeError`` for anything but a ``fastbert.BertModel`` and ``ValueError`` for an unknown mode or a model that
+    is already quantized.
     """
     from .cpu import reduced_precision_choice
     from .model import BertModel

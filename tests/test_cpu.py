@@ -25,7 +25,8 @@ def test_packed_attention_matches_per_sequence(lengths, seed):
     cu = np.concatenate([[0], np.cumsum(lengths)]).tolist()
     total = cu[-1]
     q, k, v = (torch.randn(total, heads, dim) for _ in range(3))
-    layout = ops.AttentionLayout(batch=len(lengths), seqlen=max(lengths), cu_seqlens=torch.tensor(cu, dtype=torch.int32))
+    cu_seqlens = torch.tensor(cu, dtype=torch.int32)
+    layout = ops.AttentionLayout(batch=len(lengths), seqlen=max(lengths), cu_seqlens=cu_seqlens)
     out = ops.attention(q, k, v, layout, backend="torch")
     ref = _attention_per_sequence(q, k, v, cu)
     assert torch.isfinite(out).all()
