@@ -7,6 +7,7 @@ shape, is a ``ValueError`` naming the key.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from typing import Callable, Mapping, NamedTuple
@@ -258,6 +259,22 @@ def check_tensors(sd: Mapping[str, torch.Tensor], file: str, *, allow_nonfinite:
                 )
 
 
+@contextlib.contextmanager
+def _without_random_init():
+    """Build modules whose weights the checkpoint replaces without drawing random ones. On the meta device
+    ``nn.init.normal_`` runs through ``torch._refs``, whose first use imports ``torch._dynamo``: seconds of start-up
+    for values that are thrown away (transformers skips the init for the same reason)."""
+    names = ("normal_", "uniform_", "kaiming_uniform_")
+    saved = {name: getattr(torch.nn.init, name) for name in names}
+    try:
+        for name in names:
+            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
+
+
 def load_pretrained(cls, path, *, dtype, device, backend, add_pooling_layer, allow_nonfinite=False,
                     requires_grad=False):
     """Read, remap and strictly load a checkpoint into a new ``cls`` (``fastbert.BertModel``), in eval mode.
@@ -273,7 +290,7 @@ def load_pretrained(cls, path, *, dtype, device, backend, add_pooling_layer, all
         add_pooling_layer = "pooler.weight" in sd
     elif not add_pooling_layer:  # asked for no pooler: its weights, if any, are not needed
         sd = {k: v for k, v in sd.items() if not k.startswith("pooler.")}
-    with torch.device("meta"):
+    with torch.device("meta"), _without_random_init():
         model = cls(config, add_pooling_layer=add_pooling_layer, backend=backend)
     check_state_dict(model, sd)
     model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True, assign=True)
