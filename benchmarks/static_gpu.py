@@ -469,8 +469,29 @@ def _compile_task(index: int) -> dict:
             return {"ok": False, "error": f"{type(e).__name__}: {str(e)[:2000]}"}
 
 
-def run_matrix(cases: list[Case], archs=(80, 90), workers: int | None = None) -> dict:
-    """Record, prune, dedupe and compile; returns the report dict (see :func:`write_report`)."""
+_TILE_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps", "num_stages")
+
+
+def _cover(tasks: list, variants: dict) -> list:
+    """A subset of ``tasks`` in which every (target, kernel, dtype, tile) appears once for fp16 and fp32 (bf16 tiles
+    are fp16's: same sizes), and every (target, kernel, dtype, constexprs without the tile, specialisation) once."""
+    seen, out = set(), []
+    for task in tasks:
+        v = variants[task[3]]
+        tile = tuple((k, v["meta"].get(k)) for k in _TILE_KEYS)
+        rest = tuple(sorted((k, str(x)) for k, x in v["meta"].items() if k not in _TILE_KEYS)) + tuple(v["spec"])
+        tags = {("rest", v["arch"], v["kernel"], v["dtype"], rest)}
+        if v["dtype"] != "bfloat16":
+            tags.add(("tile", v["arch"], v["kernel"], v["dtype"], tile))
+        if tags - seen:
+            seen |= tags
+            out.append(task)
+    return out
+
+
+def run_matrix(cases: list[Case], archs=(80, 90), workers: int | None = None, cover: bool = False) -> dict:
+    """Record, prune, dedupe and compile (with ``cover``, only :func:`_cover`'s subset of the variants); returns
+    the report dict (see :func:`write_report`)."""
     import multiprocessing
 
     import torch
@@ -494,6 +515,9 @@ def run_matrix(cases: list[Case], archs=(80, 90), workers: int | None = None) ->
                     variants[(arch, key)]["uses"].extend(launch.uses)
                 per_launch.append({"arch": arch, "use": launch.uses[0], "kernel": launch.kernel_name,
                                    "configs_kept": len(configs)})
+    if cover:
+        tasks = _cover(tasks, variants)
+        variants = {task[3]: variants[task[3]] for task in tasks}
     _TASKS[:] = [(launch, config, arch) for launch, config, arch, _ in tasks]
     workers = workers or os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as cache:
@@ -516,6 +540,7 @@ def run_matrix(cases: list[Case], archs=(80, 90), workers: int | None = None) ->
         "torch": torch.__version__,
         "targets": {str(a): TARGETS[a][0] for a in archs},
         "cases": [str(c) for c in cases],
+        "subset": "cover" if cover else "all",
         "launches": per_launch,
         "variants": out,
         "compile_wall_s": round(wall, 1),
@@ -725,7 +750,7 @@ def main(argv=None) -> int:
             print(json.dumps(first_call(arch)))
         return 0
     cases = quick_matrix() if args.quick else full_matrix()
-    report = run_matrix(cases, tuple(args.arch), args.workers)
+    report = run_matrix(cases, tuple(args.arch), args.workers, cover=args.quick)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1, sort_keys=True)
