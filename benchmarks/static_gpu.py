@@ -616,6 +616,63 @@ def first_call(arch: int = 90, dtype: str = "float16", shape: str = "minilm", ba
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# fp32 on tensor cores: tf32x3 error, emulated
+# ----------------------------------------------------------------------------------------------------------------
+
+def _tf32_rna(x):
+    """``cvt.rna.tf32.f32``: round an fp32 tensor to TF32 (10 mantissa bits), ties away from zero."""
+    return ((x.view(dtype=_torch().int32) + 0x1000) & ~0x1FFF).view(dtype=_torch().float32)
+
+
+def _tf32_trunc(x):
+    """What a TF32 tensor-core MMA reads of an fp32 register: the low 13 mantissa bits are ignored."""
+    return (x.view(dtype=_torch().int32) & ~0x1FFF).view(dtype=_torch().float32)
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def emulated_matmul(a, b, precision: str):
+    """``a @ b`` in fp32 as a GPU dot of ``input_precision`` computes it: ``ieee`` (fp32 products), ``tf32`` (both
+    operands rounded to TF32), ``tf32x3`` (Triton's decomposition: ``big = rna(x)``, ``small = x - big``, then
+    ``small_a big_b + big_a small_b + big_a big_b`` as three TF32 products). Accumulation is the CPU's fp32 matmul,
+    not the tensor core's, so this measures operand rounding, not hardware accumulation order."""
+    if precision == "ieee":
+        return a @ b
+    if precision == "tf32":
+        return _tf32_trunc(_tf32_rna(a)) @ _tf32_trunc(_tf32_rna(b))
+    a_big, b_big = _tf32_rna(a), _tf32_rna(b)
+    a_small, b_small = _tf32_trunc(a - a_big), _tf32_trunc(b - b_big)
+    return a_small @ b_big + a_big @ b_small + a_big @ b_big
+
+
+def tf32x3_errors(seed: int = 0) -> list[dict]:
+    """Max error / max |reference| against fp64 for fp32 GEMMs and attention at encoder sizes, per precision."""
+    torch = _torch()
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for m, k, n in ((4096, 768, 3072), (128, 384, 1536), (32, 1024, 1024)):
+        x = torch.randn(m, k, generator=gen)
+        w = torch.randn(k, n, generator=gen) / k ** 0.5
+        ref = x.double() @ w.double()
+        rows.append({"op": f"linear {m}x{k} @ {k}x{n}", **{
+            p: float((emulated_matmul(x, w, p).double() - ref).abs().max() / ref.abs().max())
+            for p in ("ieee", "tf32", "tf32x3")}})
+    for seqlen, head_dim in ((128, 32), (512, 64)):
+        q, k, v = (2 * torch.randn(seqlen, head_dim, generator=gen) for _ in range(3))
+        ref = torch.softmax(q.double() @ k.double().T / head_dim ** 0.5, -1) @ v.double()
+        errs = {}
+        for p in ("ieee", "tf32", "tf32x3"):
+            probs = torch.softmax(emulated_matmul(q, k.T, p) / head_dim ** 0.5, -1)
+            errs[p] = float((emulated_matmul(probs, v, p).double() - ref).abs().max() / ref.abs().max())
+        rows.append({"op": f"attention S={seqlen} D={head_dim}", **errs})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Checks and report
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -736,6 +793,7 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", type=int, nargs="+", default=[80, 90], choices=sorted(TARGETS))
     parser.add_argument("--workers", type=int, default=None, help="compile processes (default: all cores)")
     parser.add_argument("--json", help="write the raw report here (and no Markdown)")
+    parser.add_argument("--tf32x3", action="store_true", help="emulated fp32 error of ieee / tf32 / tf32x3 dots")
     parser.add_argument("--first-call", action="store_true",
                         help="count what a `fastbert encode` run (MiniLM, fp16) autotunes and compiles; no compiling")
     parser.add_argument("--out", default=os.path.join("benchmarks", "results", "static"),
@@ -745,6 +803,10 @@ def main(argv=None) -> int:
         print("error: unset TRITON_INTERPRET (the kernels shrink their config lists under the interpreter)",
               file=sys.stderr)
         return 2
+    if args.tf32x3:
+        for row in tf32x3_errors():
+            print(json.dumps(row))
+        return 0
     if args.first_call:
         for arch in args.arch:
             print(json.dumps(first_call(arch)))

@@ -9,7 +9,8 @@ computed without the ``S x S`` matrix: a program owns ``BLOCK_M`` query rows of 
 keys/values in ``BLOCK_N`` blocks and keeps an online softmax in fp32 -- running max ``m``, running sum ``l`` and
 an unnormalised accumulator rescaled by ``exp(m_old - m_new)`` whenever the max grows. Exponentials are base 2 with
 ``log2(e) / sqrt(D)`` folded into one scale. Products are fp32 (fp16/bf16 operands on tensor cores with fp32
-accumulation; fp32 operands with ``input_precision="ieee"``, i.e. true fp32, never TF32).
+accumulation; fp32 operands with ``input_precision="tf32x3"``: three TF32 tensor-core products per fp32 product,
+fp32-level accuracy, never plain TF32 -- see :mod:`fastbert.kernels.gemm`).
 
 Layouts (both read ``q``/``k``/``v`` in place through their strides -- e.g. views into a fused QKV projection
 ``[tokens, 3, heads, D]`` whose token stride is ``3 * heads * D`` -- and write a contiguous output):

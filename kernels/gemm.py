@@ -13,13 +13,16 @@ Activations, applied in fp32 to the fp32 accumulator before the single rounding 
 
 Design: one program per ``BLOCK_M x BLOCK_N`` output tile, K streamed in ``BLOCK_K`` slices, tiles visited in
 ``GROUP_M``-row super-groups so neighbouring programs reuse the same W columns from L2 (Triton tutorial 03).
-fp16/bf16 operands accumulate in fp32 on tensor cores; fp32 operands use ``input_precision="ieee"`` (true fp32
-products, no TF32) so fp32 results match PyTorch's fp32 ``F.linear``. The epilogue saves a full read + write of the
-``[M, N]`` activation (the FFN up-projection's output is the largest tensor in a BERT layer).
+fp16/bf16 operands accumulate in fp32 on tensor cores. fp32 operands use ``input_precision="tf32x3"``: each operand
+is split into a TF32 high part and a TF32 remainder, and ``hi*hi + hi*lo + lo*hi`` run as three TF32 tensor-core
+MMAs with fp32 accumulation -- fp32-level accuracy (never plain TF32) at tensor-core rates instead of FFMA loops.
+Emulated on the CPU (``benchmarks/results/static/README.md``), its error against fp64 is 1.0-1.3x that of true fp32
+products, against 300-1000x for plain TF32. The epilogue saves a full read + write of the ``[M, N]`` activation (the
+FFN up-projection's output is the largest tensor in a BERT layer).
 
 On speed versus cuBLAS: ``benchmarks/bench_kernels.py`` measures this kernel against bare ``torch.mm`` and against
-``torch.addmm`` + ``F.gelu``. Tuning is an autotune over the configs in :data:`GEMM_CONFIGS` (Ampere and Hopper
-shapes), pruned by :func:`_prune_gemm_configs` for shared memory and for small row counts.
+``torch.addmm`` + ``F.gelu``. Tuning: a short per-target candidate list (:data:`_TILES`) per operand size and row
+class, filtered by :func:`_prune_gemm_configs`, keyed by row class (not every token count) and cached on disk.
 """
 from __future__ import annotations
 
