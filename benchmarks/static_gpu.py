@@ -778,9 +778,54 @@ def to_markdown(report: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _tile_summary(report: dict) -> dict[tuple, dict]:
+    """Per (kernel, operands, epilogue or head dim, target, tile): the worst registers / spill / smem over every
+    variant of that tile, and its MMA forms. Row kernels are left out (one deterministic config each)."""
+    out: dict[tuple, dict] = {}
+    for v in report["variants"]:
+        if not _has_dot(v) or not v.get("ok"):
+            continue
+        m = v["meta"]
+        if v["kernel"] == "linear_kernel":
+            kernel, tile = "gemm", f"{m['BLOCK_M']}x{m['BLOCK_N']}x{m['BLOCK_K']} w{m['num_warps']} s{m['num_stages']}"
+            kind = "exact GELU" if m["ACTIVATION"] == "gelu" else "other epilogues"
+        else:
+            kernel, tile = "attention", f"{m['BLOCK_M']}x{m['BLOCK_N']} w{m['num_warps']} s{m['num_stages']}"
+            kind = f"D={m['HEAD_DIM']}"
+        operands = "fp32" if v["dtype"] == "float32" else "fp16/bf16"
+        agg = out.setdefault((kernel, operands, kind, v["arch"], tile),
+                             {"registers": 0, "spill": 0, "shared": 0, "mma": set()})
+        agg["registers"] = max(agg["registers"], v["registers"])
+        agg["spill"] = max(agg["spill"], v["spill_stores"])
+        agg["shared"] = max(agg["shared"], v["shared"])
+        agg["mma"] |= {f for f in mma_forms(v).split(", ") if f != "-"}
+    return out
+
+
+def compare(before: dict, after: dict) -> str:
+    """Markdown: every tile of the dot kernels before and after, with registers, spill stores and shared memory
+    (worst over its variants) and MMA forms; "--" where a side does not keep the tile."""
+    old, new = _tile_summary(before), _tile_summary(after)
+
+    def cell(agg, arch):
+        if agg is None:
+            return "--"
+        over = " **> limit**" if agg["shared"] > TARGETS[arch][1] else ""
+        return (f"{agg['registers']} / {agg['spill']} / {agg['shared']}{over} / "
+                f"{', '.join(sorted(agg['mma'])) or 'FFMA only'}")
+
+    lines = ["| kernel | operands | variant | target | tile | before: regs / spill B / smem B / MMA | after |",
+             "|---|---|---|---|---|---|---|"]
+    for key in sorted(set(old) | set(new), key=lambda k: (k[0], k[1], k[2], k[3], k[4])):
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | sm_{key[3]} | {key[4]} | {cell(old.get(key), key[3])} | "
+                     f"{cell(new.get(key), key[3])} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(report: dict, out_dir: str, command: str) -> None:
     os.makedirs(out_dir, exist_ok=True)
-    stem = os.path.join(out_dir, f"static_triton{report['triton']}")
+    quick = "_quick" if report.get("subset") == "cover" else ""
+    stem = os.path.join(out_dir, f"static_triton{report['triton']}{quick}")
     with open(stem + ".json", "w") as f:
         json.dump(report, f, indent=1, sort_keys=True)
     with open(stem + ".md", "w") as f:
@@ -793,6 +838,8 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", type=int, nargs="+", default=[80, 90], choices=sorted(TARGETS))
     parser.add_argument("--workers", type=int, default=None, help="compile processes (default: all cores)")
     parser.add_argument("--json", help="write the raw report here (and no Markdown)")
+    parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"),
+                        help="Markdown table of every dot tile in two report JSONs (e.g. before/after a change)")
     parser.add_argument("--tf32x3", action="store_true", help="emulated fp32 error of ieee / tf32 / tf32x3 dots")
     parser.add_argument("--first-call", action="store_true",
                         help="count what a `fastbert encode` run (MiniLM, fp16) autotunes and compiles; no compiling")
@@ -803,6 +850,13 @@ def main(argv=None) -> int:
         print("error: unset TRITON_INTERPRET (the kernels shrink their config lists under the interpreter)",
               file=sys.stderr)
         return 2
+    if args.compare:
+        reports = []
+        for path in args.compare:
+            with open(path) as f:
+                reports.append(json.load(f))
+        print(compare(*reports), end="")
+        return 0
     if args.tf32x3:
         for row in tf32x3_errors():
             print(json.dumps(row))
