@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -345,8 +346,18 @@ def _meta(launch: Launch, config) -> dict:
     return meta
 
 
+def _source_hash(jit) -> str:
+    """A hash of the kernel's source and of every ``@triton.jit`` function its module can call (line numbers
+    excluded, unlike Triton's ``cache_key``, so editing a config table does not invalidate the kernel)."""
+    from triton.runtime.jit import JITFunction
+
+    sources = [jit.src] + sorted(f.src for f in jit.__globals__.values() if isinstance(f, JITFunction))
+    return hashlib.sha256("\n".join(sources).encode()).hexdigest()[:16]
+
+
 def variant_key(launch: Launch, config) -> str:
-    """Triton's own JIT cache key for this launch + config on the active target, found without compiling."""
+    """Triton's own JIT cache key for this launch + config on the active target, found without compiling, prefixed
+    with :func:`_source_hash` (the JIT key alone does not change when the kernel's source does)."""
     from triton import knobs
 
     _, inner, _ = _unwrap(launch.kernel)
@@ -364,7 +375,7 @@ def variant_key(launch: Launch, config) -> str:
         knobs.runtime.jit_cache_hook = old
     if not seen:
         raise RuntimeError(f"{launch.kernel_name}: JIT cache already held the variant; cannot key it")
-    return seen[0]
+    return f"{_source_hash(_unwrap(launch.kernel)[2])}:{seen[0]}"
 
 
 _PTXAS_USED = re.compile(r"Used (\d+) registers")
@@ -489,9 +500,11 @@ def _cover(tasks: list, variants: dict) -> list:
     return out
 
 
-def run_matrix(cases: list[Case], archs=(80, 90), workers: int | None = None, cover: bool = False) -> dict:
+def run_matrix(cases: list[Case], archs=(80, 90), workers: int | None = None, cover: bool = False,
+               reuse: dict | None = None) -> dict:
     """Record, prune, dedupe and compile (with ``cover``, only :func:`_cover`'s subset of the variants); returns
-    the report dict (see :func:`write_report`)."""
+    the report dict (see :func:`write_report`). ``reuse``: an earlier report of the same Triton version whose
+    variants with the same id (target, kernel source hash, JIT key) are taken instead of compiled again."""
     import multiprocessing
 
     import torch
@@ -510,7 +523,8 @@ def run_matrix(cases: list[Case], archs=(80, 90), workers: int | None = None, co
                     key = variant_key(launch, config)
                     keys.append(key)
                     if (arch, key) not in variants:
-                        variants[(arch, key)] = {"arch": arch, **_describe(launch, config), "uses": []}
+                        variants[(arch, key)] = {"id": f"{arch}:{key}", "arch": arch, **_describe(launch, config),
+                                                 "uses": []}
                         tasks.append((launch, config, arch, (arch, key)))
                     variants[(arch, key)]["uses"].extend(launch.uses)
                 per_launch.append({"arch": arch, "use": launch.uses[0], "kernel": launch.kernel_name,
@@ -518,6 +532,18 @@ def run_matrix(cases: list[Case], archs=(80, 90), workers: int | None = None, co
     if cover:
         tasks = _cover(tasks, variants)
         variants = {task[3]: variants[task[3]] for task in tasks}
+    previous = {}
+    if reuse and reuse["triton"] == triton.__version__:
+        previous = {v["id"]: v for v in reuse["variants"] if v.get("ok") and "id" in v}
+    reused = 0
+    for task in list(tasks):
+        old = previous.get(variants[task[3]]["id"])
+        if old is not None:
+            keep = ("ok", "registers", "stack", "spill_stores", "spill_loads", "shared", "num_warps", "num_stages",
+                    "compile_s", "mma", "ffma", "local_loads", "local_stores", "instructions")
+            variants[task[3]].update({k: old[k] for k in keep})
+            tasks.remove(task)
+            reused += 1
     _TASKS[:] = [(launch, config, arch) for launch, config, arch, _ in tasks]
     workers = workers or os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as cache:
@@ -544,6 +570,8 @@ def run_matrix(cases: list[Case], archs=(80, 90), workers: int | None = None, co
         "launches": per_launch,
         "variants": out,
         "compile_wall_s": round(wall, 1),
+        "compiled": len(tasks),
+        "reused": reused,
         "workers": workers,
     }
 
@@ -736,7 +764,9 @@ def to_markdown(report: dict, command: str) -> str:
         "",
         f"Targets: {', '.join(f'{a}: {n}' for a, n in report['targets'].items())}. "
         f"{len(report['cases'])} cases, {len(report['launches'])} launches, {len(variants)} distinct compiled "
-        f"variants, compiled in {report['compile_wall_s']} s on {report['workers']} processes.",
+        f"variants: {report.get('compiled', len(variants))} compiled in {report['compile_wall_s']} s on "
+        f"{report['workers']} processes, {report.get('reused', 0)} taken from an earlier report of the same "
+        "Triton version and kernel sources (`--reuse`).",
         "",
         f"**Problems: {len(bad)}**" + ("" if bad else " -- every variant compiles, fits the target's shared "
                                        "memory, does not spill, and fp16/bf16/fp32 dots use tensor cores."),
@@ -838,6 +868,7 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", type=int, nargs="+", default=[80, 90], choices=sorted(TARGETS))
     parser.add_argument("--workers", type=int, default=None, help="compile processes (default: all cores)")
     parser.add_argument("--json", help="write the raw report here (and no Markdown)")
+    parser.add_argument("--reuse", help="an earlier report JSON: its unchanged variants are not compiled again")
     parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"),
                         help="Markdown table of every dot tile in two report JSONs (e.g. before/after a change)")
     parser.add_argument("--tf32x3", action="store_true", help="emulated fp32 error of ieee / tf32 / tf32x3 dots")
@@ -866,7 +897,11 @@ def main(argv=None) -> int:
             print(json.dumps(first_call(arch)))
         return 0
     cases = quick_matrix() if args.quick else full_matrix()
-    report = run_matrix(cases, tuple(args.arch), args.workers, cover=args.quick)
+    reuse = None
+    if args.reuse:
+        with open(args.reuse) as f:
+            reuse = json.load(f)
+    report = run_matrix(cases, tuple(args.arch), args.workers, cover=args.quick, reuse=reuse)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1, sort_keys=True)
