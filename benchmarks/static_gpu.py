@@ -97,6 +97,7 @@ BATCHES = {
     "b32-s16": Batch("b32-s16", "dense", (16,) * 32),  # short sentences, no padding
     "b8-s128-left": Batch("b8-s128-left", "left", _packed(8, 128, 40)),
     "b32-s128": Batch("b32-s128", "dense", (128,) * 32),
+    "b4-s384-left": Batch("b4-s384-left", "left", (384, 300, 211, 97)),
     "b64-packed-s64": Batch("b64-packed-s64", "packed", _packed(64, 64, 17)),
     "b32-packed-s512": Batch("b32-packed-s512", "packed", _packed(32, 512, 200)),
 }

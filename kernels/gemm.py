@@ -43,8 +43,9 @@ _INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 # class, so a first call times at most a handful. "wgmma" (sm_90) tiles have >= 64 rows per warp group of 4 warps,
 # the smallest tile Hopper's warp-group MMA takes (smaller ones fall back to mma.sync); "mma" is Ampere's mma.sync.
 # fp32 operands run as tf32x3 (three tensor-core products each); on sm_80 their split operands live in registers, and
-# tiles with 64 accumulators per thread spill (0.3-1 KB), so Ampere's fp32 tiles keep at most 32. benchmarks/static_gpu.py compiles every (class, dtype, activation) for sm_80 and sm_90 and
-# the test suite checks that none spills or overflows shared memory; benchmarks/results/static/ has the figures.
+# tiles with 64 accumulators per thread spill (0.3-1 KB), so Ampere's fp32 tiles keep at most 32.
+# benchmarks/static_gpu.py compiles every (class, dtype, activation) for sm_80 and sm_90 and the test suite checks
+# that none spills or overflows shared memory; benchmarks/results/static/ has the figures.
 _TILES = {
     # 16-bit operands (fp16, bf16)
     (2, "wgmma", "small"): [(64, 64, 64, 4, 4), (64, 128, 64, 4, 4)],
@@ -62,8 +63,9 @@ _TILES = {
     (4, "mma", "large"): [(128, 64, 32, 8, 3), (64, 128, 32, 8, 3), (64, 64, 32, 4, 4)],
 }
 _ROW_CLASSES = ((64, "small"), (512, "medium"), (None, "large"))  # M <= 64 (pooler, one query), M <= 512, more
-# Exact GELU calls libdevice erff per element; at 128 fp32 accumulators per thread (128x256 and 256x128 tiles on 8
-# warps, 128x128 on 4) that epilogue spills, so "gelu" keeps tiles with at most 64 accumulators per thread.
+# The GELU epilogues (libdevice erff for "gelu", exp for "gelu_tanh") need registers per element; at 128 fp32
+# accumulators per thread (128x256 and 256x128 tiles on 8 warps, 128x128 on 4) they spill, so both keep tiles with at
+# most 64 accumulators per thread.
 _GELU_MAX_ACC_PER_THREAD = 64
 
 
@@ -102,8 +104,8 @@ def _tile(cfg: triton.Config) -> tuple[int, int, int, int, int]:
 
 def _prune_gemm_configs(configs, named_args, **kwargs):
     """The candidates of :data:`_TILES` for the target's tensor cores, the operand size and the row class, less
-    those whose pipelined A/B tiles exceed the target's shared memory and, for exact GELU, those with more than
-    :data:`_GELU_MAX_ACC_PER_THREAD` accumulators per thread. Always keeps at least one config."""
+    those whose pipelined A/B tiles exceed the target's shared memory and, for the GELU epilogues, those with more
+    than :data:`_GELU_MAX_ACC_PER_THREAD` accumulators per thread. Always keeps at least one config."""
     target = current_target()
     elem = named_args["X_ptr"].element_size()
     wanted = _TILES[(elem, "wgmma" if target.wgmma else "mma", _row_class(named_args["M_BUCKET"]))]
@@ -114,7 +116,7 @@ def _prune_gemm_configs(configs, named_args, **kwargs):
             continue
         if stages * (bm + bn) * bk * elem > target.smem:
             continue
-        if kwargs.get("ACTIVATION") == "gelu" and bm * bn > _GELU_MAX_ACC_PER_THREAD * 32 * warps:
+        if kwargs.get("ACTIVATION") in ("gelu", "gelu_tanh") and bm * bn > _GELU_MAX_ACC_PER_THREAD * 32 * warps:
             continue
         kept.append(cfg)
     return kept or [min(configs, key=lambda c: (c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"], c.num_stages))]
