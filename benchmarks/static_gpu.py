@@ -758,8 +758,8 @@ def to_markdown(report: dict, command: str) -> str:
         "(what the driver checks at launch), instruction forms from `cuobjdump -sass`.",
         "",
         "**What this proves**: each variant compiles for A100 / H100 with the bundled toolchain; its register, spill "
-        "and shared-memory use; whether its products run on tensor cores (HMMA on sm_80; wgmma = HGMMA or HMMA on "
-        "sm_90). **What it does not prove**: speed (nothing runs: no timing, no achieved occupancy or bandwidth) or "
+        "and shared-memory use; whether its products run on tensor cores (HMMA on sm_80; HGMMA, i.e. wgmma, or HMMA "
+        "on sm_90). **What it does not prove**: speed (nothing runs: no timing, no achieved occupancy or bandwidth) or "
         "numerical correctness on hardware (tested through the Triton interpreter and, on a GPU, "
         "`tests/test_kernels_gpu.py`).",
         "",
