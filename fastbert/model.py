@@ -261,8 +261,8 @@ def check_backend(backend: str | None) -> str | None:
     """Check a backend name when it is given: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (importable)."""
     if backend is not None and (not isinstance(backend, str) or backend not in ops.BACKENDS):
         raise ValueError(f"unknown backend {backend!r}; expected None or one of {ops.BACKENDS}")
-    if backend == "triton" and not ops.triton_available():
-        raise ValueError("backend 'triton' needs triton and fastbert.kernels, which cannot be imported here")
+    if backend == "triton" and ops.triton_problem() is not None:
+        raise ValueError(f"backend 'triton' requested but {ops.triton_problem()}")
     return backend
 
 

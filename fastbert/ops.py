@@ -41,16 +41,30 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-@functools.lru_cache(maxsize=None)
-def triton_available() -> bool:
-    """True when ``triton`` and fastbert's kernels import."""
-    try:
-        import triton  # noqa: F401
+MIN_TRITON = (3, 6)  # the oldest triton the kernels are checked against (benchmarks/results/static/)
 
-        from . import kernels  # noqa: F401
+
+@functools.lru_cache(maxsize=None)
+def triton_problem() -> str | None:
+    """Why the Triton backend cannot run here (triton missing, older than :data:`MIN_TRITON`, or fastbert's
+    kernels failing to import), or None when it can."""
+    try:
+        import triton
     except ImportError:
-        return False
-    return True
+        return "triton is not installed (CUDA builds of PyTorch bring it)"
+    version = tuple(int(part) for part in triton.__version__.split(".")[:2] if part.isdigit())
+    if version < MIN_TRITON:
+        return f"triton {triton.__version__} is older than {'.'.join(map(str, MIN_TRITON))}, the oldest fastbert supports"
+    try:
+        from . import kernels  # noqa: F401
+    except ImportError as e:
+        return f"fastbert.kernels cannot be imported: {e}"
+    return None
+
+
+def triton_available() -> bool:
+    """True when the Triton backend can run (see :func:`triton_problem`)."""
+    return triton_problem() is None
 
 
 def resolve_backend(requested: str | None, device: torch.device, needs_grad: bool = False) -> str:
@@ -63,15 +77,28 @@ def resolve_backend(requested: str | None, device: torch.device, needs_grad: boo
         return "torch"  # the Triton kernels are forward-only
     device = torch.device(device)
     if choice == "auto":
-        return "triton" if device.type == "cuda" and triton_available() else "torch"
+        if device.type != "cuda":
+            return "torch"
+        if triton_problem() is not None:
+            _warn_no_triton(triton_problem())
+            return "torch"
+        return "triton"
     if choice == "triton":
-        if not triton_available():
-            raise ValueError("backend 'triton' requested but triton (or fastbert.kernels) cannot be imported")
+        if triton_problem() is not None:
+            raise ValueError(f"backend 'triton' requested but {triton_problem()}")
         if device.type != "cuda" and not (device.type == "cpu" and _interpreting()):
             raise ValueError(
                 f"backend 'triton' needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1), got device {device}"
             )
     return choice
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_no_triton(reason: str) -> None:
+    """Once per process: CUDA tensors run on the (slower, correct) PyTorch path."""
+    import warnings
+
+    warnings.warn(f"fastbert: running the PyTorch path on CUDA because {reason}", RuntimeWarning, stacklevel=3)
 
 
 # ----------------------------------------------------------------------------------------------------------------
