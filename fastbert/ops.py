@@ -212,6 +212,7 @@ def _onednn_linear_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """The fused oneDNN linear is forward-only: CPU, matching float dtypes, no autograd graph to build."""
     return (
         x.device.type == "cpu"
+        and not torch.compiler.is_compiling()  # under torch.compile the compiler fuses (and mkldnn checks break traces)
         and x.dtype == weight.dtype
         and x.dtype in _onednn_dtypes()
         and x.dim() == 2

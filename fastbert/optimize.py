@@ -63,6 +63,7 @@ class _Settings(NamedTuple):
     config: BertConfig
     backend: str | None
     validate_inputs: bool
+    padding_free: bool | None
     modules: dict[str, tuple[str, ...]]  # fastbert module -> attribute path in the HF base model
     arg_names: tuple[str, ...]  # the original forward's parameters, for positional arguments
     output: type  # the transformers output class the original forward returns
@@ -174,6 +175,7 @@ def _fast_forward(base, *args, **kwargs):
         validate=s.validate_inputs,
         output_hidden_states=bool(output_hidden_states),
         needs_grad=grad,
+        padding_free=s.padding_free,
     )
     fields = dict(last_hidden_state=out.last_hidden_state)
     if "pooler_output" in s.output.__dataclass_fields__:
@@ -184,7 +186,8 @@ def _fast_forward(base, *args, **kwargs):
     return result if return_dict else result.to_tuple()
 
 
-def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: bool = True) -> nn.Module:
+def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: bool = True,
+             padding_free: bool | None = None) -> nn.Module:
     """Make ``model`` (a ``transformers`` model of a supported family: its base model or any task head) run its
     encoder through fastbert, in place.
 
@@ -192,8 +195,11 @@ def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: b
     fastbert does not implement (decoder, cross-attention, relative positions) or an unknown ``backend``, and
     ``TypeError`` for a model of another family.
     ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.ops`).
-    ``validate_inputs=False`` skips the value checks (token-id ranges, mask values: one host sync per forward),
-    for ``torch.compile(fullgraph=True)`` and CUDA-graph capture once the inputs are known good.
+    ``validate_inputs=False`` skips the value checks (token-id ranges, mask values: one host sync per forward).
+    ``padding_free``: pack the real tokens of a padded batch (``None``: on for the Triton backend and on CPU, see
+    :func:`fastbert.model.bert_forward`); packing needs the number of real tokens on the host (one sync).
+    For ``torch.compile(fullgraph=True)`` and CUDA-graph capture, which need a forward without host syncs, pass
+    ``validate_inputs=False, padding_free=False`` once the inputs are known good.
     """
     import transformers.modeling_outputs as outputs
 
@@ -210,7 +216,9 @@ def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: b
                             "its structure is not the one fastbert knows for this family")
     parameters = inspect.signature(type(base).forward).parameters.values()
     arg_names = tuple(p.name for p in parameters if p.kind == p.POSITIONAL_OR_KEYWORD)[1:]  # without self
-    settings = _Settings(config, check_backend(backend), bool(validate_inputs), modules, arg_names,
+    if padding_free not in (None, True, False):
+        raise TypeError(f"padding_free must be None, True or False, got {padding_free!r}")
+    settings = _Settings(config, check_backend(backend), bool(validate_inputs), padding_free, modules, arg_names,
                          getattr(outputs, BASE_MODELS[model_type][1]))
     object.__setattr__(base, _ATTR, settings)
     # An instance attribute shadows the class's forward for this one module only; restore() deletes it.

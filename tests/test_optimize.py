@@ -313,15 +313,21 @@ def test_grad_fallback_warns_once_per_model(recwarn):
 
 
 def test_validate_inputs_off_compiles_fullgraph(seed):
-    """optimize(validate_inputs=False): no host sync, so torch.compile(fullgraph=True) traces the whole forward."""
+    """optimize(validate_inputs=False, padding_free=False): no host sync, so torch.compile(fullgraph=True) traces
+    the whole forward. Either setting alone still syncs (value checks; the packed token count)."""
     ref = _model("BertForSequenceClassification")
     inputs = _inputs("BertForSequenceClassification")
     checked = torch.compile(fastbert.optimize(copy.deepcopy(ref), backend="torch"), fullgraph=True, backend="eager")
     with torch.inference_mode(), pytest.raises(Exception, match="(?i)data-dependent|graph break"):
         checked(**inputs)
     torch._dynamo.reset()
-    model = torch.compile(fastbert.optimize(copy.deepcopy(ref), backend="torch", validate_inputs=False),
-                          fullgraph=True, backend="eager")
+    packing = torch.compile(fastbert.optimize(copy.deepcopy(ref), backend="torch", validate_inputs=False,
+                                              padding_free=True), fullgraph=True, backend="eager")
+    with torch.inference_mode(), pytest.raises(Exception, match="(?i)data-dependent|graph break"):
+        packing(**inputs)
+    torch._dynamo.reset()
+    model = torch.compile(fastbert.optimize(copy.deepcopy(ref), backend="torch", validate_inputs=False,
+                                            padding_free=False), fullgraph=True, backend="eager")
     with torch.inference_mode():
         got, expected = model(**inputs).logits, ref(**inputs).logits
     assert max_err(got, expected) <= parity_bound(expected), seed
