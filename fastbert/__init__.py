@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 # Public name -> the submodule that defines it.
 _EXPORTS = {
+    "AutoModel": "model",
     "BertConfig": "config",
     "remap_state_dict": "loading",
     "BertModel": "model",
@@ -33,7 +34,7 @@ __all__ = [*_EXPORTS, "default_model_path", "__version__"]
 if TYPE_CHECKING:
     from .config import BertConfig
     from .loading import remap_state_dict
-    from .model import BertModel, BertOutput
+    from .model import AutoModel, BertModel, BertOutput
     from .optimize import is_optimized, optimize, restore
     from .sentence import SentenceEncoder
     from .tokenizer import BertTokenizer

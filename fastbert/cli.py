@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="padded tokens per batch (default 16384)")
     enc.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
                      help="auto: float16 on CUDA, float32 on CPU")
+    enc.add_argument("--quantize", choices=["auto", "bfloat16", "int8"],
+                     help="reduced precision (CPU): bfloat16 (min cosine >= 0.995 vs float32), int8 (>= 0.98), auto "
+                          "(bfloat16 on CPUs with AMX-BF16, else float32); see fastbert.quantize")
     enc.add_argument("--device", type=_device, help="cpu, cuda or cuda:N (default: cuda when available)")
     enc.add_argument("--devices", type=_devices, metavar="LIST|N",
                      help="one worker process per device (cuda:0,cuda:1), or N CPU worker processes")
@@ -167,7 +170,8 @@ def encode_main(args) -> int:
 
     from .sentence import SentenceEncoder, TruncationError  # imports torch
 
-    options = dict(max_seq_length=args.max_length, pooling=args.pooling, normalize=args.normalize)
+    options = dict(max_seq_length=args.max_length, pooling=args.pooling, normalize=args.normalize,
+                   quantize=args.quantize)
     encode_options = dict(prompt_name=args.prompt_name, prompt=args.prompt, batch_size=args.batch_size,
                           max_batch_tokens=args.max_batch_tokens, truncation=not args.no_truncate,
                           show_progress_bar=_stderr_is_terminal())
@@ -211,7 +215,8 @@ def _encode_files_on_ray(args) -> int:
     result = embed_files(
         args.input, args.output, path=args.model, text_column=args.text_column, concurrency=args.workers,
         device=args.device, dtype=args.dtype, batch_size=args.batch_size, progress=_stderr_is_terminal(),
-        encoder_kwargs=dict(max_seq_length=args.max_length, pooling=args.pooling, normalize=args.normalize),
+        encoder_kwargs=dict(max_seq_length=args.max_length, pooling=args.pooling, normalize=args.normalize,
+                            quantize=args.quantize),
         prompt_name=args.prompt_name, prompt=args.prompt, max_batch_tokens=args.max_batch_tokens,
         truncation=not args.no_truncate)
     _say(f"wrote {len(result.written)} output files ({sum(result.written.values())} rows) to {args.output}; "

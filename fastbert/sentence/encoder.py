@@ -104,6 +104,8 @@ class SentenceEncoder:
         normalize: ``True`` appends an L2 normalisation, ``False`` drops the folder's Normalize modules;
             ``None`` keeps the folder's.
         backend: the op seam's backend (``None``: automatic, see :mod:`fastbert.ops`).
+        quantize: a reduced-precision mode applied after loading: ``"bfloat16"``, ``"int8"`` or ``"auto"``
+            (see :mod:`fastbert.quantize`; ``dtype`` then becomes the model's); ``None``: none.
 
     Settings fastbert cannot reproduce raise ``ValueError`` (naming file, module and setting), a missing folder or
     unreadable file ``OSError``; both before any weights are read.
@@ -116,13 +118,19 @@ class SentenceEncoder:
     def __init__(self, path: str | os.PathLike | None = None, device: str | torch.device | None = None,
                  dtype: str | torch.dtype | None = None, *, max_seq_length: int | None = None,
                  pooling: str | Sequence[str] | None = None, normalize: bool | None = None,
-                 backend: str | None = None):
+                 backend: str | None = None, quantize: str | None = None):
+        from ..quantize import MODES
+
+        if quantize is not None and quantize not in MODES:
+            raise ValueError(f"unknown quantize mode {quantize!r}; expected one of {MODES}")
+        self.quantize = quantize
         if path is None:
             from .. import default_model_path
 
             path = default_model_path()
         self.folder: SentenceFolder = read_folder(path)
-        self._options = dict(pooling=pooling, normalize=normalize, backend=backend)  # for worker processes
+        # What worker processes need to build the same encoder (dtype as given: auto picks per device).
+        self._options = dict(dtype=dtype, pooling=pooling, normalize=normalize, backend=backend, quantize=quantize)
         self.config = BertConfig.from_pretrained(self.folder.transformer_path)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -210,6 +218,11 @@ class SentenceEncoder:
 
         self.model = BertModel.from_pretrained(self.folder.transformer_path, dtype=self.dtype, device=self.device,
                                                backend=self.backend, add_pooling_layer=False)
+        if self.quantize is not None:
+            from ..quantize import quantize
+
+            quantize(self.model, self.quantize)
+            self.dtype = self.model.embeddings.word.weight.dtype
         self._dense_weights = [_load_dense(m, self.device) if isinstance(m, Dense) else None
                                for m in self.head_modules]
 
@@ -312,9 +325,8 @@ class SentenceEncoder:
         A :class:`fastbert.parallel.EncodePool`."""
         from ..parallel import EncodePool
 
-        return EncodePool(target_devices, self.folder.path, dtype=str(self.dtype).removeprefix("torch."),
-                          threads_per_worker=threads_per_worker, max_seq_length=self.max_seq_length,
-                          **self._options)
+        return EncodePool(target_devices, self.folder.path, threads_per_worker=threads_per_worker,
+                          max_seq_length=self.max_seq_length, **self._options)
 
     @staticmethod
     def stop_multi_process_pool(pool) -> None:
