@@ -1,16 +1,20 @@
-"""BERT configuration, read from a Hugging Face ``config.json``.
+"""One encoder configuration for the BERT family, read from a Hugging Face ``config.json``.
+
+BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA and ALBERT run the same encoder math; they differ in names,
+position ids, embedding width (plus a projection) and weight sharing. Each family enters as data: a function mapping
+its HF config dict onto :class:`BertConfig` (``FAMILIES``), and the weight names in :mod:`fastbert.loading`.
 
 Only what the encoder needs is kept. Anything in the file that would change the model's math in a way fastbert does
 not implement (relative position embeddings, decoder mode, cross-attention, ...) is refused with a ``ValueError``
-rather than silently ignored.
+naming it, rather than silently ignored.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 # HF's names for the activations fastbert implements, mapped to the op seam's names.
 # "gelu" is the exact erf form, "gelu_new" / "gelu_pytorch_tanh" the tanh approximation (identical formulas in HF).
@@ -24,6 +28,8 @@ ACTIVATIONS = {
 
 @dataclass(frozen=True)
 class BertConfig:
+    """BERT's fields, plus the few ways the rest of the family differs (defaults: BERT)."""
+
     vocab_size: int = 30522
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -31,26 +37,59 @@ class BertConfig:
     intermediate_size: int = 3072
     hidden_act: str = "gelu"
     max_position_embeddings: int = 512
-    type_vocab_size: int = 2
+    type_vocab_size: int = 2  # 0: no token-type embedding (DistilBERT)
     layer_norm_eps: float = 1e-12
-    pad_token_id: int = 0
+    pad_token_id: int | None = 0
+    model_type: str = "bert"  # the family: picks the weight names (fastbert.loading)
+    embedding_size: int | None = None  # width of the embedding tables (ALBERT, ELECTRA); None: hidden_size
+    embedding_projection: bool = False  # a Linear embedding_size -> hidden_size after the embedding LayerNorm
+    position_offset: int = 0  # the first position id (RoBERTa: pad_token_id + 1)
+    padding_aware_positions: bool = False  # RoBERTa: positions count non-pad input ids; pad tokens get pad_token_id
+    num_hidden_groups: int | None = None  # ALBERT: the layers share this many groups of weights; None: no sharing
+    inner_group_num: int = 1  # ALBERT: layers in each group
 
     def __post_init__(self):
+        if not isinstance(self.hidden_act, str):
+            raise TypeError(f"hidden_act must be a string, got {type(self.hidden_act).__name__} {self.hidden_act!r}")
         if self.hidden_act not in ACTIVATIONS:
             raise ValueError(
                 f"unsupported hidden_act {self.hidden_act!r}; fastbert implements {sorted(ACTIVATIONS)}"
             )
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+        if self.model_type not in FAMILIES:
+            raise ValueError(f"unsupported model_type {self.model_type!r}; fastbert implements {sorted(FAMILIES)}")
+        for name, least in (("vocab_size", 1), ("hidden_size", 1), ("num_hidden_layers", 1),
+                            ("num_attention_heads", 1), ("intermediate_size", 1), ("max_position_embeddings", 1),
+                            ("type_vocab_size", 0), ("embedding_size", 1), ("position_offset", 0),
+                            ("num_hidden_groups", 1), ("inner_group_num", 1)):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if value is None and name in ("embedding_size", "num_hidden_groups"):
+                continue
+            if not _is_int(value):
+                raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+            if value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}"
             )
-        if not self.layer_norm_eps > 0:
-            raise ValueError(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
+        if self.embedding_dim != self.hidden_size and not self.embedding_projection:
+            raise ValueError(f"embedding_size {self.embedding_size} differs from hidden_size {self.hidden_size} "
+                             "but there is no embedding projection")
+        eps = self.layer_norm_eps
+        if not (_is_int(eps) or isinstance(eps, float)):
+            raise TypeError(f"layer_norm_eps must be a number, got {type(eps).__name__} {eps!r}")
+        if not (math.isfinite(eps) and eps > 0):
+            raise ValueError(f"layer_norm_eps must be positive and finite, got {eps!r}")
+        if self.pad_token_id is not None:
+            if not _is_int(self.pad_token_id):
+                raise TypeError(f"pad_token_id must be an integer or null, got {self.pad_token_id!r}")
+            if not 0 <= self.pad_token_id < self.vocab_size:
+                raise ValueError(f"pad_token_id {self.pad_token_id} is outside the vocabulary [0, {self.vocab_size})")
+        if self.padding_aware_positions and self.pad_token_id is None:
+            raise ValueError(f"{self.model_type} computes position ids from pad_token_id, which is null")
+        if self.max_length < 1:
+            raise ValueError(f"max_position_embeddings {self.max_position_embeddings} leaves no positions after "
+                             f"the offset {self.position_offset}")
 
     @property
     def head_dim(self) -> int:
@@ -61,38 +100,139 @@ class BertConfig:
         """The op seam's name for ``hidden_act``: ``gelu`` (erf), ``gelu_tanh`` or ``relu``."""
         return ACTIVATIONS[self.hidden_act]
 
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the embedding tables and their LayerNorm."""
+        return self.embedding_size if self.embedding_size is not None else self.hidden_size
+
+    @property
+    def max_length(self) -> int:
+        """The longest sequence the position table covers."""
+        return self.max_position_embeddings - self.position_offset
+
+    @property
+    def num_layer_weights(self) -> int:
+        """How many layers hold their own weights (ALBERT: groups x layers per group; else every layer)."""
+        if self.num_hidden_groups is None:
+            return self.num_hidden_layers
+        return self.num_hidden_groups * self.inner_group_num
+
+    @property
+    def layer_schedule(self) -> tuple[int, ...]:
+        """The weights each layer application uses, in order (ALBERT repeats its groups, as transformers does)."""
+        if self.num_hidden_groups is None:
+            return tuple(range(self.num_hidden_layers))
+        layers, groups, inner = self.num_hidden_layers, self.num_hidden_groups, self.inner_group_num
+        return tuple(int(i / (layers / groups)) * inner + j for i in range(layers) for j in range(inner))
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "BertConfig":
-        """Build from a HF config dict; refuse settings that change the math in ways fastbert does not support."""
+        """Build from a HF config dict of any supported family (its ``model_type``; default ``bert``); refuse
+        settings that change the math in ways fastbert does not support.
+
+        A key set to ``null`` takes the family's default, except ``pad_token_id`` (null: no padding embedding)."""
+        if not isinstance(d, Mapping):
+            raise TypeError(f"a model config must be a JSON object, got {type(d).__name__}")
+        model_type = d.get("model_type", "bert")
+        if model_type not in FAMILIES:
+            raise ValueError(f"unsupported model_type {model_type!r}; fastbert implements {sorted(FAMILIES)}")
         _check_supported(d)
-        fields = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: d[k] for k in fields if k in d and d[k] is not None}
-        return cls(**kwargs)
+        return cls(model_type=model_type, **FAMILIES[model_type](d))
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "BertConfig":
-        """Read ``config.json`` from a checkpoint directory (or the file itself)."""
+        """Read ``config.json`` from a checkpoint directory (or the file itself). Every error names the file."""
         path = os.fspath(path)
         file = os.path.join(path, "config.json") if os.path.isdir(path) else path
-        if not os.path.isfile(file):
+        if not os.path.lexists(file):
             raise OSError(f"no config.json found at {path!r}")
-        with open(file, encoding="utf-8") as f:
-            try:
-                d = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{file} is not valid JSON: {e}") from None
-        return cls.from_dict(d)
+        d = read_json(file)
+        try:
+            return cls.from_dict(d)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{file}: {e}") from None
 
     @classmethod
     def from_hf(cls, hf_config) -> "BertConfig":
-        """Build from a ``transformers.BertConfig`` object."""
+        """Build from a ``transformers`` config object of a supported family."""
         return cls.from_dict(hf_config.to_dict())
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The families: HF config dict -> BertConfig fields. Defaults are those of transformers' config classes.
+# ----------------------------------------------------------------------------------------------------------------
+
+_BERT_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+              "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "pad_token_id")
+
+
+def _read(d: Mapping[str, Any], defaults: Mapping[str, Any], names: Mapping[str, str] | None = None) -> dict:
+    """``defaults`` (fastbert field -> value) overridden by ``d``; ``names`` maps fastbert fields to the family's
+    keys. A null value takes the default, except ``pad_token_id``."""
+    names = names or {}
+    out = dict(defaults)
+    for field in defaults:
+        key = names.get(field, field)
+        if key in d and (d[key] is not None or field == "pad_token_id"):
+            out[field] = d[key]
+    return out
+
+
+_BERT_DEFAULTS = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                      intermediate_size=3072, hidden_act="gelu", max_position_embeddings=512, type_vocab_size=2,
+                      layer_norm_eps=1e-12, pad_token_id=0)
+
+
+def bert_config(d: Mapping[str, Any]) -> dict:
+    return _read(d, _BERT_DEFAULTS)
+
+
+def roberta_config(d: Mapping[str, Any]) -> dict:
+    """RoBERTa / XLM-RoBERTa: BERT's fields; position ids count non-pad tokens from ``pad_token_id + 1``."""
+    out = _read(d, dict(_BERT_DEFAULTS, vocab_size=50265 if d.get("model_type") == "roberta" else 30522,
+                        pad_token_id=1))
+    pad = out["pad_token_id"]
+    offset = pad + 1 if _is_int(pad) else 0  # a bad or null pad_token_id is named by BertConfig's checks
+    return dict(out, position_offset=offset, padding_aware_positions=True)
+
+
+def distilbert_config(d: Mapping[str, Any]) -> dict:
+    """DistilBERT: its own key names, no token types, LayerNorm eps fixed at 1e-12."""
+    names = dict(hidden_size="dim", num_attention_heads="n_heads", num_hidden_layers="n_layers",
+                 intermediate_size="hidden_dim", hidden_act="activation")
+    out = _read(d, dict(vocab_size=30522, hidden_size=768, num_hidden_layers=6, num_attention_heads=12,
+                        intermediate_size=3072, hidden_act="gelu", max_position_embeddings=512, pad_token_id=0),
+                names)
+    return dict(out, type_vocab_size=0, layer_norm_eps=1e-12)
+
+
+def electra_config(d: Mapping[str, Any]) -> dict:
+    """ELECTRA: embeddings of ``embedding_size``, projected to ``hidden_size`` when the two differ."""
+    out = _read(d, dict(_BERT_DEFAULTS, hidden_size=256, num_attention_heads=4, intermediate_size=1024,
+                        embedding_size=128))
+    return dict(out, embedding_projection=out["embedding_size"] != out["hidden_size"])
+
+
+def albert_config(d: Mapping[str, Any]) -> dict:
+    """ALBERT: factorized embeddings always projected, layers sharing ``num_hidden_groups`` groups of
+    ``inner_group_num`` layers."""
+    out = _read(d, dict(_BERT_DEFAULTS, vocab_size=30000, hidden_size=4096, num_attention_heads=64,
+                        intermediate_size=16384, hidden_act="gelu_new", embedding_size=128, num_hidden_groups=1,
+                        inner_group_num=1))
+    return dict(out, embedding_projection=True)
+
+
+FAMILIES: dict[str, Callable[[Mapping[str, Any]], dict]] = {
+    "bert": bert_config,
+    "roberta": roberta_config,
+    "xlm-roberta": roberta_config,
+    "distilbert": distilbert_config,
+    "electra": electra_config,
+    "albert": albert_config,
+}
+
+
 def _check_supported(d: Mapping[str, Any]) -> None:
-    model_type = d.get("model_type", "bert")
-    if model_type != "bert":
-        raise ValueError(f"unsupported model_type {model_type!r}; fastbert implements BERT ('bert') models")
     problems = []
     pet = d.get("position_embedding_type", "absolute")
     if pet not in (None, "absolute"):
@@ -101,5 +241,30 @@ def _check_supported(d: Mapping[str, Any]) -> None:
         problems.append("is_decoder=True (fastbert is a bidirectional encoder)")
     if d.get("add_cross_attention"):
         problems.append("add_cross_attention=True (cross-attention is not supported)")
+    if d.get("model_type") == "distilbert" and d.get("sinusoidal_pos_embds") not in (None, False, True):
+        problems.append(f"sinusoidal_pos_embds={d['sinusoidal_pos_embds']!r}")
     if problems:
-        raise ValueError("unsupported BERT configuration: " + "; ".join(problems))
+        raise ValueError(f"unsupported {d.get('model_type', 'bert')} configuration: " + "; ".join(problems))
+
+
+def _is_int(value) -> bool:
+    """JSON integers only: ``true``/``false`` are not numbers here."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_json(file: str) -> Any:
+    """Parse a UTF-8 JSON file; an unreadable file, bad UTF-8 or bad JSON is an error naming the file."""
+    try:
+        with open(file, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise OSError(f"cannot read {file}: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        byte = f"byte {raw[e.start]:#04x} at offset {e.start}"
+        raise ValueError(f"{file} is not UTF-8 text: {e.reason} ({byte})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file} is not valid JSON: {e}") from None

@@ -1,50 +1,107 @@
-"""Loading Hugging Face BERT checkpoints.
+"""Loading Hugging Face checkpoints of the BERT family.
 
+Each family's weight names are data (:data:`NAMES`: where the family keeps each fastbert module).
 :func:`remap_state_dict` is a pure function from a HF state dict to fastbert's names, made of small named steps.
 :func:`load_pretrained` reads a checkpoint directory and loads strictly: a missing or unexpected key, or a wrong
 shape, is a ``ValueError`` naming the key.
 """
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import re
-from typing import Mapping
+from typing import Callable, Mapping, NamedTuple
 
 import torch
 
-from .config import BertConfig
+from .config import BertConfig, read_json
 
 Tensors = dict[str, torch.Tensor]
 
-# Keys HF checkpoints may carry that are not part of the encoder: task heads and non-persistent buffers.
-_HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.")
+
+class Names(NamedTuple):
+    """Where a family keeps each fastbert module, as module paths relative to its base model."""
+
+    prefix: str  # the base model's attribute in task heads, and the key prefix in their checkpoints
+    modules: Mapping[str, str]  # fastbert module -> HF module: embeddings, their projection, the pooler
+    layer: Callable[[int, BertConfig], str]  # the HF module holding fastbert's layer weights number u
+    layer_modules: Mapping[str, str]  # fastbert module in a layer -> HF module in that layer
+
+
+_BERT_MODULES = {
+    "embeddings.word": "embeddings.word_embeddings",
+    "embeddings.position": "embeddings.position_embeddings",
+    "embeddings.token_type": "embeddings.token_type_embeddings",
+    "embeddings.norm": "embeddings.LayerNorm",
+    "pooler": "pooler.dense",
+}
+_BERT_LAYER = {
+    "qkv.query": "attention.self.query",
+    "qkv.key": "attention.self.key",
+    "qkv.value": "attention.self.value",
+    "attn_out": "attention.output.dense",
+    "attn_norm": "attention.output.LayerNorm",
+    "ffn_up": "intermediate.dense",
+    "ffn_down": "output.dense",
+    "ffn_norm": "output.LayerNorm",
+}
+
+
+def _encoder_layer(u: int, config: BertConfig) -> str:
+    return f"encoder.layer.{u}"
+
+
+NAMES: dict[str, Names] = {
+    "bert": Names("bert", _BERT_MODULES, _encoder_layer, _BERT_LAYER),
+    "roberta": Names("roberta", _BERT_MODULES, _encoder_layer, _BERT_LAYER),
+    "xlm-roberta": Names("roberta", _BERT_MODULES, _encoder_layer, _BERT_LAYER),
+    "electra": Names(
+        "electra",
+        {**{k: v for k, v in _BERT_MODULES.items() if k != "pooler"}, "embeddings.project": "embeddings_project"},
+        _encoder_layer, _BERT_LAYER,
+    ),
+    "albert": Names(
+        "albert",
+        {**_BERT_MODULES, "embeddings.project": "encoder.embedding_hidden_mapping_in", "pooler": "pooler"},
+        lambda u, c: f"encoder.albert_layer_groups.{u // c.inner_group_num}.albert_layers.{u % c.inner_group_num}",
+        {"qkv.query": "attention.query", "qkv.key": "attention.key", "qkv.value": "attention.value",
+         "attn_out": "attention.dense", "attn_norm": "attention.LayerNorm", "ffn_up": "ffn",
+         "ffn_down": "ffn_output", "ffn_norm": "full_layer_layer_norm"},
+    ),
+    "distilbert": Names(
+        "distilbert",
+        {"embeddings.word": "embeddings.word_embeddings", "embeddings.position": "embeddings.position_embeddings",
+         "embeddings.norm": "embeddings.LayerNorm"},
+        lambda u, c: f"transformer.layer.{u}",
+        {"qkv.query": "attention.q_lin", "qkv.key": "attention.k_lin", "qkv.value": "attention.v_lin",
+         "attn_out": "attention.out_lin", "attn_norm": "sa_layer_norm", "ffn_up": "ffn.lin1",
+         "ffn_down": "ffn.lin2", "ffn_norm": "output_layer_norm"},
+    ),
+}
+
+# Buffers older checkpoints carry that are not parameters.
 _BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
-
-# HF name (after the "bert." prefix and the layer index are taken off) -> fastbert name.
-_EMBEDDING_NAMES = {
-    "embeddings.word_embeddings.weight": "embeddings.word.weight",
-    "embeddings.position_embeddings.weight": "embeddings.position.weight",
-    "embeddings.token_type_embeddings.weight": "embeddings.token_type.weight",
-    "embeddings.LayerNorm.weight": "embeddings.norm.weight",
-    "embeddings.LayerNorm.bias": "embeddings.norm.bias",
-    "pooler.dense.weight": "pooler.weight",
-    "pooler.dense.bias": "pooler.bias",
-}
-_LAYER_NAMES = {
-    "attention.output.dense": "attn_out",
-    "attention.output.LayerNorm": "attn_norm",
-    "intermediate.dense": "ffn_up",
-    "output.dense": "ffn_down",
-    "output.LayerNorm": "ffn_norm",
-}
 _QKV = ("query", "key", "value")
-_LAYER_KEY = re.compile(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias)")
 
 
-def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str = "bert.") -> Tensors:
-    """Take the base-model prefix off keys that have it (checkpoints of ``BertFor*`` models carry it)."""
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
+def module_names(config: BertConfig) -> dict[str, str]:
+    """fastbert module -> HF module (relative to the base model) for every module this configuration has."""
+    names = NAMES[config.model_type]
+    out = dict(names.modules)
+    if not config.embedding_projection:
+        out.pop("embeddings.project", None)
+    for u in range(config.num_layer_weights):
+        out.update({f"layers.{u}.{fb}": f"{names.layer(u, config)}.{hf}" for fb, hf in names.layer_modules.items()})
+    return out
+
+
+def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str = "bert") -> Tensors:
+    """A task-head checkpoint (``BertFor*``, ``RobertaFor*``, ...) keeps the base model under ``prefix.``: keep those
+    keys without the prefix (the others are head weights). A base-model checkpoint passes through whole."""
+    p = prefix + "."
+    if not any(k.startswith(p) for k in sd):
+        return dict(sd)
+    return {k[len(p):]: v for k, v in sd.items() if k.startswith(p)}
 
 
 def rename_legacy(sd: Mapping[str, torch.Tensor]) -> Tensors:
@@ -52,36 +109,24 @@ def rename_legacy(sd: Mapping[str, torch.Tensor]) -> Tensors:
     return {re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", k)): v for k, v in sd.items()}
 
 
-def drop_unused(sd: Mapping[str, torch.Tensor]) -> Tensors:
-    """Drop task-head weights and buffers that are not encoder parameters."""
-    return {k: v for k, v in sd.items() if not k.startswith(_HEAD_PREFIXES) and k not in _BUFFERS}
+def drop_buffers(sd: Mapping[str, torch.Tensor]) -> Tensors:
+    """Drop buffers that are not encoder parameters."""
+    return {k: v for k, v in sd.items() if k not in _BUFFERS}
 
 
-def rename(sd: Mapping[str, torch.Tensor]) -> Tensors:
-    """HF module names -> fastbert's. Query/key/value keep a marker for :func:`fuse_qkv`; unknown keys pass
+def rename(sd: Mapping[str, torch.Tensor], config: BertConfig) -> Tensors:
+    """The family's names -> fastbert's. Query/key/value keep a marker for :func:`fuse_qkv`; unknown keys pass
     through unchanged so the strict load can name them."""
-    out = {}
-    for k, v in sd.items():
-        if k in _EMBEDDING_NAMES:
-            out[_EMBEDDING_NAMES[k]] = v
-            continue
-        m = _LAYER_KEY.fullmatch(k)
-        if m:
-            layer, module, kind = m.groups()
-            if module in _LAYER_NAMES:
-                out[f"layers.{layer}.{_LAYER_NAMES[module]}.{kind}"] = v
-                continue
-            if module.startswith("attention.self.") and module.rsplit(".", 1)[1] in _QKV:
-                out[f"layers.{layer}.qkv.{module.rsplit('.', 1)[1]}.{kind}"] = v
-                continue
-        out[k] = v
-    return out
+    fastbert_name = {}
+    for fb, hf in module_names(config).items():
+        fastbert_name.update({f"{hf}.weight": f"{fb}.weight", f"{hf}.bias": f"{fb}.bias"})
+    return {fastbert_name.get(k, k): v for k, v in sd.items()}
 
 
 def fuse_qkv(sd: Mapping[str, torch.Tensor], config: BertConfig) -> Tensors:
     """Stack each layer's query, key and value projections into one ``qkv`` projection ([3H, H] and [3H])."""
     out = dict(sd)
-    for layer in range(config.num_hidden_layers):
+    for layer in range(config.num_layer_weights):
         for kind in ("weight", "bias"):
             names = [f"layers.{layer}.qkv.{p}.{kind}" for p in _QKV]
             present = [n for n in names if n in out]
@@ -89,20 +134,22 @@ def fuse_qkv(sd: Mapping[str, torch.Tensor], config: BertConfig) -> Tensors:
                 continue  # reported as a missing key by the strict load
             if len(present) < 3:
                 missing = sorted(set(names) - set(present))
-                raise ValueError(f"layer {layer}: checkpoint has {present} but not {missing} (attention.self)")
+                raise ValueError(f"layer {layer}: checkpoint has {present} but not {missing} (attention)")
             parts = [out.pop(n) for n in names]
             if len({p.shape for p in parts}) != 1:
-                raise ValueError(f"layer {layer}: query/key/value {kind} shapes differ: {[list(p.shape) for p in parts]}")
+                shapes = [list(p.shape) for p in parts]
+                raise ValueError(f"layer {layer}: query/key/value {kind} shapes differ: {shapes}")
             out[f"layers.{layer}.qkv.{kind}"] = torch.cat(parts, dim=0)
     return out
 
 
 def remap_state_dict(hf_state_dict: Mapping[str, torch.Tensor], config: BertConfig) -> Tensors:
-    """HF ``BertModel``/``BertFor*`` state dict -> ``fastbert.BertModel`` state dict. Pure: the input is not changed."""
-    sd = strip_prefix(hf_state_dict)
+    """HF state dict of the family's base model or any of its task heads -> ``fastbert.BertModel`` state dict.
+    Pure: the input is not changed."""
+    sd = strip_prefix(hf_state_dict, NAMES[config.model_type].prefix)
     sd = rename_legacy(sd)
-    sd = drop_unused(sd)
-    sd = rename(sd)
+    sd = drop_buffers(sd)
+    sd = rename(sd, config)
     return fuse_qkv(sd, config)
 
 
@@ -120,43 +167,131 @@ def check_state_dict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor]) -> 
             raise ValueError(f"checkpoint key {k!r} has shape {list(sd[k].shape)}, the model needs {list(v.shape)}")
 
 
-def read_state_dict(path: str | os.PathLike) -> Tensors:
+def read_state_dict(path: str | os.PathLike, *, allow_nonfinite: bool = False) -> Tensors:
     """Read the weights of a checkpoint directory: ``model.safetensors`` (or its sharded index), else
-    ``pytorch_model.bin``."""
-    from safetensors.torch import load_file
+    ``pytorch_model.bin``.
 
+    Every problem is an ``OSError`` (missing, unreadable, truncated or corrupt file), ``ValueError`` (a file that
+    does not hold a state dict, NaN/Inf weights) or ``TypeError`` (complex weights) naming the file and the key.
+    Weights holding NaN or Inf are refused unless ``allow_nonfinite``.
+    """
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise OSError(f"checkpoint directory {path!r} does not exist")
     single = os.path.join(path, "model.safetensors")
     index = os.path.join(path, "model.safetensors.index.json")
     pickle = os.path.join(path, "pytorch_model.bin")
-    if os.path.isfile(single):
-        return load_file(single)
-    if os.path.isfile(index):
-        with open(index, encoding="utf-8") as f:
-            shards = sorted(set(json.load(f)["weight_map"].values()))
-        sd: Tensors = {}
-        for shard in shards:
-            sd.update(load_file(os.path.join(path, shard)))
-        return sd
-    if os.path.isfile(pickle):
-        return torch.load(pickle, map_location="cpu", weights_only=True)
-    raise OSError(f"no model.safetensors or pytorch_model.bin in {path!r}")
+    # lexists: a broken or looping symlink is reported as such, not as a missing file.
+    if os.path.lexists(single):
+        files = [single]
+    elif os.path.lexists(index):
+        files = _shards(index)
+    elif os.path.lexists(pickle):
+        files = [pickle]
+    else:
+        raise OSError(f"no model.safetensors or pytorch_model.bin in {path!r}")
+    sd: Tensors = {}
+    for file in files:
+        tensors = _read_weights(file)
+        check_tensors(tensors, file, allow_nonfinite=allow_nonfinite)
+        sd.update(tensors)
+    return sd
 
 
-def load_pretrained(cls, path, *, dtype, device, backend, add_pooling_layer):
+def _shards(index: str) -> list[str]:
+    """The shard files a ``model.safetensors.index.json`` names, in sorted order."""
+    d = read_json(index)
+    weight_map = d.get("weight_map") if isinstance(d, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ValueError(f"{index} has no 'weight_map' object (tensor name -> shard file name)")
+    bad = [k for k, v in weight_map.items() if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"{index}: weight_map[{bad[0]!r}] is {weight_map[bad[0]]!r}, not a shard file name")
+    folder = os.path.dirname(index)
+    return [os.path.join(folder, shard) for shard in sorted(set(weight_map.values()))]
+
+
+def _read_weights(file: str) -> Tensors:
+    """One ``.safetensors`` or ``.bin`` file -> its tensors on the CPU."""
+    from safetensors.torch import load_file
+
+    try:
+        size = os.stat(file).st_size
+    except FileNotFoundError:
+        raise OSError(f"{file} does not exist") from None
+    except OSError as e:  # e.g. a symlink loop, permissions
+        raise OSError(f"cannot read {file}: {e.strerror or e}") from None
+    if size == 0:
+        raise OSError(f"{file} is empty (0 bytes)")
+    if file.endswith(".safetensors"):
+        try:
+            return load_file(file)
+        except Exception as e:  # safetensors raises its own error type for a bad header or a short file
+            raise OSError(f"{file} is not a valid safetensors file (truncated or corrupt?): {_first_line(e)}") from None
+    try:
+        obj = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle/zip errors of many types
+        why = f"{type(e).__name__}: {_first_line(e)}"
+        raise OSError(f"{file} could not be read as a PyTorch checkpoint: {why}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{file} holds a {type(obj).__name__}, not a state dict (a dict of tensor names to tensors)")
+    for k, v in obj.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            raise ValueError(f"{file}: {k!r} is not a tensor (got {type(v).__name__})")
+    return dict(obj)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else "no details"
+
+
+def check_tensors(sd: Mapping[str, torch.Tensor], file: str, *, allow_nonfinite: bool = False) -> None:
+    """Refuse complex tensors, and NaN/Inf in floating tensors unless ``allow_nonfinite``; errors name the key."""
+    for k, v in sd.items():
+        if v.is_complex():
+            raise TypeError(f"{file}: {k!r} has dtype {v.dtype}; fastbert loads real-valued weights")
+        if not allow_nonfinite and v.is_floating_point():
+            bad = int((~torch.isfinite(v)).sum())
+            if bad:
+                raise ValueError(
+                    f"{file}: {k!r} holds {bad} NaN/Inf value(s); pass allow_nonfinite=True to load it anyway"
+                )
+
+
+@contextlib.contextmanager
+def _without_random_init():
+    """Build modules whose weights the checkpoint replaces without drawing random ones. On the meta device
+    ``nn.init.normal_`` runs through ``torch._refs``, whose first use imports ``torch._dynamo``: seconds of start-up
+    for values that are thrown away (transformers skips the init for the same reason)."""
+    names = ("normal_", "uniform_", "kaiming_uniform_")
+    saved = {name: getattr(torch.nn.init, name) for name in names}
+    try:
+        for name in names:
+            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
+
+
+def load_pretrained(cls, path, *, dtype, device, backend, add_pooling_layer, allow_nonfinite=False,
+                    requires_grad=False):
+    """Read, remap and strictly load a checkpoint into a new ``cls`` (``fastbert.BertModel``), in eval mode.
+
+    Integer and bool tensors are cast to ``dtype`` as transformers does; parameters require grad only if asked.
+    """
     from .model import parse_dtype
 
     dtype = parse_dtype(dtype)
     config = BertConfig.from_pretrained(path)
-    sd = remap_state_dict(read_state_dict(path), config)
+    sd = remap_state_dict(read_state_dict(path, allow_nonfinite=allow_nonfinite), config)
     if add_pooling_layer is None:
         add_pooling_layer = "pooler.weight" in sd
     elif not add_pooling_layer:  # asked for no pooler: its weights, if any, are not needed
         sd = {k: v for k, v in sd.items() if not k.startswith("pooler.")}
-    with torch.device("meta"):
+    with torch.device("meta"), _without_random_init():
         model = cls(config, add_pooling_layer=add_pooling_layer, backend=backend)
     check_state_dict(model, sd)
-    model.load_state_dict(sd, strict=True, assign=True)
-    return model.to(device=device, dtype=dtype).eval()
+    model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True, assign=True)
+    return model.to(device=device).requires_grad_(requires_grad).eval()

@@ -1,8 +1,10 @@
-"""The BERT encoder, read in one sitting.
+"""The BERT-family encoder, read in one sitting.
 
 The math lives in two functions, :func:`encoder_layer` and :func:`bert_forward`, that take weights as arguments.
 ``fastbert.BertModel`` feeds them its own parameters; ``fastbert.optimize`` feeds them the parameters of an existing
-``transformers`` model, so both run the very same code and no weights are copied.
+``transformers`` model, so both run the very same code and no weights are copied. The families differ only in data
+(:class:`~fastbert.config.BertConfig`): how position ids are counted, whether there are token types, an embedding
+projection, and which layer weights each layer application uses (ALBERT shares them).
 
 Every tensor operation goes through :mod:`fastbert.ops`; this module never chooses between Triton and PyTorch.
 
@@ -14,24 +16,30 @@ skip attention (their attention output is zero) while leading padding and holes 
 from __future__ import annotations
 
 import os
+import sys
+import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import ops
 from .config import BertConfig
-from .padding import pack_indices, pad_input, positions_in_sequence
+from .padding import pack_indices, pad_input, packed_positions, padded_positions
 from .validation import check_inputs, check_packed_inputs
 
 
 class EmbeddingWeights(NamedTuple):
-    word: torch.Tensor  # [vocab, H]
-    position: torch.Tensor  # [max_positions, H]
-    token_type: torch.Tensor  # [type_vocab, H]
-    norm_weight: torch.Tensor  # [H]
-    norm_bias: torch.Tensor  # [H]
+    word: torch.Tensor  # [vocab, E]; E = embedding_dim (= H unless ALBERT/ELECTRA factorize it)
+    position: torch.Tensor  # [max_positions, E]
+    token_type: torch.Tensor | None  # [type_vocab, E]; None: no token types (DistilBERT)
+    norm_weight: torch.Tensor  # [E]
+    norm_bias: torch.Tensor  # [E]
+    project_weight: torch.Tensor | None = None  # [H, E]: the projection to the encoder width, if any
+    project_bias: torch.Tensor | None = None  # [H]
 
 
 class LayerWeights(NamedTuple):
@@ -115,18 +123,22 @@ def bert_forward(
     needs_grad: bool = False,
     padding_free: bool | None = None,
 ) -> BertOutput:
-    """Embeddings -> encoder layers -> pooler.
+    """Embeddings (-> projection) -> encoder layers -> pooler.
 
-    Padded input: ``input_ids`` ``[B, S]`` (or ``inputs_embeds`` ``[B, S, H]``) with an optional 0/1
+    ``layers``: the weights of each layer application, in order (ALBERT passes its shared weights repeatedly).
+
+    Padded input: ``input_ids`` ``[B, S]`` (or ``inputs_embeds`` ``[B, S, E]``) with an optional 0/1
     ``attention_mask``; outputs are ``[B, S, H]``. When the batch has padding, ``padding_free`` (default: on for
-    the Triton backend) packs the real tokens once at the embeddings and scatters them back once at the end
+    the Triton backend and on CPU) packs the real tokens once at the embeddings and scatters them back once at the end
     (padding positions then hold zeros). Rows whose first position is padding (left padding) keep the padded
-    path, because the pooler reads position 0 as HF does.
+    path, because the pooler reads position 0 as HF does. Position ids default to the family's
+    (:func:`fastbert.padding.padded_positions`), computed from the padded input before any packing.
 
     Packed input: ``input_ids`` ``[T]`` with ``cu_seqlens`` ``[B + 1]`` and ``max_seqlen``; outputs are packed
     ``[T, H]`` (pooler: the first token of each sequence).
     """
     device = embeddings.word.device
+    pad = config.pad_token_id if config.padding_aware_positions else None
     if cu_seqlens is not None:
         if attention_mask is not None or inputs_embeds is not None:
             raise ValueError("packed input (cu_seqlens) takes no attention_mask or inputs_embeds")
@@ -138,7 +150,7 @@ def bert_forward(
         batch, seqlen, indices = cu_seqlens.shape[0] - 1, max_seqlen, None
         cu_seqlens = cu_seqlens.to(torch.int32)
         if position_ids is None:
-            position_ids = positions_in_sequence(cu_seqlens, total)
+            position_ids = packed_positions(cu_seqlens, total, config.position_offset, input_ids, pad)  # [T]
         packed = True
     else:
         if max_seqlen is not None:
@@ -146,15 +158,17 @@ def bert_forward(
         indices = None
         (batch, seqlen), all_real, first_real = check_inputs(
             config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            device=device, check_values=validate,
+            device=device, dtype=embeddings.word.dtype, check_values=validate,
         )
         if position_ids is None:
-            position_ids = torch.arange(seqlen, device=device)
+            position_ids = padded_positions(seqlen, config.position_offset, input_ids, pad, device=device)
         position_ids = position_ids.expand(batch, seqlen)  # [S] or [1, S] -> [B, S] (a view)
+        if token_type_ids is not None:
+            token_type_ids = token_type_ids.expand(batch, seqlen)  # [S] or [1, S] -> [B, S] (a view)
         key_mask = None if attention_mask is None or all_real else attention_mask != 0  # [B, S] bool
     backend = ops.resolve_backend(backend, device, needs_grad)
     if padding_free is None:
-        padding_free = backend == "triton"
+        padding_free = backend == "triton" or device.type == "cpu"
     if token_type_ids is None:
         token_type_ids = torch.zeros_like(position_ids)
 
@@ -174,18 +188,30 @@ def bert_forward(
         inputs_embeds = gather(inputs_embeds) if inputs_embeds is not None else None
         token_type_ids, position_ids = gather(token_type_ids), gather(position_ids)
 
+    word, position, token_type = embeddings.word, embeddings.position, embeddings.token_type
+    if token_type is None:  # no token types: a zero row adds nothing
+        token_type = word.new_zeros(1, word.shape[1])
+    if needs_grad and config.pad_token_id is not None:
+        # transformers' nn.Embedding(padding_idx=pad_token_id): no gradient reaches the padding row of the word
+        # table, nor (RoBERTa) of the position table.
+        if input_ids is not None:
+            inputs_embeds, input_ids = F.embedding(input_ids, word, padding_idx=config.pad_token_id), None
+        if config.padding_aware_positions:
+            position = _without_grad_at(position, config.pad_token_id)
+
+    rows = total if packed else batch * seqlen
     if packed:
         layout = ops.AttentionLayout(batch=batch, seqlen=seqlen, cu_seqlens=cu_seqlens)
-        x = ops.embed(
-            _row(input_ids), _row(token_type_ids), _row(position_ids), *embeddings, config.layer_norm_eps,
-            inputs_embeds=_row(inputs_embeds), backend=backend,
-        ).reshape(total, config.hidden_size)  # [T, H]
+        input_ids, token_type_ids, position_ids, inputs_embeds = (
+            _row(t) for t in (input_ids, token_type_ids, position_ids, inputs_embeds))
     else:
         layout = ops.AttentionLayout(batch=batch, seqlen=seqlen, key_mask=key_mask)
-        x = ops.embed(
-            input_ids, token_type_ids, position_ids, *embeddings, config.layer_norm_eps,
-            inputs_embeds=inputs_embeds, backend=backend,
-        ).reshape(batch * seqlen, config.hidden_size)  # [N, H], N = B * S
+    x = ops.embed(
+        input_ids, token_type_ids, position_ids, word, position, token_type, embeddings.norm_weight,
+        embeddings.norm_bias, config.layer_norm_eps, inputs_embeds=inputs_embeds, backend=backend,
+    ).reshape(rows, config.embedding_dim)  # [N, E]: N = T packed, B * S padded
+    if embeddings.project_weight is not None:
+        x = ops.linear(x, embeddings.project_weight, embeddings.project_bias, backend=backend)  # [N, H]
     hidden_states = [x] if output_hidden_states else None
     for w in layers:
         x = encoder_layer(x, w, layout, config, backend)
@@ -212,6 +238,11 @@ def bert_forward(
     return BertOutput(last, pooled, hidden_states)
 
 
+def _without_grad_at(table: torch.Tensor, row: int) -> torch.Tensor:
+    """``table`` ``[rows, E]`` with the same values, but no gradient flows to ``table[row]``."""
+    return torch.cat([table[:row], table[row:row + 1].detach(), table[row + 1:]])
+
+
 def _row(t: torch.Tensor | None) -> torch.Tensor | None:
     """Packed ``[T, ...]`` -> ``[1, T, ...]``, the batch-of-one shape the embedding op takes."""
     return None if t is None else t.unsqueeze(0)
@@ -226,6 +257,46 @@ def needs_grad(module: nn.Module, *inputs: torch.Tensor | None) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
 
+def check_backend(backend: str | None) -> str | None:
+    """Check a backend name when it is given: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (importable)."""
+    if backend is not None and (not isinstance(backend, str) or backend not in ops.BACKENDS):
+        raise ValueError(f"unknown backend {backend!r}; expected None or one of {ops.BACKENDS}")
+    if backend == "triton" and ops.triton_problem() is not None:
+        raise ValueError(f"backend 'triton' requested but {ops.triton_problem()}")
+    return backend
+
+
+_WARNED_GRAD_FALLBACK: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+
+
+def _caller_stacklevel() -> int:
+    """``warnings.warn``'s stacklevel for the first frame outside fastbert, torch and transformers (the user's)."""
+    frame, level = sys._getframe(2), 2  # 1 is the caller of warn, i.e. our own function
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("fastbert", "torch",
+                                                                                       "transformers"):
+        frame, level = frame.f_back, level + 1
+    return level if frame is not None else 2
+
+
+def choose_backend(owner: nn.Module, backend: str | None, device: torch.device, grad: bool) -> str:
+    """The backend one forward of ``owner`` runs (:func:`fastbert.ops.resolve_backend`). When autograd alone keeps
+    it off Triton, warn once per ``owner`` and name the fix."""
+    chosen = ops.resolve_backend(backend, device)
+    if grad and chosen != "torch":
+        if owner not in _WARNED_GRAD_FALLBACK:
+            _WARNED_GRAD_FALLBACK.add(owner)
+            warnings.warn(
+                f"fastbert: {type(owner).__name__} runs on the slower PyTorch path instead of {chosen!r} because "
+                "autograd is recording (grad mode is on and parameters or inputs_embeds require grad). For "
+                "inference, call it under torch.inference_mode() or torch.no_grad() (or model.requires_grad_(False)). "
+                "This warning is shown once per model.",
+                UserWarning,
+                stacklevel=_caller_stacklevel(),
+            )
+        return "torch"
+    return chosen
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Modules
 # ----------------------------------------------------------------------------------------------------------------
@@ -233,14 +304,17 @@ def needs_grad(module: nn.Module, *inputs: torch.Tensor | None) -> bool:
 class BertEmbeddings(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.word = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        e = config.embedding_dim
+        self.word = nn.Embedding(config.vocab_size, e)
+        self.position = nn.Embedding(config.max_position_embeddings, e)
+        self.token_type = nn.Embedding(config.type_vocab_size, e) if config.type_vocab_size else None
+        self.norm = nn.LayerNorm(e, eps=config.layer_norm_eps)
+        self.project = nn.Linear(e, config.hidden_size) if config.embedding_projection else None
 
     def weights(self) -> EmbeddingWeights:
         return EmbeddingWeights(
-            self.word.weight, self.position.weight, self.token_type.weight, self.norm.weight, self.norm.bias
+            self.word.weight, self.position.weight, self.token_type.weight if self.token_type is not None else None,
+            self.norm.weight, self.norm.bias, *((self.project.weight, self.project.bias) if self.project else ()),
         )
 
 
@@ -264,13 +338,18 @@ class BertLayer(nn.Module):
 
 
 class BertModel(nn.Module):
-    """A BERT encoder (embeddings, post-LN layers, optional pooler) running on fastbert's op seam.
+    """A BERT-family encoder (embeddings, post-LN layers, optional pooler) running on fastbert's op seam.
 
-    ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.ops`); settable later.
+    ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.ops`); settable later, and
+    checked when set. With autograd recording (grad mode on and parameters requiring grad) a forward runs the
+    differentiable PyTorch path and warns once; ``from_pretrained`` models do not require grad.
     ``validate_inputs``: check token-id ranges and mask values before running (one host sync per call); turn it off
     for CUDA-graph capture once inputs are known good. Shape and dtype checks always run.
-    ``padding_free``: pack real tokens when the batch has padding (``None``: on for the Triton backend).
+    ``padding_free``: pack real tokens when the batch has padding (``None``: on for the Triton backend and on CPU).
     There is no dropout: this is an inference encoder (``train()`` changes nothing).
+
+    Every family in :data:`fastbert.config.FAMILIES` runs here (``config.model_type``); ``layers`` holds each set
+    of layer weights once (ALBERT: one per shared layer), applied in ``config.layer_schedule`` order.
     """
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True, backend: str | None = None):
@@ -280,7 +359,7 @@ class BertModel(nn.Module):
         self.validate_inputs = True
         self.padding_free: bool | None = None
         self.embeddings = BertEmbeddings(config)
-        self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_layer_weights))
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
 
     def forward(
@@ -301,10 +380,12 @@ class BertModel(nn.Module):
         sequence) -> ``last_hidden_state`` ``[T, H]``; token_type_ids / position_ids are ``[T]`` if given.
         """
         pooler = (self.pooler.weight, self.pooler.bias) if self.pooler is not None else None
+        grad = needs_grad(self)
+        weights = [layer.weights() for layer in self.layers]
         return bert_forward(
             self.config,
             self.embeddings.weights(),
-            (layer.weights() for layer in self.layers),
+            [weights[i] for i in self.config.layer_schedule],  # ALBERT: the same weights, applied repeatedly
             pooler,
             input_ids,
             attention_mask,
@@ -312,12 +393,20 @@ class BertModel(nn.Module):
             position_ids,
             cu_seqlens=cu_seqlens,
             max_seqlen=max_seqlen,
-            backend=self.backend,
+            backend=choose_backend(self, self.backend, self.embeddings.word.weight.device, grad),
             validate=self.validate_inputs,
             output_hidden_states=output_hidden_states,
-            needs_grad=needs_grad(self),
+            needs_grad=grad,
             padding_free=self.padding_free,
         )
+
+    @property
+    def backend(self) -> str | None:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str | None) -> None:
+        self._backend = check_backend(value)
 
     @classmethod
     def from_pretrained(
@@ -328,13 +417,36 @@ class BertModel(nn.Module):
         device: torch.device | str = "cpu",
         backend: str | None = None,
         add_pooling_layer: bool | None = None,
+        requires_grad: bool = False,
+        allow_nonfinite: bool = False,
     ) -> "BertModel":
-        """Load a local Hugging Face BERT checkpoint directory (``config.json`` + ``model.safetensors`` or
-        ``pytorch_model.bin``). ``add_pooling_layer=None`` keeps the pooler if the checkpoint has one."""
+        """Load a local Hugging Face checkpoint directory of any supported family (``config.json`` +
+        ``model.safetensors``, its sharded index, or ``pytorch_model.bin``; the base model's or a task head's)
+        strictly, in eval mode.
+
+        ``add_pooling_layer=None`` keeps the pooler if the checkpoint has one. The parameters do not require grad
+        (an inference model, so the Triton path runs even with autograd on) unless ``requires_grad=True``.
+        Integer or bool weights are cast to ``dtype`` as transformers does; weights holding NaN or Inf are refused
+        (``ValueError`` naming the file and key) unless ``allow_nonfinite=True``. A missing, truncated or corrupt
+        file is an ``OSError`` naming it.
+        """
         from .loading import load_pretrained
 
         return load_pretrained(cls, path, dtype=dtype, device=device, backend=backend,
-                               add_pooling_layer=add_pooling_layer)
+                               add_pooling_layer=add_pooling_layer, requires_grad=requires_grad,
+                               allow_nonfinite=allow_nonfinite)
+
+
+class AutoModel:
+    """The encoder of any supported family, picked by the ``model_type`` in its ``config.json`` as transformers'
+    ``AutoModel`` does: ``bert``, ``roberta``, ``xlm-roberta``, ``distilbert``, ``electra``, ``albert``."""
+
+    @staticmethod
+    def from_pretrained(path: str | os.PathLike, **kwargs) -> BertModel:
+        """:meth:`BertModel.from_pretrained` (same arguments); returns a :class:`BertModel` configured for the
+        checkpoint's family, whose ``forward(input_ids, attention_mask, token_type_ids, position_ids)`` gives
+        ``last_hidden_state`` (and ``pooler_output`` when the checkpoint has a pooler)."""
+        return BertModel.from_pretrained(path, **kwargs)
 
 
 def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
@@ -349,5 +461,5 @@ def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return dtype
 
 
-__all__: Sequence[str] = ["BertModel", "BertOutput", "bert_forward", "encoder_layer", "LayerWeights",
+__all__: Sequence[str] = ["AutoModel", "BertModel", "BertOutput", "bert_forward", "encoder_layer", "LayerWeights",
                           "EmbeddingWeights", "parse_dtype"]

@@ -2,7 +2,10 @@
 
 Backends:
 
-* ``"torch"`` -- plain PyTorch. Differentiable; runs on any device. The reference path.
+* ``"torch"`` -- plain PyTorch. Differentiable; runs on any device. The reference path. On CPU, when no autograd
+  graph is needed, each linear is one oneDNN primitive with the bias and activation fused as post-ops, packed
+  attention runs as one SDPA call per length bucket, and :class:`fastbert.quantize.Int8Weight` weights run an
+  int8 GEMM (``torch._int_mm``).
 * ``"triton"`` -- fastbert's fused Triton kernels (``fastbert.kernels``). Inference only. Runs on CUDA tensors, or
   on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before ``triton`` is imported) -- the
   path CI uses to test the kernels.
@@ -24,6 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .quantize import Int8Weight, int8_linear
+
 BACKENDS = ("auto", "torch", "triton")
 ACTIVATIONS = (None, "gelu", "gelu_tanh", "relu")
 
@@ -36,16 +41,30 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-@functools.lru_cache(maxsize=None)
-def triton_available() -> bool:
-    """True when ``triton`` and fastbert's kernels import."""
-    try:
-        import triton  # noqa: F401
+MIN_TRITON = (3, 6)  # the oldest triton the kernels are checked against (benchmarks/results/static/)
 
-        from . import kernels  # noqa: F401
+
+@functools.lru_cache(maxsize=None)
+def triton_problem() -> str | None:
+    """Why the Triton backend cannot run here (triton missing, older than :data:`MIN_TRITON`, or fastbert's
+    kernels failing to import), or None when it can."""
+    try:
+        import triton
     except ImportError:
-        return False
-    return True
+        return "triton is not installed (CUDA builds of PyTorch bring it)"
+    version = tuple(int(part) for part in triton.__version__.split(".")[:2] if part.isdigit())
+    if version < MIN_TRITON:
+        return f"triton {triton.__version__} is older than {'.'.join(map(str, MIN_TRITON))}, the oldest fastbert supports"
+    try:
+        from . import kernels  # noqa: F401
+    except ImportError as e:
+        return f"fastbert.kernels cannot be imported: {e}"
+    return None
+
+
+def triton_available() -> bool:
+    """True when the Triton backend can run (see :func:`triton_problem`)."""
+    return triton_problem() is None
 
 
 def resolve_backend(requested: str | None, device: torch.device, needs_grad: bool = False) -> str:
@@ -58,15 +77,28 @@ def resolve_backend(requested: str | None, device: torch.device, needs_grad: boo
         return "torch"  # the Triton kernels are forward-only
     device = torch.device(device)
     if choice == "auto":
-        return "triton" if device.type == "cuda" and triton_available() else "torch"
+        if device.type != "cuda":
+            return "torch"
+        if triton_problem() is not None:
+            _warn_no_triton(triton_problem())
+            return "torch"
+        return "triton"
     if choice == "triton":
-        if not triton_available():
-            raise ValueError("backend 'triton' requested but triton (or fastbert.kernels) cannot be imported")
+        if triton_problem() is not None:
+            raise ValueError(f"backend 'triton' requested but {triton_problem()}")
         if device.type != "cuda" and not (device.type == "cpu" and _interpreting()):
             raise ValueError(
                 f"backend 'triton' needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1), got device {device}"
             )
     return choice
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_no_triton(reason: str) -> None:
+    """Once per process: CUDA tensors run on the (slower, correct) PyTorch path."""
+    import warnings
+
+    warnings.warn(f"fastbert: running the PyTorch path on CUDA because {reason}", RuntimeWarning, stacklevel=3)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -141,11 +173,20 @@ def linear(
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+    if isinstance(weight, Int8Weight):
+        if backend == "triton":
+            raise ValueError("int8-quantized weights run on the torch backend, not 'triton'")
+        return _activate(int8_linear(x, weight, bias), activation)
     if backend == "triton":
         from .kernels import gemm
 
         return gemm.linear(x, weight, bias, activation)
-    y = F.linear(x, weight, bias)
+    if _onednn_linear_ok(x, weight):
+        return _onednn_linear(x, weight, bias, activation)
+    return _activate(F.linear(x, weight, bias), activation)
+
+
+def _activate(y: torch.Tensor, activation: str | None) -> torch.Tensor:
     if activation == "gelu":
         return F.gelu(y)
     if activation == "gelu_tanh":
@@ -153,6 +194,39 @@ def linear(
     if activation == "relu":
         return F.relu(y)
     return y
+
+
+# oneDNN post-op names for ``activation``: (attr, algorithm).
+_ONEDNN_POSTOPS = {None: ("none", ""), "gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh"), "relu": ("relu", "")}
+
+
+@functools.lru_cache(maxsize=None)
+def _onednn_dtypes() -> tuple[torch.dtype, ...]:
+    """Dtypes whose CPU linears go through oneDNN with the activation fused (empty without oneDNN)."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return ()
+    return (torch.float32, torch.bfloat16) if torch.ops.mkldnn._is_mkldnn_bf16_supported() else (torch.float32,)
+
+
+def _onednn_linear_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """The fused oneDNN linear is forward-only: CPU, matching float dtypes, no autograd graph to build."""
+    return (
+        x.device.type == "cpu"
+        and not torch.compiler.is_compiling()  # under torch.compile the compiler fuses (and mkldnn checks break traces)
+        and x.dtype == weight.dtype
+        and x.dtype in _onednn_dtypes()
+        and x.dim() == 2
+        and x.shape[0] > 0
+        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+    )
+
+
+def _onednn_linear(x, weight, bias, activation):
+    """act(x @ weight.T + bias) as one oneDNN primitive (bias and activation are GEMM post-ops): one pass over
+    the output instead of three. fp32 stays fp32 (no implicit down-conversion unless the user set
+    ``torch.backends.mkldnn.matmul.fp32_precision``)."""
+    attr, algorithm = _ONEDNN_POSTOPS[activation]
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, attr, [], algorithm)
 
 
 def attention(
@@ -194,14 +268,58 @@ def attention(
 
 
 def _attention_varlen_torch(q, k, v, layout: AttentionLayout) -> torch.Tensor:
-    """Reference for the packed layout: one SDPA call per sequence."""
-    bounds = layout.cu_seqlens.tolist()
+    """Packed layout on PyTorch: sequences grouped into length buckets, one padded SDPA call per bucket.
+
+    A bucket pads its sequences to its longest one and masks the padded keys, so its work is at most
+    :data:`BUCKET_WASTE` times the real ``sum(L_i^2)`` work of its sequences (except a lone sequence, which is
+    never padded). The Python loop runs once per bucket, not once per sequence; on CPU the lengths are read from
+    ``cu_seqlens`` for free, on CUDA that read is one host sync.
+    """
+    cu = layout.cu_seqlens.tolist()
+    lengths = [end - start for start, end in zip(cu[:-1], cu[1:])]
     out = torch.empty_like(q)
-    for start, end in zip(bounds[:-1], bounds[1:]):
-        if end > start:
-            qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))  # [h, L, D]
-            out[start:end] = F.scaled_dot_product_attention(qs, ks, vs).transpose(0, 1)
+    for members in _length_buckets(lengths):
+        starts = torch.tensor([cu[i] for i in members], device=q.device)  # [n]
+        lens = torch.tensor([lengths[i] for i in members], device=q.device)  # [n]
+        span = lengths[members[0]]  # the longest in the bucket
+        pos = torch.arange(span, device=q.device)
+        real = pos[None, :] < lens[:, None]  # [n, span]
+        # Padded slots read their sequence's first row: finite values, and masked as keys.
+        rows = starts[:, None] + torch.where(real, pos[None, :], 0)  # [n, span] packed row per slot
+        flat = rows.flatten()
+        # [n*span, h, D] -> [n, h, span, D]
+        qb, kb, vb = (t.index_select(0, flat).unflatten(0, (len(members), span)).transpose(1, 2) for t in (q, k, v))
+        mask = None if bool(real.all()) else real[:, None, None, :]  # [n, 1, 1, span]
+        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask)  # [n, h, span, D]
+        ob = ob.transpose(1, 2).flatten(0, 1)  # [n*span, h, D]
+        keep = real.flatten()
+        out.index_copy_(0, flat[keep], ob[keep])
     return out
+
+
+BUCKET_WASTE = 1.25  # padded attention work / real attention work allowed in one bucket
+
+
+def _length_buckets(lengths: list[int]) -> list[list[int]]:
+    """Sequence indices grouped for padded attention, longest first; empty sequences are left out.
+
+    Greedy over lengths sorted descending: a sequence joins the current bucket while
+    ``count * longest^2 <= BUCKET_WASTE * sum(L_i^2)`` still holds with it.
+    """
+    order = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: -lengths[i])
+    buckets: list[list[int]] = []
+    work = 0
+    for i in order:
+        n = lengths[i]
+        if buckets:
+            top = lengths[buckets[-1][0]]
+            if (len(buckets[-1]) + 1) * top * top <= BUCKET_WASTE * (work + n * n):
+                buckets[-1].append(i)
+                work += n * n
+                continue
+        buckets.append([i])
+        work = n * n
+    return buckets
 
 
 def bias_residual_layernorm(

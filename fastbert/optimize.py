@@ -1,149 +1,294 @@
-"""Swap fastbert into an existing ``transformers`` BERT model, in place.
+"""Swap fastbert into an existing ``transformers`` model of the BERT family, in place.
 
-``optimize(model)`` finds the model's ``BertModel`` (the model itself, or ``model.bert`` inside any ``BertFor*``
-head) and gives that one instance a forward that runs fastbert's encoder (:func:`fastbert.model.bert_forward`)
-on the HF module's own parameters. Nothing is copied or renamed: the task heads, HF's output classes,
-``state_dict`` and ``save_pretrained`` see the model exactly as before. ``restore(model)`` removes the override.
+``optimize(model)`` finds the model's base encoder (``BertModel``, ``RobertaModel``, ``XLMRobertaModel``,
+``DistilBertModel``, ``ElectraModel`` or ``AlbertModel``: the model itself, or its ``bert``/``roberta``/
+``distilbert``/``electra``/``albert`` attribute inside any task head) and gives that one instance a forward that
+runs fastbert's encoder (:func:`fastbert.model.bert_forward`) on the HF module's own parameters, found through the
+family's names (:data:`fastbert.loading.NAMES`). Nothing is copied or renamed (ALBERT's shared layer is used for
+every layer application): the task heads, HF's output classes, ``state_dict`` and ``save_pretrained`` see the model
+exactly as before. ``restore(model)`` removes the override.
 
 What runs where:
 
-* eval mode, no ``output_attentions``: fastbert. ``output_hidden_states=True`` is supported (embeddings output,
-  then every layer's output, as HF returns them).
+* eval mode, no ``output_attentions``: fastbert. ``output_hidden_states`` is supported (the first layer's input,
+  then every layer's output, as HF returns them; an index or list of indices selects some, as in HF).
 * ``output_attentions=True`` (fastbert's attention never materialises the probabilities) or train mode (fastbert
   has no dropout): the original HF forward runs, so results stay exactly HF's.
 * Gradients: with grad mode on and parameters (or ``inputs_embeds``) requiring grad, the op seam takes its
-  differentiable PyTorch path, so backpropagation reaches the HF parameters.
+  differentiable PyTorch path, so backpropagation reaches the HF parameters. When that alone keeps a forward off
+  the Triton path, a warning (once per model) names the fix: ``torch.inference_mode()`` or ``torch.no_grad()``.
+
+``attention_mask`` means what it means to transformers, converted to the key mask fastbert runs:
+
+* 2-D ``[batch, seq_len]``, any dtype: nonzero = attend, zero = padding (transformers casts it to bool, so 0.5
+  or 2 also mean attend).
+* 4-D ``[batch | 1, 1 | heads, 1 | seq_len, seq_len]``, as transformers passes a prepared mask straight to attention:
+  boolean, True = attend (as transformers' default SDPA attention reads it); or float and additive, where 0 means
+  attend and a value <= -1e4 (``torch.finfo(dtype).min``, the legacy -10000.0, ``-inf``) means masked. The mask
+  must be the same for every head and query position (a key mask); anything else -- a per-query mask, other
+  additive values (a bias fastbert cannot reproduce), an integer 4-D mask, a boolean 4-D mask on an
+  ``attn_implementation="eager"`` model (whose attention adds it to the scores as 0/1) -- is a ``ValueError``.
+  With ``validate_inputs=False`` these checks are skipped and the mask is read at head 0, query 0.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from .config import BertConfig
-from .model import EmbeddingWeights, LayerWeights, bert_forward, needs_grad
+from .loading import NAMES, module_names
+from .model import EmbeddingWeights, LayerWeights, bert_forward, check_backend, choose_backend, needs_grad
 
-_ATTR = "_fastbert"  # set on an optimized BertModel instance: the fastbert config and backend
+_ATTR = "_fastbert"  # set on an optimized base model instance: its _Settings
+_MASKED = -1e4  # an additive 4-D mask value at or below this masks the key (exp underflows to exactly 0)
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
+
+# Each family's base-model class in transformers, and the output class its forward returns.
+BASE_MODELS = {
+    "bert": ("BertModel", "BaseModelOutputWithPoolingAndCrossAttentions"),
+    "roberta": ("RobertaModel", "BaseModelOutputWithPoolingAndCrossAttentions"),
+    "xlm-roberta": ("XLMRobertaModel", "BaseModelOutputWithPoolingAndCrossAttentions"),
+    "distilbert": ("DistilBertModel", "BaseModelOutput"),
+    "electra": ("ElectraModel", "BaseModelOutputWithPastAndCrossAttentions"),
+    "albert": ("AlbertModel", "BaseModelOutputWithPooling"),
+}
 
 
-def _find_bert(model: nn.Module) -> nn.Module:
+class _Settings(NamedTuple):
+    config: BertConfig
+    backend: str | None
+    validate_inputs: bool
+    padding_free: bool | None
+    modules: dict[str, tuple[str, ...]]  # fastbert module -> attribute path in the HF base model
+    arg_names: tuple[str, ...]  # the original forward's parameters, for positional arguments
+    output: type  # the transformers output class the original forward returns
+
+
+def _find_base(model: nn.Module) -> tuple[nn.Module, str]:
+    """The model's base encoder and its family's ``model_type``."""
     try:
-        from transformers import BertModel as HFBertModel
+        import transformers
     except ImportError as e:  # pragma: no cover - transformers is what optimize() is for
         raise TypeError("fastbert.optimize needs the transformers package") from e
-    if isinstance(model, HFBertModel):
-        return model
-    bert = getattr(model, "bert", None)
-    if isinstance(bert, HFBertModel):
-        return bert
-    raise TypeError(
-        f"fastbert.optimize expects a transformers BertModel or BertFor* model, got {type(model).__name__}"
+    for model_type, (class_name, _) in BASE_MODELS.items():
+        cls = getattr(transformers, class_name)
+        for candidate in (model, getattr(model, NAMES[model_type].prefix, None)):
+            if isinstance(candidate, cls):
+                return candidate, model_type
+    supported = ", ".join(name for name, _ in BASE_MODELS.values())
+    raise TypeError(f"fastbert.optimize expects a transformers {supported} or one of their task heads, "
+                    f"got {type(model).__name__}")
+
+
+def _module(base: nn.Module, path: tuple[str, ...]) -> nn.Module | None:
+    """``base.a.b.c`` for ``path = ("a", "b", "c")``; None where a module on the way is None (no pooler)."""
+    for name in path:
+        base = getattr(base, name)
+        if base is None:
+            return None
+    return base
+
+
+def _weights(base: nn.Module, s: _Settings):
+    """The HF base model's live parameters as fastbert's weight tuples: (embeddings, layers in schedule order,
+    pooler). Q/K/V are stacked per call (a few MB per layer, cheap next to the GEMMs), once per set of layer
+    weights, so no second copy is held and gradients still reach the three HF parameters."""
+    m = {name: _module(base, path) for name, path in s.modules.items()}
+    project, token_type, pooler = m.get("embeddings.project"), m.get("embeddings.token_type"), m.get("pooler")
+    embeddings = EmbeddingWeights(
+        m["embeddings.word"].weight, m["embeddings.position"].weight,
+        token_type.weight if token_type is not None else None, m["embeddings.norm"].weight, m["embeddings.norm"].bias,
+        project.weight if project is not None else None, project.bias if project is not None else None,
     )
+    unique = []
+    for u in range(s.config.num_layer_weights):
+        q, k, v = (m[f"layers.{u}.qkv.{p}"] for p in ("query", "key", "value"))
+        a, an, up, down, fn = (m[f"layers.{u}.{n}"]
+                               for n in ("attn_out", "attn_norm", "ffn_up", "ffn_down", "ffn_norm"))
+        unique.append(LayerWeights(
+            torch.cat([q.weight, k.weight, v.weight]), torch.cat([q.bias, k.bias, v.bias]), a.weight, a.bias,
+            an.weight, an.bias, up.weight, up.bias, down.weight, down.bias, fn.weight, fn.bias,
+        ))
+    layers = [unique[u] for u in s.config.layer_schedule]  # ALBERT: the same tuple for every application
+    return embeddings, layers, (pooler.weight, pooler.bias) if pooler is not None else None
 
 
-def _embedding_weights(bert) -> EmbeddingWeights:
-    e = bert.embeddings
-    return EmbeddingWeights(e.word_embeddings.weight, e.position_embeddings.weight, e.token_type_embeddings.weight,
-                            e.LayerNorm.weight, e.LayerNorm.bias)
+def _select(hidden_states: tuple[torch.Tensor, ...], which: Any) -> tuple[torch.Tensor | None, ...]:
+    """``output_hidden_states`` as transformers reads it: True keeps all; an index or a list of indices keeps those
+    and puts None in the other places."""
+    if isinstance(which, bool):
+        return hidden_states
+    n = len(hidden_states)
+    wanted = {i % n for i in ([which] if isinstance(which, int) else which) if -n <= i < n}
+    return tuple(h if i in wanted else None for i, h in enumerate(hidden_states))
 
 
-def _layer_weights(layer) -> LayerWeights:
-    s, a, i, o = layer.attention.self, layer.attention.output, layer.intermediate, layer.output
-    # Q/K/V are stacked per call (a few MB per layer, cheap next to the GEMMs), so no second copy is held
-    # and gradients still reach the three HF parameters.
-    qkv_weight = torch.cat([s.query.weight, s.key.weight, s.value.weight])
-    qkv_bias = torch.cat([s.query.bias, s.key.bias, s.value.bias])
-    return LayerWeights(qkv_weight, qkv_bias, a.dense.weight, a.dense.bias, a.LayerNorm.weight, a.LayerNorm.bias,
-                        i.dense.weight, i.dense.bias, o.dense.weight, o.dense.bias, o.LayerNorm.weight,
-                        o.LayerNorm.bias)
-
-
-def _fast_forward(
-    bert,
-    input_ids=None,
-    attention_mask=None,
-    token_type_ids=None,
-    position_ids=None,
-    inputs_embeds=None,
-    encoder_hidden_states=None,
-    encoder_attention_mask=None,
-    past_key_values=None,
-    use_cache=None,
-    output_attentions=None,
-    output_hidden_states=None,
-    return_dict=None,
-    **kwargs,
-):
-    from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions
-
-    config, backend = getattr(bert, _ATTR)
-    hf_config = bert.config
+def _fast_forward(base, *args, **kwargs):
+    s: _Settings = getattr(base, _ATTR)
+    hf_config = base.config
+    output_attentions = kwargs.get("output_attentions")
     if output_attentions is None:
         output_attentions = getattr(hf_config, "output_attentions", False)
-    if bert.training or output_attentions:
-        return type(bert).forward(
-            bert, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, inputs_embeds=inputs_embeds, encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask, past_key_values=past_key_values, use_cache=use_cache,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-            return_dict=return_dict, **kwargs,
-        )
-    unsupported = {"encoder_hidden_states": encoder_hidden_states, "encoder_attention_mask": encoder_attention_mask,
-                   "past_key_values": past_key_values, "use_cache": use_cache or None, **kwargs}
-    given = sorted(k for k, v in unsupported.items() if v is not None)
+    if base.training or output_attentions:
+        return type(base).forward(base, *args, **kwargs)
+    if len(args) > len(s.arg_names):
+        raise TypeError(f"{type(base).__name__}.forward takes {len(s.arg_names)} positional arguments, "
+                        f"got {len(args)}")
+    for name, value in zip(s.arg_names, args):
+        if name in kwargs:
+            raise TypeError(f"{type(base).__name__}.forward got multiple values for argument {name!r}")
+        kwargs[name] = value
+    inputs = {name: kwargs.pop(name, None) for name in _INPUTS if name in s.arg_names}
+    kwargs.pop("output_attentions", None)
+    output_hidden_states = kwargs.pop("output_hidden_states", None)
+    return_dict = kwargs.pop("return_dict", None)
+    given = sorted(k for k, v in kwargs.items() if v is not None and v is not False)
     if given:
-        raise ValueError(f"fastbert-optimized BertModel does not support the argument(s) {given}; "
+        raise ValueError(f"fastbert-optimized {type(base).__name__} does not support the argument(s) {given}; "
                          "call fastbert.restore(model) to use them")
     if output_hidden_states is None:
         output_hidden_states = getattr(hf_config, "output_hidden_states", False)
     if return_dict is None:
         return_dict = getattr(hf_config, "return_dict", True)
 
-    pooler = (bert.pooler.dense.weight, bert.pooler.dense.bias) if bert.pooler is not None else None
+    embeddings, layers, pooler = _weights(base, s)
+    config = s.config
+    if embeddings.word.shape[0] != config.vocab_size:  # resize_token_embeddings after optimize
+        config = dataclasses.replace(config, vocab_size=embeddings.word.shape[0])
+    input_ids, inputs_embeds = inputs.get("input_ids"), inputs.get("inputs_embeds")
+    attention_mask = inputs.get("attention_mask")
+    reference = input_ids if input_ids is not None else inputs_embeds
+    if isinstance(reference, torch.Tensor) and reference.dim() >= 2:
+        attention_mask = key_mask(attention_mask, tuple(reference.shape[:2]), config.num_attention_heads,
+                                  hf_config._attn_implementation, check=s.validate_inputs)
+    grad = needs_grad(base, inputs_embeds)
     out = bert_forward(
-        config,
-        _embedding_weights(bert),
-        (_layer_weights(layer) for layer in bert.encoder.layer),
-        pooler,
-        input_ids,
-        attention_mask,
-        token_type_ids,
-        position_ids,
+        config, embeddings, layers, pooler, input_ids, attention_mask, inputs.get("token_type_ids"),
+        inputs.get("position_ids"),
         inputs_embeds=inputs_embeds,
-        backend=backend,
+        backend=choose_backend(base, s.backend, embeddings.word.device, grad),
+        validate=s.validate_inputs,
         output_hidden_states=bool(output_hidden_states),
-        needs_grad=needs_grad(bert, inputs_embeds),
+        needs_grad=grad,
+        padding_free=s.padding_free,
     )
-    result = BaseModelOutputWithPoolingAndCrossAttentions(
-        last_hidden_state=out.last_hidden_state, pooler_output=out.pooler_output, hidden_states=out.hidden_states
-    )
+    fields = dict(last_hidden_state=out.last_hidden_state)
+    if "pooler_output" in s.output.__dataclass_fields__:
+        fields["pooler_output"] = out.pooler_output
+    if out.hidden_states is not None:
+        fields["hidden_states"] = _select(out.hidden_states, output_hidden_states)
+    result = s.output(**fields)
     return result if return_dict else result.to_tuple()
 
 
-def optimize(model: nn.Module, *, backend: str | None = None) -> nn.Module:
-    """Make ``model`` (a ``transformers`` ``BertModel`` or ``BertFor*``) run its encoder through fastbert, in place.
+def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: bool = True,
+             padding_free: bool | None = None) -> nn.Module:
+    """Make ``model`` (a ``transformers`` model of a supported family: its base model or any task head) run its
+    encoder through fastbert, in place.
 
-    Returns the same model object. Raises ``ValueError`` for a configuration fastbert does not implement
-    (decoder, cross-attention, relative positions) and ``TypeError`` for a model that is not BERT.
+    Returns the same model object (call again to change the settings). Raises ``ValueError`` for a configuration
+    fastbert does not implement (decoder, cross-attention, relative positions) or an unknown ``backend``, and
+    ``TypeError`` for a model of another family.
     ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.ops`).
+    ``validate_inputs=False`` skips the value checks (token-id ranges, mask values: one host sync per forward).
+    ``padding_free``: pack the real tokens of a padded batch (``None``: on for the Triton backend and on CPU, see
+    :func:`fastbert.model.bert_forward`); packing needs the number of real tokens on the host (one sync).
+    For ``torch.compile(fullgraph=True)`` and CUDA-graph capture, which need a forward without host syncs, pass
+    ``validate_inputs=False, padding_free=False`` once the inputs are known good.
     """
-    bert = _find_bert(model)
-    config = BertConfig.from_hf(bert.config)
-    object.__setattr__(bert, _ATTR, (config, backend))
+    import transformers.modeling_outputs as outputs
+
+    base, model_type = _find_base(model)
+    config = BertConfig.from_hf(base.config)
+    modules = {name: tuple(path.split(".")) for name, path in module_names(config).items()}
+    for name, path in modules.items():
+        try:
+            found = _module(base, path)
+        except AttributeError:
+            found = None
+        if found is None and name != "pooler":
+            raise TypeError(f"{type(base).__name__} has no module {'.'.join(path)} (for fastbert's {name}); "
+                            "its structure is not the one fastbert knows for this family")
+    parameters = inspect.signature(type(base).forward).parameters.values()
+    arg_names = tuple(p.name for p in parameters if p.kind == p.POSITIONAL_OR_KEYWORD)[1:]  # without self
+    if padding_free not in (None, True, False):
+        raise TypeError(f"padding_free must be None, True or False, got {padding_free!r}")
+    settings = _Settings(config, check_backend(backend), bool(validate_inputs), padding_free, modules, arg_names,
+                         getattr(outputs, BASE_MODELS[model_type][1]))
+    object.__setattr__(base, _ATTR, settings)
     # An instance attribute shadows the class's forward for this one module only; restore() deletes it.
-    object.__setattr__(bert, "forward", functools.partial(_fast_forward, bert))
+    object.__setattr__(base, "forward", functools.partial(_fast_forward, base))
     return model
 
 
+def key_mask(
+    mask: torch.Tensor | None, shape: tuple[int, int], num_heads: int, attn_implementation: str | None, *,
+    check: bool = True,
+) -> torch.Tensor | None:
+    """transformers' ``attention_mask`` -> fastbert's key mask ``[B, S]`` (True = attend), or None.
+
+    ``shape`` is ``(B, S)`` of the input. See the module docstring for what each form means; a 2-D mask of the
+    wrong shape passes through for the encoder's own check to name. ``check``: verify that a 4-D mask is a key mask
+    with values fastbert reproduces (one host sync); without it the mask is read at head 0, query 0.
+    """
+    if not isinstance(mask, torch.Tensor):
+        return mask  # None, or something for the encoder's check to name
+    if mask.dim() == 2:  # transformers casts a 2-D mask to bool: nonzero = attend
+        return mask if mask.dtype == torch.bool else mask != 0
+    batch, seqlen = shape
+    if mask.dim() != 4 or mask.shape[0] not in (1, batch) or mask.shape[1] not in (1, num_heads) \
+            or mask.shape[2] not in (1, seqlen) or mask.shape[3] != seqlen:
+        raise ValueError(
+            f"attention_mask has shape {list(mask.shape)}; fastbert takes [{batch}, {seqlen}] or a 4-D "
+            f"[{batch} or 1, 1 or {num_heads}, 1 or {seqlen}, {seqlen}] mask"
+        )
+    if mask.dtype == torch.bool:
+        if attn_implementation == "eager":
+            raise ValueError(
+                "a boolean 4-D attention_mask on an attn_implementation='eager' model: transformers' eager attention "
+                "adds it to the scores as 0/1 instead of masking, which fastbert does not reproduce; pass the 2-D "
+                "[batch, seq_len] mask, or an additive float mask (0 = attend, torch.finfo(dtype).min = masked)"
+            )
+        attend, other_values = mask, None
+    elif mask.dtype.is_floating_point:
+        attend = mask == 0
+        other_values = ~(attend | (mask <= _MASKED))  # NaN, or a bias fastbert cannot reproduce
+    else:
+        raise ValueError(
+            f"attention_mask is 4-D of dtype {mask.dtype}; a 4-D mask must be boolean (True = attend) or additive "
+            "float (0 = attend, torch.finfo(dtype).min = masked); or pass the 2-D [batch, seq_len] 0/1 mask"
+        )
+    keys = attend[:, :1, :1, :]  # [B or 1, 1, 1, S]: head 0, query 0
+    if check:
+        flags = [(attend != keys).any()] + ([other_values.any()] if other_values is not None else [])
+        per_query, *bias = torch.stack(flags).tolist()  # one transfer
+        if bias and bias[0]:
+            raise ValueError(
+                "a float 4-D attention_mask is additive in transformers; fastbert reproduces 0 (attend) and values "
+                f"<= {_MASKED:g} such as torch.finfo(dtype).min or -inf (masked), and this one holds other values "
+                "(a 0/1 mask? pass it 2-D [batch, seq_len], or as (1 - mask) * torch.finfo(dtype).min)"
+            )
+        if per_query:
+            raise ValueError(
+                f"attention_mask of shape {list(mask.shape)} differs between heads or query positions (a per-query "
+                "mask); fastbert supports masks that select keys only: pass the 2-D [batch, seq_len] mask"
+            )
+    return keys.reshape(keys.shape[0], seqlen).expand(batch, seqlen)
+
+
 def restore(model: nn.Module) -> nn.Module:
-    """Undo :func:`optimize`: the model's BertModel runs its original forward again. Returns the model."""
-    bert = _find_bert(model)
-    if hasattr(bert, _ATTR):
-        object.__delattr__(bert, _ATTR)
-        object.__delattr__(bert, "forward")
+    """Undo :func:`optimize`: the model's base encoder runs its original forward again. Returns the model."""
+    base, _ = _find_base(model)
+    if hasattr(base, _ATTR):
+        object.__delattr__(base, _ATTR)
+        object.__delattr__(base, "forward")
     return model
 
 
 def is_optimized(model: nn.Module) -> bool:
-    return hasattr(_find_bert(model), _ATTR)
+    return hasattr(_find_base(model)[0], _ATTR)

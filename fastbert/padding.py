@@ -46,3 +46,37 @@ def positions_in_sequence(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
     seqlens = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
     starts = torch.repeat_interleave(cu_seqlens[:-1].long(), seqlens, output_size=total)
     return torch.arange(total, device=cu_seqlens.device) - starts
+
+
+def padded_positions(
+    seqlen: int, offset: int = 0, input_ids: torch.Tensor | None = None, pad_id: int | None = None, *,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Default position ids of a padded batch, on the device with no host sync.
+
+    Without ``pad_id``: ``offset + arange(seqlen)``, ``[S]`` (BERT: offset 0). With ``pad_id`` and ``input_ids``
+    ``[B, S]`` (RoBERTa, as transformers counts them): each token that is not ``pad_id`` gets ``offset`` plus the
+    number of such tokens before it in its row, and pad tokens get ``pad_id``, so left padding and holes shift
+    nothing; ``[B, S]`` int64.
+    """
+    if pad_id is None or input_ids is None:
+        return torch.arange(offset, offset + seqlen, device=device if input_ids is None else input_ids.device)
+    real = input_ids != pad_id  # [B, S]
+    counted = torch.cumsum(real, dim=1)  # [B, S] int64: real tokens up to and including each position
+    return torch.where(real, counted + (offset - 1), pad_id)
+
+
+def packed_positions(
+    cu_seqlens: torch.Tensor, total: int, offset: int = 0, input_ids: torch.Tensor | None = None,
+    pad_id: int | None = None,
+) -> torch.Tensor:
+    """:func:`padded_positions` for packed tokens ``[T]`` (sequence ``i`` in ``cu_seqlens[i]:cu_seqlens[i+1]``),
+    ``[T]`` int64, with no host sync."""
+    if pad_id is None or input_ids is None:
+        return positions_in_sequence(cu_seqlens, total) + offset
+    real = (input_ids != pad_id).long()  # [T]
+    counted = torch.cumsum(real, dim=0)  # [T]: real tokens of all sequences up to each token
+    seqlens = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+    starts = torch.repeat_interleave(cu_seqlens[:-1].long(), seqlens, output_size=total)  # [T]
+    before = (counted - real)[starts]  # [T]: real tokens of earlier sequences
+    return torch.where(real.bool(), counted - before + (offset - 1), pad_id)

@@ -22,7 +22,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _C
+try:
+    from . import _C
+except ImportError as e:  # e.g. a source checkout whose extension was never built
+    import importlib.util
+
+    built = importlib.util.find_spec("fastbert._C") is not None
+    raise ImportError(
+        ("fastbert's C++ extension fastbert._C fails to load: " + str(e)) if built else
+        "fastbert's C++ extension fastbert._C is not built. In a source checkout run `pip install -e .` (needs a "
+        "C++17 compiler); otherwise reinstall fastbert with pip."
+    ) from e
 
 # transformers' "no limit" value of model_max_length.
 VERY_LARGE_INTEGER = int(1e30)

@@ -21,10 +21,31 @@ def _require_integer(name: str, t: torch.Tensor) -> None:
         raise TypeError(f"{name} must hold integers (e.g. torch.long), got dtype {t.dtype}")
 
 
+def _require_index(name: str, t: torch.Tensor) -> None:
+    """Ids index embedding tables: int64 or int32, the types ``torch.nn.Embedding`` (and so transformers) takes."""
+    _require_integer(name, t)
+    if t.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{name} must be torch.int64 or torch.int32 (as transformers takes), got {t.dtype}; "
+                        "convert with .long()")
+
+
 def _require_shape(name: str, t: torch.Tensor, shape: tuple[int, ...], *alternatives: tuple[int, ...]) -> None:
     if tuple(t.shape) != shape and tuple(t.shape) not in alternatives:
         expected = " or ".join(str(list(s)) for s in (shape, *alternatives))
         raise ValueError(f"{name} has shape {list(t.shape)} but the input ids need {expected}")
+
+
+def _max_length(config: BertConfig) -> str:
+    """The position limit, in words that point at the config."""
+    if config.position_offset:
+        return (f"the model's {config.max_length} positions (max_position_embeddings={config.max_position_embeddings}"
+                f" minus the position offset {config.position_offset})")
+    return f"max_position_embeddings={config.max_position_embeddings}"
+
+
+def _require_token_types(config: BertConfig) -> None:
+    if config.type_vocab_size == 0:
+        raise ValueError(f"token_type_ids given, but this {config.model_type} model has no token-type embeddings")
 
 
 def _to_host(stats: list[torch.Tensor]) -> list[int]:
@@ -41,9 +62,14 @@ def check_inputs(
     inputs_embeds: torch.Tensor | None = None,
     *,
     device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
     check_values: bool = True,
 ) -> tuple[tuple[int, int], bool, bool | None]:
     """Validate encoder inputs; return ``((batch, seqlen), all_real, first_real)``.
+
+    Shapes: ids ``[B, S]`` (int64/int32); token_type_ids ``[B, S]``, ``[1, S]`` or ``[S]`` (broadcast over the
+    batch, as transformers does); position_ids ``[B, S]`` or ``[1, S]``; attention_mask ``[B, S]`` of 0/1 (bool,
+    integer or float); inputs_embeds ``[B, S, H]`` in a float dtype that promotes to the model's ``dtype``.
 
     ``all_real``: the mask is known to keep every position (attention needs no mask). ``first_real``: every row
     keeps its first position (None when not checked). Both are only known when ``check_values`` is on.
@@ -52,7 +78,7 @@ def check_inputs(
         raise ValueError("pass exactly one of input_ids and inputs_embeds")
     if input_ids is not None:
         _require_tensor("input_ids", input_ids)
-        _require_integer("input_ids", input_ids)
+        _require_index("input_ids", input_ids)
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be 2-D [batch, seq_len], got shape {list(input_ids.shape)}")
         shape = tuple(input_ids.shape)
@@ -60,19 +86,19 @@ def check_inputs(
         _require_tensor("inputs_embeds", inputs_embeds)
         if not inputs_embeds.dtype.is_floating_point:
             raise TypeError(f"inputs_embeds must be floating point, got dtype {inputs_embeds.dtype}")
-        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.hidden_size:
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.embedding_dim:
             raise ValueError(
-                f"inputs_embeds must be [batch, seq_len, {config.hidden_size}], got {list(inputs_embeds.shape)}"
+                f"inputs_embeds must be [batch, seq_len, {config.embedding_dim}], got {list(inputs_embeds.shape)}"
             )
+        if dtype is not None and torch.promote_types(inputs_embeds.dtype, dtype) != dtype:
+            raise TypeError(f"inputs_embeds has dtype {inputs_embeds.dtype} but the model runs in {dtype}; "
+                            f"convert with .to({dtype})")
         shape = tuple(inputs_embeds.shape[:2])
     batch, seqlen = shape
     if batch == 0 or seqlen == 0:
         raise ValueError(f"empty input: shape {list(shape)} (batch and seq_len must be at least 1)")
-    if seqlen > config.max_position_embeddings:
-        raise ValueError(
-            f"sequence length {seqlen} exceeds max_position_embeddings={config.max_position_embeddings}; "
-            "truncate the input"
-        )
+    if seqlen > config.max_length:
+        raise ValueError(f"sequence length {seqlen} exceeds {_max_length(config)}; truncate the input")
 
     stats: list[torch.Tensor] = []  # pairs of (min, max) or flags, gathered for one host transfer
     checks: list[tuple[str, int]] = []  # what each pair bounds: (name, exclusive upper bound)
@@ -81,13 +107,14 @@ def check_inputs(
         stats.extend(torch.aminmax(input_ids))
     if token_type_ids is not None:
         _require_tensor("token_type_ids", token_type_ids)
-        _require_integer("token_type_ids", token_type_ids)
-        _require_shape("token_type_ids", token_type_ids, shape)
+        _require_token_types(config)
+        _require_index("token_type_ids", token_type_ids)
+        _require_shape("token_type_ids", token_type_ids, shape, (1, seqlen), (seqlen,))
         checks.append(("token_type_ids", config.type_vocab_size))
         stats.extend(torch.aminmax(token_type_ids))
     if position_ids is not None:
         _require_tensor("position_ids", position_ids)
-        _require_integer("position_ids", position_ids)
+        _require_index("position_ids", position_ids)
         _require_shape("position_ids", position_ids, shape, (1, seqlen))
         checks.append(("position_ids", config.max_position_embeddings))
         stats.extend(torch.aminmax(position_ids))
@@ -141,7 +168,7 @@ def check_packed_inputs(
     """Validate the packed layout: ``input_ids`` ``[T]``, ``cu_seqlens`` ``[B + 1]`` from 0 to T, non-decreasing,
     no sequence longer than ``max_seqlen`` or ``max_position_embeddings``."""
     _require_tensor("input_ids", input_ids)
-    _require_integer("input_ids", input_ids)
+    _require_index("input_ids", input_ids)
     _require_tensor("cu_seqlens", cu_seqlens)
     _require_integer("cu_seqlens", cu_seqlens)
     if input_ids.dim() != 1:
@@ -152,15 +179,15 @@ def check_packed_inputs(
         raise ValueError("empty input: packed input_ids has no tokens")
     if not isinstance(max_seqlen, int) or isinstance(max_seqlen, bool) or max_seqlen < 1:
         raise TypeError(f"max_seqlen must be a positive int, got {max_seqlen!r}")
-    if max_seqlen > config.max_position_embeddings:
-        raise ValueError(
-            f"max_seqlen {max_seqlen} exceeds max_position_embeddings={config.max_position_embeddings}"
-        )
+    if max_seqlen > config.max_length:
+        raise ValueError(f"max_seqlen {max_seqlen} exceeds {_max_length(config)}")
+    if token_type_ids is not None:
+        _require_token_types(config)
     shape = tuple(input_ids.shape)
     for name, t in (("token_type_ids", token_type_ids), ("position_ids", position_ids)):
         if t is not None:
             _require_tensor(name, t)
-            _require_integer(name, t)
+            _require_index(name, t)
             _require_shape(name, t, shape)
     if device is not None:
         for name, t in (("input_ids", input_ids), ("cu_seqlens", cu_seqlens), ("token_type_ids", token_type_ids),

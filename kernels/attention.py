@@ -9,7 +9,8 @@ computed without the ``S x S`` matrix: a program owns ``BLOCK_M`` query rows of 
 keys/values in ``BLOCK_N`` blocks and keeps an online softmax in fp32 -- running max ``m``, running sum ``l`` and
 an unnormalised accumulator rescaled by ``exp(m_old - m_new)`` whenever the max grows. Exponentials are base 2 with
 ``log2(e) / sqrt(D)`` folded into one scale. Products are fp32 (fp16/bf16 operands on tensor cores with fp32
-accumulation; fp32 operands with ``input_precision="ieee"``, i.e. true fp32, never TF32).
+accumulation; fp32 operands with ``input_precision="tf32x3"``: three TF32 tensor-core products per fp32 product,
+fp32-level accuracy, never plain TF32 -- see :mod:`fastbert.kernels.gemm`).
 
 Layouts (both read ``q``/``k``/``v`` in place through their strides -- e.g. views into a fused QKV projection
 ``[tokens, 3, heads, D]`` whose token stride is ``3 * heads * D`` -- and write a contiguous output):
@@ -39,42 +40,75 @@ import torch
 import triton
 import triton.language as tl
 
+from .target import current_target
+
 _INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 _LOG2E = 1.4426950408889634
 
 
+# Candidate tiles per operand size, tensor-core kind and sequence class: (BLOCK_M, BLOCK_N, num_warps, num_stages).
+# "wgmma" (sm_90) needs >= 64 query rows per warp group of 4 warps; "mma" is Ampere's mma.sync. fp32 operands run
+# as tf32x3 (three tensor-core products each, split operands in registers), so they get the smaller tiles.
+# benchmarks/static_gpu.py compiles every one for sm_80 and sm_90; the test suite checks none spills or overflows.
+_TILES = {
+    (2, "wgmma", "short"): [(64, 32, 4, 2), (32, 32, 2, 2)],
+    (2, "wgmma", "medium"): [(64, 64, 4, 3), (64, 32, 4, 2), (128, 64, 8, 3)],
+    (2, "wgmma", "long"): [(128, 64, 4, 3), (128, 128, 8, 3), (128, 64, 8, 3), (64, 64, 4, 3)],
+    (2, "mma", "short"): [(32, 32, 2, 2), (16, 32, 2, 2)],
+    (2, "mma", "medium"): [(64, 64, 4, 3), (64, 32, 4, 2), (128, 64, 8, 3)],
+    (2, "mma", "long"): [(128, 64, 8, 3), (128, 128, 8, 3), (128, 32, 4, 3), (64, 64, 4, 3)],
+    (4, "wgmma", "short"): [(64, 32, 4, 2), (16, 32, 2, 2)],
+    (4, "wgmma", "medium"): [(64, 32, 4, 2)],
+    (4, "wgmma", "long"): [(128, 64, 8, 3), (64, 32, 4, 2)],
+    (4, "mma", "short"): [(32, 32, 2, 2), (16, 32, 2, 2)],
+    (4, "mma", "medium"): [(64, 32, 4, 3), (64, 32, 8, 2)],
+    (4, "mma", "long"): [(64, 32, 4, 3), (64, 32, 8, 2)],
+}
+_SEQ_CLASSES = ((32, "short"), (128, "medium"), (None, "long"))
+
+
+def seq_bucket(max_seqlen: int) -> int:
+    """The autotune key for sequences of up to ``max_seqlen`` tokens: the upper bound of its class (32, 128, or 512
+    for anything longer), so every batch of a class shares one tuning."""
+    for bound, _ in _SEQ_CLASSES[:-1]:
+        if max_seqlen <= bound:
+            return bound
+    return 512
+
+
+def _seq_class(bucket: int) -> str:
+    return next(name for bound, name in _SEQ_CLASSES if bound is None or bucket <= bound)
+
+
 def _attention_configs() -> list[triton.Config]:
-    """Tile shapes for Ampere/Hopper; :func:`_prune_attention_configs` drops what the problem cannot use."""
+    """Every candidate tile once; :func:`_prune_attention_configs` picks the ones for the target and problem."""
     if _INTERPRETING:  # the interpreter runs programs one by one: one config, no autotuning
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 32}, num_warps=4, num_stages=1)]
-    shapes = [
-        # BLOCK_M, BLOCK_N, num_warps, num_stages
-        (128, 64, 4, 3),
-        (128, 64, 8, 3),
-        (128, 128, 8, 3),
-        (128, 32, 4, 3),
-        (64, 64, 4, 3),
-        (64, 32, 4, 2),
-        (64, 128, 4, 2),
-        (32, 32, 2, 2),
-        (16, 32, 2, 2),
-    ]
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in shapes]
+    tiles = sorted({t for group in _TILES.values() for t in group}, reverse=True)
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in tiles]
 
 
 ATTENTION_CONFIGS = _attention_configs()
 
 
 def _prune_attention_configs(configs, named_args, **kwargs):
-    """Drop tiles much longer than the sequences (all-masked work), and the 128 x 128 tile at head dim > 64 (its
-    K/V stages and fp32 accumulators overflow shared memory / registers). Always keeps at least one config."""
-    seq = max(16, named_args["SEQ_BUCKET"])
-    head_dim = kwargs.get("BLOCK_D", named_args.get("BLOCK_D", 64))
-    kept = [
-        c for c in configs
-        if c.kwargs["BLOCK_M"] <= seq and c.kwargs["BLOCK_N"] <= seq
-        and not (head_dim > 64 and c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] > 128 * 64)
-    ]
+    """The candidates of :data:`_TILES` for the operand size, the target's tensor cores and the sequence class,
+    less those whose Q tile and pipelined K/V tiles exceed the target's shared memory, and at head dim > 64 those
+    over 128 x 64 (the fp32 accumulator and score tiles no longer fit in registers). Always keeps one config."""
+    target = current_target()
+    elem = named_args["Q_ptr"].element_size()
+    block_d = kwargs["BLOCK_D"]
+    wanted = _TILES[(elem, "wgmma" if target.wgmma else "mma", _seq_class(named_args["SEQ_BUCKET"]))]
+    kept = []
+    for cfg in configs:
+        bm, bn = cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"]
+        if (bm, bn, cfg.num_warps, cfg.num_stages) not in wanted:
+            continue
+        if (bm + 2 * cfg.num_stages * bn) * block_d * elem > target.smem:
+            continue
+        if block_d > 64 and bm * bn > 128 * 64:
+            continue
+        kept.append(cfg)
     return kept or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
 
 
@@ -82,6 +116,7 @@ def _prune_attention_configs(configs, named_args, **kwargs):
     configs=ATTENTION_CONFIGS,
     key=["SEQ_BUCKET", "BLOCK_D", "HAS_MASK", "VARLEN"],
     prune_configs_by={"early_config_prune": _prune_attention_configs},
+    cache_results=True,  # chosen configs persist in Triton's cache dir: a second process does not tune again
 )
 @triton.jit
 def _attention_fwd_kernel(
@@ -91,7 +126,7 @@ def _attention_fwd_kernel(
     CuSeqlens_ptr,  # [B + 1] int32 sequence starts (VARLEN only)
     S,  # padded: sequence length; VARLEN: unused
     num_heads,
-    SEQ_BUCKET,  # next_pow2(max sequence length): autotune key only
+    SEQ_BUCKET,  # seq_bucket(max sequence length): autotune key only
     stride_qb, stride_qs, stride_qh, stride_qd,  # VARLEN: stride_*b are 0, the token offset comes from cu_seqlens
     stride_kb, stride_ks, stride_kh, stride_kd,
     stride_vb, stride_vs, stride_vh, stride_vd,
@@ -102,7 +137,7 @@ def _attention_fwd_kernel(
     BLOCK_D: tl.constexpr,  # next_pow2(D), >= 16
     HAS_MASK: tl.constexpr,
     VARLEN: tl.constexpr,
-    FP32_IEEE: tl.constexpr,  # fp32 operands: true fp32 products
+    FP32: tl.constexpr,  # fp32 operands: tf32x3 products (fp32 accuracy on tensor cores)
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -160,8 +195,8 @@ def _attention_fwd_kernel(
             k_base + offs_n[None, :] * stride_ks + offs_d[:, None] * stride_kd,
             mask=n_ok[None, :] & d_ok[:, None], other=0.0,
         )  # [BLOCK_D, BLOCK_N]
-        if FP32_IEEE:
-            s = tl.dot(q, k, input_precision="ieee")
+        if FP32:
+            s = tl.dot(q, k, input_precision="tf32x3")
         else:
             s = tl.dot(q, k)
         s = s * qk_scale  # [BLOCK_M, BLOCK_N] fp32, base-2 logits
@@ -180,8 +215,8 @@ def _attention_fwd_kernel(
             mask=n_ok[:, None] & d_ok[None, :], other=0.0,
         )  # [BLOCK_N, BLOCK_D]
         acc = acc * alpha[:, None]
-        if FP32_IEEE:
-            acc = tl.dot(p, v, acc, input_precision="ieee")
+        if FP32:
+            acc = tl.dot(p, v, acc, input_precision="tf32x3")
         else:
             acc = tl.dot(p.to(v.dtype), v, acc)
         m_i = m_new
@@ -221,14 +256,14 @@ def _launch(q, k, v, out, mask, cu_seqlens, batch, seqlen_arg, max_seqlen, q_str
         q, k, v, out,
         mask if mask is not None else out,
         cu_seqlens if cu_seqlens is not None else out,
-        seqlen_arg, heads, triton.next_power_of_2(max_seqlen),
+        seqlen_arg, heads, seq_bucket(max_seqlen),
         *q_strides, *k_strides, *v_strides, *o_strides, *mask_strides,
         _LOG2E / math.sqrt(head_dim),
         HEAD_DIM=head_dim,
         BLOCK_D=block_d,
         HAS_MASK=mask is not None,
         VARLEN=cu_seqlens is not None,
-        FP32_IEEE=q.dtype == torch.float32,
+        FP32=q.dtype == torch.float32,
     )
 
 

@@ -13,13 +13,16 @@ Activations, applied in fp32 to the fp32 accumulator before the single rounding 
 
 Design: one program per ``BLOCK_M x BLOCK_N`` output tile, K streamed in ``BLOCK_K`` slices, tiles visited in
 ``GROUP_M``-row super-groups so neighbouring programs reuse the same W columns from L2 (Triton tutorial 03).
-fp16/bf16 operands accumulate in fp32 on tensor cores; fp32 operands use ``input_precision="ieee"`` (true fp32
-products, no TF32) so fp32 results match PyTorch's fp32 ``F.linear``. The epilogue saves a full read + write of the
-``[M, N]`` activation (the FFN up-projection's output is the largest tensor in a BERT layer).
+fp16/bf16 operands accumulate in fp32 on tensor cores. fp32 operands use ``input_precision="tf32x3"``: each operand
+is split into a TF32 high part and a TF32 remainder, and ``hi*hi + hi*lo + lo*hi`` run as three TF32 tensor-core
+MMAs with fp32 accumulation -- fp32-level accuracy (never plain TF32) at tensor-core rates instead of FFMA loops.
+Emulated on the CPU (``benchmarks/results/static/README.md``), its error against fp64 is 1.0-1.3x that of true fp32
+products, against 300-1000x for plain TF32. The epilogue saves a full read + write of the ``[M, N]`` activation (the
+FFN up-projection's output is the largest tensor in a BERT layer).
 
 On speed versus cuBLAS: ``benchmarks/bench_kernels.py`` measures this kernel against bare ``torch.mm`` and against
-``torch.addmm`` + ``F.gelu``. Tuning is an autotune over the configs in :data:`GEMM_CONFIGS` (Ampere and Hopper
-shapes), pruned by :func:`_prune_gemm_configs` for shared memory and for small row counts.
+``torch.addmm`` + ``F.gelu``. Tuning: a short per-target candidate list (:data:`_TILES`) per operand size and row
+class, filtered by :func:`_prune_gemm_configs`, keyed by row class (not every token count) and cached on disk.
 """
 from __future__ import annotations
 
@@ -29,67 +32,94 @@ import torch
 import triton
 import triton.language as tl
 
+from .target import current_target
+
 ACTIVATIONS = (None, "gelu", "gelu_tanh", "relu")
 
 _INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+# Candidate tiles per tensor-core kind and row class: (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages). A few per
+# class, so a first call times at most a handful. "wgmma" (sm_90) tiles have >= 64 rows per warp group of 4 warps,
+# the smallest tile Hopper's warp-group MMA takes (smaller ones fall back to mma.sync); "mma" is Ampere's mma.sync.
+# fp32 operands run as tf32x3 (three tensor-core products each); on sm_80 their split operands live in registers, and
+# tiles with 64 accumulators per thread spill (0.3-1 KB), so Ampere's fp32 tiles keep at most 32.
+# benchmarks/static_gpu.py compiles every (class, dtype, activation) for sm_80 and sm_90 and the test suite checks
+# that none spills or overflows shared memory; benchmarks/results/static/ has the figures.
+_TILES = {
+    # 16-bit operands (fp16, bf16)
+    (2, "wgmma", "small"): [(64, 64, 64, 4, 4), (64, 128, 64, 4, 4)],
+    (2, "wgmma", "medium"): [(64, 128, 64, 4, 4), (128, 128, 64, 8, 4), (64, 64, 64, 4, 4)],
+    (2, "wgmma", "large"): [(128, 256, 64, 8, 3), (128, 128, 64, 8, 4), (128, 128, 64, 4, 4), (64, 128, 64, 4, 4)],
+    (2, "mma", "small"): [(16, 64, 128, 4, 3), (32, 64, 64, 4, 4)],
+    (2, "mma", "medium"): [(64, 128, 64, 4, 4), (64, 64, 32, 4, 5), (128, 128, 32, 4, 4)],
+    (2, "mma", "large"): [(128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (128, 128, 32, 4, 4), (128, 64, 32, 4, 4)],
+    # fp32 operands (tf32x3)
+    (4, "wgmma", "small"): [(64, 64, 32, 4, 3), (64, 128, 32, 4, 3)],
+    (4, "wgmma", "medium"): [(64, 128, 32, 4, 3), (128, 128, 32, 8, 3), (64, 64, 32, 4, 4)],
+    (4, "wgmma", "large"): [(128, 128, 32, 8, 3), (128, 64, 32, 4, 3), (64, 128, 32, 4, 3)],
+    (4, "mma", "small"): [(32, 64, 32, 4, 3), (16, 64, 64, 4, 3)],
+    (4, "mma", "medium"): [(64, 64, 32, 4, 3), (32, 128, 32, 4, 3)],
+    (4, "mma", "large"): [(128, 64, 32, 8, 3), (64, 128, 32, 8, 3), (64, 64, 32, 4, 4)],
+}
+_ROW_CLASSES = ((64, "small"), (512, "medium"), (None, "large"))  # M <= 64 (pooler, one query), M <= 512, more
+# The GELU epilogues (libdevice erff for "gelu", exp for "gelu_tanh") need registers per element; at 128 fp32
+# accumulators per thread (128x256 and 256x128 tiles on 8 warps, 128x128 on 4) they spill, so both keep tiles with at
+# most 64 accumulators per thread.
+_GELU_MAX_ACC_PER_THREAD = 64
+
+
+def row_bucket(m: int) -> int:
+    """The autotune key for ``m`` rows: the upper bound of its row class (64, 512, or 4096 for anything larger),
+    so new token counts reuse the tuning of their class instead of re-tuning per power of two."""
+    for bound, _ in _ROW_CLASSES[:-1]:
+        if m <= bound:
+            return bound
+    return 4096
+
+
+def _row_class(bucket: int) -> str:
+    return next(name for bound, name in _ROW_CLASSES if bound is None or bucket <= bound)
+
+
 def _gemm_configs() -> list[triton.Config]:
-    """Tile shapes for Ampere (A100: 164 KB smem) and Hopper (H100: 227 KB); the filter drops what does not fit."""
+    """Every candidate tile once; :func:`_prune_gemm_configs` picks the ones for the target, dtype and rows."""
     if _INTERPRETING:  # one config: the interpreter runs programs one by one, autotuning would only cost time
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 4}, num_warps=4,
                               num_stages=1)]
-    shapes = [
-        # BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages
-        (128, 256, 64, 8, 3),
-        (256, 128, 64, 8, 3),
-        (128, 128, 64, 8, 4),
-        (128, 128, 64, 4, 4),
-        (128, 128, 32, 4, 4),
-        (128, 64, 64, 4, 4),
-        (64, 128, 64, 4, 4),
-        (128, 64, 32, 4, 4),
-        (64, 64, 64, 4, 4),
-        (64, 64, 32, 4, 5),
-        (32, 64, 64, 4, 4),
-        (32, 128, 64, 4, 4),
-        (16, 64, 128, 4, 3),
-    ]
+    tiles = sorted({t for group in _TILES.values() for t in group}, reverse=True)
     return [
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=s)
-        for bm, bn, bk, w, s in shapes
+        for bm, bn, bk, w, s in tiles
     ]
 
 
 GEMM_CONFIGS = _gemm_configs()
 
 
-def _shared_memory_limit() -> int:
-    """Shared memory one program may use on the current device, in bytes (a conservative default without CUDA)."""
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(torch.cuda.current_device())
-        limit = getattr(props, "shared_memory_per_block_optin", 0)
-        if limit:
-            return int(limit)
-    return 99 * 1024  # consumer Ampere / Ada opt-in limit
+def _tile(cfg: triton.Config) -> tuple[int, int, int, int, int]:
+    kw = cfg.kwargs
+    return kw["BLOCK_M"], kw["BLOCK_N"], kw["BLOCK_K"], cfg.num_warps, cfg.num_stages
 
 
 def _prune_gemm_configs(configs, named_args, **kwargs):
-    """Keep configs whose pipelined A/B tiles fit in shared memory and whose BLOCK_M is not far past the row count
-    (a 256-row tile for a 16-row pooler input is all masked work); always keep at least the smallest."""
-    rows = named_args["M"]
+    """The candidates of :data:`_TILES` for the target's tensor cores, the operand size and the row class, less
+    those whose pipelined A/B tiles exceed the target's shared memory and, for the GELU epilogues, those with more
+    than :data:`_GELU_MAX_ACC_PER_THREAD` accumulators per thread. Always keeps at least one config."""
+    target = current_target()
     elem = named_args["X_ptr"].element_size()
-    limit = _shared_memory_limit()
-    max_block_m = max(16, triton.next_power_of_2(rows))
+    wanted = _TILES[(elem, "wgmma" if target.wgmma else "mma", _row_class(named_args["M_BUCKET"]))]
     kept = []
     for cfg in configs:
-        kw = cfg.kwargs
-        smem = cfg.num_stages * (kw["BLOCK_M"] + kw["BLOCK_N"]) * kw["BLOCK_K"] * elem
-        if smem <= limit and kw["BLOCK_M"] <= max_block_m:
-            kept.append(cfg)
-    if not kept:
-        kept = [min(configs, key=lambda c: (c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"], c.num_stages))]
-    return kept
+        bm, bn, bk, warps, stages = _tile(cfg)
+        if (bm, bn, bk, warps, stages) not in wanted:
+            continue
+        if stages * (bm + bn) * bk * elem > target.smem:
+            continue
+        if kwargs.get("ACTIVATION") in ("gelu", "gelu_tanh") and bm * bn > _GELU_MAX_ACC_PER_THREAD * 32 * warps:
+            continue
+        kept.append(cfg)
+    return kept or [min(configs, key=lambda c: (c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"], c.num_stages))]
 
 
 @triton.jit
@@ -100,7 +130,8 @@ def _gelu_tanh(z):
 
 
 @triton.autotune(
-    configs=GEMM_CONFIGS, key=["M_BUCKET", "N", "K"], prune_configs_by={"early_config_prune": _prune_gemm_configs}
+    configs=GEMM_CONFIGS, key=["M_BUCKET", "N", "K"], prune_configs_by={"early_config_prune": _prune_gemm_configs},
+    cache_results=True,  # chosen configs persist in Triton's cache dir: a second process does not tune again
 )
 @triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})
 @triton.jit
@@ -110,13 +141,13 @@ def _linear_kernel(
     B_ptr,  # [N] bias (unused when HAS_BIAS is False)
     Y_ptr,  # [M, N] output
     M, N, K,
-    M_BUCKET,  # next_pow2(M): autotune key only, so a new token count does not re-tune
+    M_BUCKET,  # row_bucket(M): autotune key only, so a new token count does not re-tune
     stride_xm, stride_xk,
     stride_wn, stride_wk,
     stride_ym, stride_yn,
     HAS_BIAS: tl.constexpr,
     ACTIVATION: tl.constexpr,  # None | "gelu" | "gelu_tanh" | "relu"
-    FP32_IEEE: tl.constexpr,  # fp32 operands: true fp32 products
+    FP32: tl.constexpr,  # fp32 operands: tf32x3 products (fp32 accuracy on tensor cores)
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -152,8 +183,8 @@ def _linear_kernel(
             k_left = K - k * BLOCK_K
             x = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
             w = tl.load(w_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
-        if FP32_IEEE:
-            acc = tl.dot(x, w, acc, input_precision="ieee")
+        if FP32:
+            acc = tl.dot(x, w, acc, input_precision="tf32x3")
         else:
             acc = tl.dot(x, w, acc)
         x_ptrs += BLOCK_K * stride_xk
@@ -207,13 +238,13 @@ def linear(
     _linear_kernel[grid](
         x, weight, bias if bias is not None else y, y,
         m, n, k,
-        triton.next_power_of_2(m),
+        row_bucket(m),
         x.stride(0), x.stride(1),
         weight.stride(0), weight.stride(1),
         y.stride(0), y.stride(1),
         HAS_BIAS=bias is not None,
         ACTIVATION=activation,
-        FP32_IEEE=x.dtype == torch.float32,
+        FP32=x.dtype == torch.float32,
     )
     return y
 

@@ -19,6 +19,7 @@ def _inputs(name, batch=3, seqlen=13, vocab=211):
     mask = torch.ones(shape, dtype=torch.long)
     mask[..., 0, 9:] = 0  # right padding in the first row
     mask[..., -1, :4] = 0  # left padding in the last row
+    ids[mask == 0] = 0  # the pad token, as a tokenizer pads (its embedding row gets no gradient in transformers)
     return dict(input_ids=ids, attention_mask=mask, token_type_ids=torch.randint(0, 2, shape))
 
 
@@ -164,6 +165,7 @@ def test_gradients_reach_hf_parameters(seed):
     ref(**inputs, labels=labels).loss.backward()
     model.eval()
     model(**inputs, labels=labels).loss.backward()
+    assert not model.bert.embeddings.word_embeddings.weight.grad[0].any()  # padding_idx row, as in transformers
     for (name, p), (_, q) in zip(model.named_parameters(), ref.named_parameters()):
         if q.grad is None:
             continue
@@ -177,3 +179,156 @@ def test_refuses_non_bert_and_unsupported_configs():
     model = transformers.BertModel(tiny_hf_config(position_embedding_type="relative_key"))
     with pytest.raises(ValueError, match="position_embedding_type"):
         fastbert.optimize(model)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# attention_mask forms transformers accepts (issue 15 item 6)
+# ------------------------------------------------------------------------------------------------------------------
+
+def _random_key_mask(batch=3, seqlen=11):
+    """[B, S] long: row 0 right padding, row 1 left padding, row 2 holes; lengths drawn fresh."""
+    mask = torch.ones(batch, seqlen, dtype=torch.long)
+    mask[0, torch.randint(2, seqlen, ()):] = 0
+    mask[1, :torch.randint(1, seqlen - 1, ())] = 0
+    mask[2, torch.randperm(seqlen)[:3]] = 0
+    return mask
+
+
+_MIN = torch.finfo(torch.float32).min
+MASK_FORMS = {
+    "2-D float 0/0.5": lambda k: k * 0.5,
+    "2-D int 0/7": lambda k: k.long() * 7,
+    "2-D uint8": lambda k: k.to(torch.uint8),
+    "4-D bool [B,1,1,S]": lambda k: k.bool()[:, None, None, :],
+    "4-D bool [B,1,S,S]": lambda k: k.bool()[:, None, None, :].expand(-1, 1, k.shape[1], -1),
+    "4-D bool [B,heads,1,S]": lambda k: k.bool()[:, None, None, :].expand(-1, 4, 1, -1),
+    "4-D additive finfo.min": lambda k: (1 - k.float())[:, None, None, :] * _MIN,
+    "4-D additive -10000": lambda k: (1 - k.float())[:, None, None, :] * -10000.0,
+    "4-D additive -inf [B,1,S,S]": lambda k: torch.zeros(k.shape[0], 1, k.shape[1], k.shape[1]).masked_fill(
+        ~k.bool()[:, None, None, :], -float("inf")),
+}
+
+
+@pytest.mark.parametrize("form", MASK_FORMS)
+def test_masks_transformers_accepts(form, seed):
+    """Each form against transformers' default (SDPA) BertModel given the same mask, on real positions."""
+    ref = transformers.BertModel(tiny_hf_config()).eval()  # attn_implementation: sdpa, transformers' default
+    assert ref.config._attn_implementation == "sdpa"
+    model = fastbert.optimize(copy.deepcopy(ref))
+    key = _random_key_mask().float()
+    mask = MASK_FORMS[form](key)
+    ids = torch.randint(0, 211, key.shape)
+    with torch.no_grad():
+        expected, got = ref(ids, attention_mask=mask), model(ids, attention_mask=mask)
+        plain = ref(ids, attention_mask=key.long())
+    real = key.bool()
+    assert max_err(expected[0], plain[0], real) <= parity_bound(plain[0])  # the form means the key mask
+    assert max_err(got[0], expected[0], real) <= parity_bound(expected[0]), (form, seed)
+    assert max_err(got[1], expected[1]) <= parity_bound(expected[1]), (form, seed)
+
+
+def test_additive_4d_mask_on_eager_model(seed):
+    ref = _model("BertModel")
+    model = fastbert.optimize(copy.deepcopy(ref))
+    key = _random_key_mask()
+    mask = (1 - key[:, None, None, :].float()) * _MIN
+    ids = torch.randint(0, 211, key.shape)
+    with torch.no_grad():
+        expected, got = ref(ids, attention_mask=mask), model(ids, attention_mask=mask)
+    assert max_err(got[0], expected[0], key) <= parity_bound(expected[0]), seed
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda k: k.float()[:, None, None, :], r"float 4-D attention_mask is additive in transformers.*a 0/1 mask\?"),
+    (lambda k: (1 - k.float())[:, None, None, :] * -5, "holds other values"),
+    (lambda k: (1 - k.float()).masked_fill(k == 0, float("nan"))[:, None, None, :], "holds other values"),
+    (lambda k: k[:, None, None, :], "4-D of dtype torch.int64; a 4-D mask must be boolean"),
+    (lambda k: (k[:, None, :, None] * k[:, None, None, :]).bool(), "differs between heads or query positions"),
+    (lambda k: torch.ones(k.shape[1], k.shape[1], dtype=torch.bool).tril()[None, None].expand(k.shape[0], 1, -1, -1),
+     "a per-query mask"),
+    (lambda k: k[:, None, :].expand(-1, k.shape[1], -1), r"attention_mask has shape \[3, 11, 11\]; fastbert takes"),
+    (lambda k: k[0], r"attention_mask has shape \[11\]"),
+    (lambda k: k.bool()[:, None, None, :5], r"attention_mask has shape \[3, 1, 1, 5\]"),
+], ids=["4d-float-01", "4d-bias", "4d-nan", "4d-int", "4d-outer-product", "4d-causal", "3d", "1d", "4d-short"])
+def test_masks_fastbert_cannot_reproduce_are_refused(make, message):
+    model = fastbert.optimize(transformers.BertModel(tiny_hf_config()).eval())
+    key = _random_key_mask()
+    with pytest.raises(ValueError, match=message) as info:
+        model(torch.randint(0, 211, key.shape), attention_mask=make(key))
+    assert "\n" not in str(info.value)
+
+
+def test_boolean_4d_mask_refused_on_eager_model():
+    """transformers' eager attention adds a boolean 4-D mask to the scores (True as +1): refused, not reproduced."""
+    model = fastbert.optimize(_model("BertModel"))
+    key = _random_key_mask()
+    with pytest.raises(ValueError, match="boolean 4-D attention_mask on an attn_implementation='eager' model"):
+        model(torch.randint(0, 211, key.shape), attention_mask=key.bool()[:, None, None, :])
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Swap-in settings (issue 9 item 5)
+# ------------------------------------------------------------------------------------------------------------------
+
+def test_backend_names_checked_when_given():
+    model = _model("BertModel")
+    with pytest.raises(ValueError, match="unknown backend 'cuda'; expected None or one of"):
+        fastbert.optimize(model, backend="cuda")
+    assert not fastbert.is_optimized(model)
+    fb = fastbert.BertModel(fastbert.BertConfig.from_hf(tiny_hf_config()))
+    with pytest.raises(ValueError, match="unknown backend 'fast'"):
+        fb.backend = "fast"
+    with pytest.raises(ValueError, match="unknown backend 'Triton'"):
+        fastbert.BertModel(fb.config, backend="Triton")
+    fb.backend = "torch"
+    assert fb.backend == "torch"
+
+
+def test_from_pretrained_checks_backend(tmp_path):
+    _model("BertModel").save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="unknown backend 'gpu'"):
+        fastbert.BertModel.from_pretrained(tmp_path, backend="gpu")
+
+
+def test_grad_fallback_warns_once_per_model(recwarn):
+    """Asked for Triton (here the interpreter) with autograd recording: one warning per model naming the fix."""
+    import warnings
+
+    ids = torch.randint(0, 211, (2, 5))
+    hf = fastbert.optimize(_model("BertForSequenceClassification"), backend="triton")
+    fb = fastbert.BertModel(fastbert.BertConfig.from_hf(tiny_hf_config()), backend="triton").eval()
+    for model in (hf, fb):
+        with pytest.warns(UserWarning, match="PyTorch path instead of 'triton' because autograd is recording.*"
+                                             r"torch.inference_mode\(\) or torch.no_grad\(\)") as caught:
+            model(ids)
+        assert caught[0].filename == __file__  # points at the caller's line
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model(ids)  # the second call is silent
+            with torch.inference_mode():
+                model(ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastbert.optimize(_model("BertModel"), backend="torch")(ids)  # PyTorch asked for: nothing to say
+
+
+def test_validate_inputs_off_compiles_fullgraph(seed):
+    """optimize(validate_inputs=False, padding_free=False): no host sync, so torch.compile(fullgraph=True) traces
+    the whole forward. Either setting alone still syncs (value checks; the packed token count)."""
+    ref = _model("BertForSequenceClassification")
+    inputs = _inputs("BertForSequenceClassification")
+    checked = torch.compile(fastbert.optimize(copy.deepcopy(ref), backend="torch"), fullgraph=True, backend="eager")
+    with torch.inference_mode(), pytest.raises(Exception, match="(?i)data-dependent|graph break"):
+        checked(**inputs)
+    torch._dynamo.reset()
+    packing = torch.compile(fastbert.optimize(copy.deepcopy(ref), backend="torch", validate_inputs=False,
+                                              padding_free=True), fullgraph=True, backend="eager")
+    with torch.inference_mode(), pytest.raises(Exception, match="(?i)data-dependent|graph break"):
+        packing(**inputs)
+    torch._dynamo.reset()
+    model = torch.compile(fastbert.optimize(copy.deepcopy(ref), backend="torch", validate_inputs=False,
+                                            padding_free=False), fullgraph=True, backend="eager")
+    with torch.inference_mode():
+        got, expected = model(**inputs).logits, ref(**inputs).logits
+    assert max_err(got, expected) <= parity_bound(expected), seed
+    torch._dynamo.reset()

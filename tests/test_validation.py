@@ -1,7 +1,9 @@
 """Bad input is a clear Python exception naming the problem, raised before any kernel runs."""
+import copy
+
 import pytest
 import torch
-from utils import tiny_hf_config
+from utils import max_err, parity_bound, tiny_hf_config
 
 import fastbert
 
@@ -95,6 +97,54 @@ def test_unsupported_configs(overrides, message):
         fastbert.BertConfig.from_hf(tiny_hf_config(**overrides))
 
 
-def test_non_bert_config():
-    with pytest.raises(ValueError, match="model_type 'roberta'"):
-        fastbert.BertConfig.from_dict({"model_type": "roberta"})
+def test_unsupported_model_type():
+    with pytest.raises(ValueError, match="unsupported model_type 'deberta-v2'; fastbert implements "
+                                         "\\['albert', 'bert', 'distilbert', 'electra', 'roberta', 'xlm-roberta'\\]"):
+        fastbert.BertConfig.from_dict({"model_type": "deberta-v2"})
+
+
+@pytest.mark.parametrize("dtype", [torch.int16, torch.uint8, torch.int8])
+@pytest.mark.parametrize("name", ["input_ids", "token_type_ids", "position_ids"])
+def test_small_integer_ids_refused_like_transformers(model, name, dtype):
+    """transformers' nn.Embedding takes int64/int32 ids only (a RuntimeError inside F.embedding): a clear TypeError."""
+    ids = torch.randint(0, 2, (2, 5))
+    inputs = {"input_ids": ids}
+    inputs[name] = ids.to(dtype)
+    with pytest.raises(TypeError, match=f"{name} must be torch.int64 or torch.int32 .*got {dtype}; convert with "
+                                        "\\.long\\(\\)"):
+        model(**inputs)
+
+
+def test_int32_ids_match_int64(model):
+    ids, types = _ids(), torch.randint(0, 2, (2, 5))
+    pos = torch.randint(0, 64, (2, 5))
+    with torch.no_grad():
+        wide = model(ids, token_type_ids=types, position_ids=pos)[0]
+        narrow = model(ids.int(), token_type_ids=types.int(), position_ids=pos.int())[0]
+    assert torch.equal(wide, narrow)
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (5,)])
+def test_token_type_ids_broadcast_over_batch(model, shape):
+    """transformers adds token-type embeddings by broadcasting, so [1, S] and [S] token_type_ids are accepted."""
+    ids, types = _ids(), torch.randint(0, 2, (5,))
+    with torch.no_grad():
+        expected = model(ids, token_type_ids=types.expand(2, 5).clone())[0]
+        got = model(ids, token_type_ids=types.reshape(shape))[0]
+    assert torch.equal(got, expected)
+
+
+def test_inputs_embeds_dtype():
+    """A float dtype that promotes to the model's is fine (as in transformers); one that would not is refused."""
+    import transformers
+
+    hf = transformers.BertModel(tiny_hf_config()).eval()
+    opt = fastbert.optimize(copy.deepcopy(hf))
+    embeds = torch.randn(2, 5, 64).half()
+    with torch.no_grad():
+        expected, got = hf(inputs_embeds=embeds)[0], opt(inputs_embeds=embeds)[0]
+        assert got.dtype == expected.dtype == torch.float32
+        assert max_err(got, expected) <= parity_bound(expected)
+        with pytest.raises(TypeError, match="inputs_embeds has dtype torch.float64 but the model runs in "
+                                            "torch.float32"):
+            opt(inputs_embeds=embeds.double())
