@@ -358,7 +358,6 @@ def cosines(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def environment(onnx_python: str) -> dict:
-    import onnxruntime
     import sentence_transformers
     import torch
     import transformers
@@ -377,7 +376,6 @@ def environment(onnx_python: str) -> dict:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "sentence_transformers": sentence_transformers.__version__,
-        "onnxruntime": onnxruntime.__version__,
         "fastbert": fastbert.__version__,
         "onnx_worker": {"python": onnx_python,
                         "versions (sentence-transformers, transformers, onnxruntime)":
@@ -540,7 +538,7 @@ def markdown(results: dict) -> str:
         f"{', '.join(f'{x:.1f}' for x in env['load_average_before'])}, after "
         f"{', '.join(f'{x:.1f}' for x in env.get('load_average_after', ()))}",
         f"- **Versions**: torch {env['torch']}, transformers {env['transformers']}, sentence-transformers "
-        f"{env['sentence_transformers']}, onnxruntime {env['onnxruntime']}, fastbert {env['fastbert']}, Python "
+        f"{env['sentence_transformers']}, fastbert {env['fastbert']}, Python "
         f"{env['python']}; ONNX worker (sentence-transformers, transformers, onnxruntime): "
         f"{env['onnx_worker']['versions (sentence-transformers, transformers, onnxruntime)']}",
         f"- **Texts**: {t['count']} real paragraphs ({t['source']}), {t['tokens']} tokens, "
