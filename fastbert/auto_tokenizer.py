@@ -419,11 +419,15 @@ class AutoTokenizer:
         config = _tokenizer_options(path)
         name = _tokenizer_class(path, config)
         kind = TOKENIZERS[name]
-        names = config.get("model_input_names") or list(kind.model_input_names)
+        names = kwargs.pop("model_input_names", None) or config.get("model_input_names") or kind.model_input_names
         if kind.pipeline is None:
             tokenizer = BertTokenizer.from_pretrained(path, **kwargs)
             tokenizer.model_input_names = list(names)
             return tokenizer
+        unknown = sorted(set(kwargs) - _OPTIONS)
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s) {', '.join(unknown)} for a {name} (fastbert reads "
+                            f"{', '.join(sorted(_OPTIONS))})")
         spec = _tokenizer_json(path, name, kind)
         options = {**kind.specials, **{k: _token_content(v) for k, v in config.items()
                                        if k in SPECIAL_TOKENS_ATTRIBUTES}}
@@ -443,6 +447,12 @@ class AutoTokenizer:
             split_special_tokens=bool(options.get("split_special_tokens", False)))
         wrapper.name_or_path = path
         return wrapper
+
+
+# The tokenizer_config.json options (and from_pretrained keyword arguments) a tokenizers-library family reads.
+_OPTIONS = {*SPECIAL_TOKENS_ATTRIBUTES, "extra_special_tokens", "additional_special_tokens", "model_max_length",
+            "padding_side", "truncation_side", "clean_up_tokenization_spaces", "split_special_tokens",
+            "add_prefix_space", "trim_offsets", "do_lower_case", "keep_accents"}
 
 
 def _tokenizer_options(path: str) -> dict[str, Any]:

@@ -252,6 +252,47 @@ def test_pipeline_is_transformers_not_just_the_file(tokenizer_pairs, family_fold
     assert ours(text)["input_ids"] == ref(text)["input_ids"]
 
 
+def _rewrite(folder, name, change):
+    path = os.path.join(folder, name)
+    with open(path, encoding="utf-8") as f:
+        value = json.load(f)
+    change(value)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(value, f, ensure_ascii=False)
+
+
+def _older_xlmr_file(spec):
+    """The layout of tokenizer.json files written by transformers 4 for XLM-R: a Replace normalizer, Metaspace
+    alone, RobertaProcessing."""
+    spec["normalizer"] = {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}
+    spec["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}
+    spec["post_processor"] = {"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0],
+                              "trim_offsets": True, "add_prefix_space": True}
+
+
+@pytest.mark.parametrize("family, file, change", [
+    ("xlm-roberta", "tokenizer.json", _older_xlmr_file),
+    ("albert", "tokenizer_config.json", lambda c: c.update(do_lower_case=False, keep_accents=True)),
+    ("roberta", "tokenizer_config.json", lambda c: c.update(add_prefix_space=True, trim_offsets=False)),
+], ids=["xlmr-older-file", "albert-cased-accents", "roberta-prefix-space"])
+def test_folder_variants(family, file, change, family_folders, corpus, tmp_path):
+    """Other files and options of a family: what transformers makes of them, fastbert makes too."""
+    folder = str(tmp_path / family)
+    shutil.copytree(family_folders[family], folder)
+    _rewrite(folder, file, change)
+    ours, ref = fastbert.AutoTokenizer.from_pretrained(folder), transformers.AutoTokenizer.from_pretrained(folder)
+    texts = corpus["test"] + ["Ünïcödé ÀÉÎ  ``quoted''  text"]
+    options = dict(padding=True, return_offsets_mapping=True, return_special_tokens_mask=True)
+    _same(ours(texts, **options), ref(texts, **options), family)
+    _same(ours(texts, texts[::-1], **options), ref(texts, texts[::-1], **options), family + " pairs")
+    from tokenizers import Tokenizer
+
+    raw = Tokenizer.from_file(os.path.join(folder, "tokenizer.json")).encode_batch(texts)
+    expected = ref(texts, return_offsets_mapping=True)
+    assert [(e.ids, e.offsets) for e in raw] != list(zip(expected["input_ids"], expected["offset_mapping"])), \
+        "the file alone gives transformers' output: this variant tests nothing"
+
+
 def test_save_pretrained_round_trip(tokenizer_pairs, corpus, tmp_path):
     ours, ref = tokenizer_pairs["roberta"]
     ours.save_pretrained(tmp_path)
@@ -295,6 +336,13 @@ def test_errors(family_folders, tmp_path):
         ours("some words here and more", truncation=True, max_length=5, stride=3, return_overflowing_tokens=True)
     with pytest.raises(TypeError, match="unexpected keyword"):
         ours("text", not_an_option=True)
+    with pytest.raises(TypeError, match="unexpected keyword argument.*not_an_option"):
+        fastbert.AutoTokenizer.from_pretrained(family_folders["albert"], not_an_option=True)
+    left = fastbert.AutoTokenizer.from_pretrained(family_folders["albert"], padding_side="left", model_max_length=9)
+    ref = transformers.AutoTokenizer.from_pretrained(family_folders["albert"], padding_side="left",
+                                                     model_max_length=9)
+    _same(left(MULTILINGUAL, padding=True, truncation=True), ref(MULTILINGUAL, padding=True, truncation=True),
+          "albert with options")
 
 
 # ------------------------------------------------------------------------------------------------- embeddings
