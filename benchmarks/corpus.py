@@ -76,6 +76,25 @@ def paragraphs(text: str) -> list[str]:
     return [" ".join(b.split()) for b in blocks if _is_prose(b)]
 
 
+def file_paragraphs():
+    """Yield the prose paragraphs of each corpus file in turn (files without prose are skipped)."""
+    for path in corpus_files():
+        with open(path, encoding="utf-8", errors="replace") as f:
+            paras = paragraphs(_body(path, f.read()))
+        if paras:
+            yield paras
+
+
+def first_paragraphs(n: int) -> list[str]:
+    """The first ``n`` prose paragraphs of the corpus (model card, then package READMEs)."""
+    texts: list[str] = []
+    for paras in file_paragraphs():
+        texts += paras
+        if len(texts) >= n:
+            return texts[:n]
+    raise ValueError(f"the corpus has only {len(texts)} paragraphs, fewer than {n}")
+
+
 @functools.lru_cache(maxsize=None)
 def _paragraph_token_counts(max_chars: int = MAX_CHARS) -> tuple[tuple[tuple[int, ...], ...], int, int]:
     """Per file, the token count (no special tokens) of each prose paragraph; plus files and characters read."""
@@ -84,13 +103,9 @@ def _paragraph_token_counts(max_chars: int = MAX_CHARS) -> tuple[tuple[tuple[int
 
     tokenizer = BertTokenizerFast.from_pretrained(fastbert.default_model_path())
     per_file, n_files, n_chars = [], 0, 0
-    for path in corpus_files():
+    for paras in file_paragraphs():
         if n_chars >= max_chars:
             break
-        with open(path, encoding="utf-8", errors="replace") as f:
-            paras = paragraphs(_body(path, f.read()))
-        if not paras:
-            continue
         n_files += 1
         n_chars += sum(len(p) for p in paras)
         ids = tokenizer(paras, add_special_tokens=False, verbose=False)["input_ids"]

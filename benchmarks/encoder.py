@@ -51,6 +51,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from fastbert.cpu import cpu_model
+
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,17 +103,6 @@ def _command(args: Sequence[str]) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(device: torch.device) -> dict:
     """Device, driver and library versions, git commit and date."""
     import transformers
@@ -134,7 +125,7 @@ def environment(device: torch.device) -> dict:
         "triton": triton_version,
         "transformers": transformers.__version__,
         "fastbert": fastbert.__version__,
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
         "cpu_threads": torch.get_num_threads(),
         "device_type": device.type,
     }

@@ -40,17 +40,6 @@ from .encoder import RESULTS, environment
 from .report import table
 
 
-def corpus_texts(n: int) -> list[str]:
-    """The first ``n`` prose paragraphs of the benchmark corpus (model card, then package READMEs)."""
-    texts: list[str] = []
-    for path in corpus.corpus_files():
-        with open(path, encoding="utf-8", errors="replace") as f:
-            texts += corpus.paragraphs(corpus._body(path, f.read()))
-        if len(texts) >= n:
-            return texts[:n]
-    raise RuntimeError(f"the corpus has only {len(texts)} paragraphs, fewer than {n}")
-
-
 def _timed(fn: Callable[[], np.ndarray]) -> tuple[float, np.ndarray]:
     start = time.perf_counter()
     out = fn()
@@ -263,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     model = args.model or fastbert.default_model_path()
-    texts = corpus_texts(args.texts)
+    texts = corpus.first_paragraphs(args.texts)
     load_before = os.getloadavg()[0]
     results = measure(texts, model, args.workers, args.rounds, args.batch_size, args.ray_batch_size, args.shards,
                       args.modes)

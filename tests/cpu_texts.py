@@ -11,10 +11,10 @@ N_LONGEST = 16  # ... plus the longest of the first 1,500 (truncated at 256 toke
 def real_text_reference() -> tuple[list[str], np.ndarray]:
     """(texts, sentence-transformers fp32 embeddings ``[N, 384]``), computed once per session."""
     import fastbert
-    from benchmarks.cpu_encode import real_texts
+    from benchmarks.corpus import first_paragraphs
     from sentence_transformers import SentenceTransformer
 
-    pool = real_texts(1500)
+    pool = first_paragraphs(1500)
     longest = sorted(pool[N_FIRST:], key=len, reverse=True)[:N_LONGEST]
     texts = pool[:N_FIRST] + longest
     st = SentenceTransformer(fastbert.default_model_path(), device="cpu")

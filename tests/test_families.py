@@ -11,7 +11,7 @@ import inspect
 import pytest
 import torch
 import transformers
-from utils import max_err, parity_bound
+from utils import float_outputs, max_err, parity_bound
 
 import fastbert
 from fastbert.padding import packed_positions, padded_positions
@@ -68,20 +68,9 @@ def _inputs(model, multiple_choice=False, batch=3, seqlen=11):
     return inputs
 
 
-def _outputs(out):
-    """The float tensors of a HF output, by name (hidden states flattened)."""
-    items = {}
-    for k, v in out.items():
-        if isinstance(v, torch.Tensor) and v.is_floating_point():
-            items[k] = v
-        elif isinstance(v, tuple):
-            items.update({f"{k}.{i}": t for i, t in enumerate(v)})
-    return items
-
-
 def _check_close(got, expected, mask, seed):
     """Every float output of ``got`` within the parity bound of ``expected``; per-token outputs on real tokens."""
-    got, expected = _outputs(got), _outputs(expected)
+    got, expected = float_outputs(got), float_outputs(expected)
     assert got.keys() == expected.keys()
     valid = mask.bool().reshape(-1, mask.shape[-1])
     for key, e in expected.items():

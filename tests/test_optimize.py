@@ -5,7 +5,7 @@ import pytest
 import torch
 import transformers
 from conftest import SENTENCES
-from utils import max_err, parity_bound, tiny_hf_config
+from utils import float_outputs, max_err, parity_bound, tiny_hf_config
 
 import fastbert
 
@@ -29,17 +29,6 @@ def _model(name, **config):
     return model
 
 
-def _outputs(out):
-    """The float tensors of a HF output, by name (hidden states flattened)."""
-    items = {}
-    for k, v in out.items():
-        if isinstance(v, torch.Tensor) and v.is_floating_point():
-            items[k] = v
-        elif isinstance(v, tuple):
-            items.update({f"{k}.{i}": t for i, t in enumerate(v)})
-    return items
-
-
 @pytest.mark.parametrize("name", HEADS)
 def test_heads_match_unmodified_model(name, seed):
     ref = _model(name)
@@ -48,7 +37,7 @@ def test_heads_match_unmodified_model(name, seed):
     inputs = _inputs(name)
     valid = inputs["attention_mask"].bool()
     with torch.no_grad():
-        expected, got = _outputs(ref(**inputs)), _outputs(model(**inputs))
+        expected, got = float_outputs(ref(**inputs)), float_outputs(model(**inputs))
     assert expected.keys() == got.keys()
     for key in expected:
         e, g = expected[key], got[key]

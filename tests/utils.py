@@ -36,3 +36,14 @@ def tiny_hf_config(**overrides):
                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     kwargs.update(overrides)
     return BertConfig(**kwargs)
+
+
+def float_outputs(out):
+    """The float tensors of a HF output, by name (hidden states flattened)."""
+    items = {}
+    for k, v in out.items():
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            items[k] = v
+        elif isinstance(v, tuple):
+            items.update({f"{k}.{i}": t for i, t in enumerate(v)})
+    return items

@@ -16,10 +16,11 @@ This module reads JSON only; it does not import torch.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Union
+
+from ..config import read_json
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 
@@ -366,17 +367,7 @@ def _read_model_config(path: str) -> tuple[dict[str, str], str | None]:
 # ---------------------------------------------------------------------------------------------------------------
 
 def _read_json(file: str, kind: type) -> Any:
-    try:
-        with open(file, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise OSError(f"cannot read {file}: {e.strerror or e}") from None
-    try:
-        value = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{file} is not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{file} is not valid JSON: {e}") from None
+    value = read_json(file)
     if not isinstance(value, kind):
         raise ValueError(f"{file} holds a JSON {type(value).__name__}, expected a JSON "
                          f"{'object' if kind is dict else 'list'}")
