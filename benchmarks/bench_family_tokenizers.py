@@ -28,16 +28,11 @@ CALLS = {
 
 
 def _texts(n: int) -> list[str]:
-    from benchmarks.corpus import corpus_files, paragraphs
+    """``n`` texts: English paragraphs, every fourth followed by a multilingual line."""
+    from benchmarks.corpus import first_paragraphs
 
-    out: list[str] = []
-    for file in corpus_files():
-        with open(file, encoding="utf-8", errors="replace") as f:
-            out += paragraphs(f.read())
-        if len(out) >= n:
-            break
     texts = []
-    for i, text in enumerate(out):  # every fourth paragraph followed by a multilingual line
+    for i, text in enumerate(first_paragraphs(n)):
         texts += [text, MULTILINGUAL[i % len(MULTILINGUAL)]] if i % 4 == 0 else [text]
     return texts[:n]
 

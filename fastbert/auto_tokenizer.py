@@ -37,9 +37,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .config import read_json
 from .tokenizer import (LARGE_INTEGER, SPECIAL_TOKENS_ATTRIBUTES, VERY_LARGE_INTEGER, BatchEncoding,
-                        BertTokenizer, InputTypeError, _non_negative, _read_json, _tensor_type, _to_py,
-                        _token_content)
+                        BertTokenizer, InputTypeError, _non_negative, _tensor_type, _to_py, _token_content)
 
 _TEXT_CLEANUP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
                  (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
@@ -460,7 +460,7 @@ def _tokenizer_options(path: str) -> dict[str, Any]:
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
         file = os.path.join(path, name)
         if os.path.isfile(file):
-            data = _read_json(file)
+            data = read_json(file)
             if not isinstance(data, dict):
                 raise ValueError(f"{file}: expected a JSON object, got {type(data).__name__}")
             config.update(data)
@@ -479,7 +479,8 @@ def _tokenizer_class(path: str, config: Mapping[str, Any]) -> str:
                              f"fastbert implements ({', '.join(sorted(TOKENIZERS))})")
         return name
     file = os.path.join(path, "config.json")
-    model_type = _read_json(file).get("model_type") if os.path.isfile(file) else None
+    model_config = read_json(file) if os.path.isfile(file) else {}
+    model_type = model_config.get("model_type") if isinstance(model_config, dict) else None
     if model_type is None:
         if os.path.isfile(os.path.join(path, "tokenizer.json")) or os.path.isfile(os.path.join(path, "vocab.txt")):
             return "BertTokenizer" if _json_model(path) in (None, "WordPiece") else "PreTrainedTokenizerFast"
@@ -495,7 +496,7 @@ def _json_model(path: str) -> str | None:
     file = os.path.join(path, "tokenizer.json")
     if not os.path.isfile(file):
         return None
-    spec = _read_json(file)
+    spec = read_json(file)
     return (spec.get("model") or {}).get("type") if isinstance(spec, dict) else None
 
 
@@ -509,7 +510,7 @@ def _tokenizer_json(path: str, name: str, kind: TokenizerKind) -> dict:
             f"{path!r} has {found}; fastbert's {name} needs a tokenizer.json. Write one with transformers "
             f"(pip install transformers sentencepiece): python -c \"from transformers import AutoTokenizer; "
             f"AutoTokenizer.from_pretrained('{path}').save_pretrained('{path}')\"")
-    spec = _read_json(file)
+    spec = read_json(file)
     model = (spec.get("model") or {}).get("type") if isinstance(spec, dict) else None
     if model is None and isinstance(spec, dict) and isinstance(spec.get("model"), dict):
         # old files omit the type: a Unigram vocabulary is a list of [piece, score]

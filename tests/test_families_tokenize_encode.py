@@ -38,23 +38,12 @@ SIZES = dict(hidden_size=96, num_attention_heads=6, intermediate_size=160, num_h
              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.1)
 
 
-def _english(n: int) -> list[str]:
-    """``n`` prose paragraphs of the installed packages' READMEs (benchmarks/corpus.py), in a fixed order."""
-    from benchmarks.corpus import corpus_files, paragraphs
-
-    out = []
-    for file in corpus_files():
-        with open(file, encoding="utf-8", errors="replace") as f:
-            out += paragraphs(f.read())
-        if len(out) >= n:
-            break
-    return out[:n]
-
-
 @pytest.fixture(scope="session")
 def corpus():
     """Training text and test texts: English paragraphs (several longer than 64 tokens) + multilingual strings."""
-    english = _english(300)
+    from benchmarks.corpus import first_paragraphs
+
+    english = first_paragraphs(300)
     return {"train": english[:240] + MULTILINGUAL * 3, "test": english[240:300] + MULTILINGUAL}
 
 
