@@ -524,7 +524,11 @@ def _tokenizer_json(path: str, name: str, kind: TokenizerKind) -> dict:
 
 def _build(path: str, spec: dict, kind: TokenizerKind, options: Mapping[str, Any]):
     """The backend tokenizer: the family's pipeline over the file, named special tokens added if missing."""
-    from tokenizers import AddedToken, Tokenizer
+    try:
+        from tokenizers import AddedToken, Tokenizer
+    except ImportError:
+        raise ImportError(f"the {kind.model or 'tokenizer.json'} tokenizer in {path!r} runs on the tokenizers "
+                          "package: pip install 'fastbert[tokenizers]'") from None
 
     base = Tokenizer.from_str(json.dumps(spec))
     ids = {}
