@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 # Public name -> the submodule that defines it.
 _EXPORTS = {
     "AutoModel": "model",
+    "AutoTokenizer": "auto_tokenizer",
     "BertConfig": "config",
     "remap_state_dict": "loading",
     "BertModel": "model",
@@ -32,6 +33,7 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "default_model_path", "__version__"]
 
 if TYPE_CHECKING:
+    from .auto_tokenizer import AutoTokenizer
     from .config import BertConfig
     from .loading import remap_state_dict
     from .model import AutoModel, BertModel, BertOutput

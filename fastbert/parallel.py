@@ -56,9 +56,9 @@ def load_tokenizer(path: str | None = None):
     """The tokenizer of the model folder at ``path`` (for counting tokens); reads no weights."""
     from . import default_model_path
     from .sentence import read_folder
-    from .tokenizer import BertTokenizer
+    from .auto_tokenizer import AutoTokenizer
 
-    return BertTokenizer.from_pretrained(read_folder(path or default_model_path()).transformer_path)
+    return AutoTokenizer.from_pretrained(read_folder(path or default_model_path()).transformer_path)
 
 
 # --------------------------------------------------------------------------------------------------- splitting

@@ -970,6 +970,8 @@ class BertTokenizer:
         texts, pairs, batched = self._inputs(text, text_pair, bool(is_split_into_words))
         pad_to_multiple_of = _non_negative(pad_to_multiple_of, "pad_to_multiple_of")
         pad, trunc, length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
+        if return_token_type_ids is None:  # transformers' default: the model's inputs (DistilBERT has no types)
+            return_token_type_ids = "token_type_ids" in self.model_input_names
         if return_token_type_ids is not False and return_attention_mask is not False and not (
                 return_special_tokens_mask or return_offsets_mapping):
             fields = _DEFAULT_FIELDS

@@ -94,12 +94,14 @@ class SentenceEncoder:
     """Embed texts like ``sentence_transformers.SentenceTransformer`` does, with fastbert's encoder.
 
     Args:
-        path: a local model folder (sentence-transformers or plain Hugging Face BERT); ``None``: the bundled
-            all-MiniLM-L6-v2. Only local folders are read.
+        path: a local model folder (sentence-transformers or plain Hugging Face) of any family in
+            :data:`fastbert.config.FAMILIES`; ``None``: the bundled all-MiniLM-L6-v2. Only local folders are read.
+            The model comes from :class:`fastbert.AutoModel`, the tokenizer from :class:`fastbert.AutoTokenizer`.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None``: CUDA when available.
         dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` (or the torch dtype); ``None``: float16 on CUDA,
             float32 on CPU.
-        max_seq_length: truncation length in tokens (``[CLS]``/``[SEP]`` included); ``None``: the folder's.
+        max_seq_length: truncation length in tokens (special tokens included); ``None``: the folder's, at most
+            the family's positions (``BertConfig.max_length``: RoBERTa/XLM-R 512 for max_position_embeddings 514).
         pooling: override the folder's pooling mode(s) (one of ``POOLING_MODES`` or a sequence of them).
         normalize: ``True`` appends an L2 normalisation, ``False`` drops the folder's Normalize modules;
             ``None`` keeps the folder's.
@@ -110,7 +112,8 @@ class SentenceEncoder:
     Settings fastbert cannot reproduce raise ``ValueError`` (naming file, module and setting), a missing folder or
     unreadable file ``OSError``; both before any weights are read.
 
-    Attributes: ``folder`` (what the folder says), ``tokenizer``, ``model`` (``fastbert.BertModel``), ``device``,
+    Attributes: ``folder`` (what the folder says), ``tokenizer`` (``fastbert.BertTokenizer`` or
+    ``fastbert.auto_tokenizer.TokenizersTokenizer``), ``model`` (``fastbert.BertModel``), ``device``,
     ``dtype``, ``max_seq_length`` (settable), ``prompts``, ``default_prompt_name``, ``last_truncated`` (how many
     texts the last ``encode`` call truncated).
     """
@@ -166,22 +169,17 @@ class SentenceEncoder:
         return head
 
     def _load_tokenizer(self):
-        from ..tokenizer import BertTokenizer
+        from ..auto_tokenizer import AutoTokenizer, with_lowercase
 
-        tokenizer = BertTokenizer.from_pretrained(self.folder.transformer_path)
-        if self.folder.do_lower_case and not tokenizer.do_lower_case:
-            # sentence-transformers puts a Lowercase normalizer in front of the tokenizer's own one: lowercase,
-            # keep its accent handling (which followed the cased setting: no stripping unless asked).
-            tokenizer = BertTokenizer.from_pretrained(self.folder.transformer_path, do_lower_case=True,
-                                                      strip_accents=bool(tokenizer.strip_accents))
-        return tokenizer
+        tokenizer = AutoTokenizer.from_pretrained(self.folder.transformer_path)
+        return with_lowercase(tokenizer) if self.folder.do_lower_case else tokenizer
 
     def _default_max_length(self) -> int:
-        positions = self.config.max_position_embeddings
+        positions = self.config.max_length  # the family's usable positions (RoBERTa: max_position_embeddings - 2)
         if self.folder.max_seq_length is not None:
             if self.folder.max_seq_length > positions:
                 raise ValueError(f"{self.folder.path}: max_seq_length {self.folder.max_seq_length} exceeds the "
-                                 f"model's max_position_embeddings {positions}; pass a smaller max_seq_length")
+                                 f"model's {self._positions()}; pass a smaller max_seq_length")
             return self.folder.max_seq_length
         if self.folder.sentence_transformers:  # the tokenizer's model_max_length, capped at the positions
             return min(self.tokenizer.model_max_length, positions)
@@ -194,11 +192,18 @@ class SentenceEncoder:
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        positions = self.config.max_position_embeddings
+        positions = self.config.max_length
         if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= positions:
             raise ValueError(f"max_seq_length must be an integer from 2 ([CLS] + [SEP]) to the model's "
-                             f"max_position_embeddings {positions}, got {value!r}")
+                             f"{self._positions()}, got {value!r}")
         self._max_seq_length = value
+
+    def _positions(self) -> str:
+        """The longest input, in words: BERT's max_position_embeddings, RoBERTa's less its position offset."""
+        config = self.config
+        offset = f" less its position offset {config.position_offset} = {config.max_length}" \
+            if config.position_offset else ""
+        return f"max_position_embeddings {config.max_position_embeddings}{offset}"
 
     def _check_dimensions(self) -> int:
         """The embedding size after pooling and each Dense module; a Dense that does not fit is a ValueError."""
@@ -214,9 +219,9 @@ class SentenceEncoder:
     def _load_model(self) -> None:
         """Read the weights onto ``self.device`` in ``self.dtype``: the one place that decides how the model is
         stored (a precision or quantization mode changes this method only)."""
-        from ..model import BertModel
+        from ..model import AutoModel
 
-        self.model = BertModel.from_pretrained(self.folder.transformer_path, dtype=self.dtype, device=self.device,
+        self.model = AutoModel.from_pretrained(self.folder.transformer_path, dtype=self.dtype, device=self.device,
                                                backend=self.backend, add_pooling_layer=False)
         if self.quantize is not None:
             from ..quantize import quantize
