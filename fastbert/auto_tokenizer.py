@@ -38,11 +38,10 @@ from typing import Any, Callable
 import numpy as np
 
 from .config import read_json
-from .tokenizer import (LARGE_INTEGER, SPECIAL_TOKENS_ATTRIBUTES, VERY_LARGE_INTEGER, BatchEncoding,
-                        BertTokenizer, InputTypeError, _non_negative, _tensor_type, _to_py, _token_content)
+from .tokenizer import (_TEXT_CLEANUP, LARGE_INTEGER, SPECIAL_TOKENS_ATTRIBUTES, VERY_LARGE_INTEGER,
+                        BatchEncoding, BertTokenizer, InputTypeError, _non_negative, _tensor_type, _to_py,
+                        _token_content)
 
-_TEXT_CLEANUP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
-                 (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
 _SENTENCEPIECE_FILES = ("spiece.model", "sentencepiece.bpe.model", "sentencepiece.model")
 
 
