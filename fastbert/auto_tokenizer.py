@@ -306,8 +306,10 @@ class TokenizersTokenizer:
                 is_split_into_words, pad_to_multiple_of, padding_side, return_tensors, return_token_type_ids,
                 return_attention_mask, return_overflowing_tokens, return_special_tokens_mask,
                 return_offsets_mapping, return_length, split_special_tokens, num_threads) -> BatchEncoding:
-        """``BertTokenizer.__call__``'s encoding step on the ``tokenizers`` backend (``num_threads`` is the
-        library's: set ``RAYON_NUM_THREADS``)."""
+        """``BertTokenizer.__call__``'s encoding step on the ``tokenizers`` backend."""
+        if num_threads is not None:
+            raise ValueError(f"num_threads is not supported by the {self.__class__.__name__} of this folder (the "
+                             "tokenizers library sets its threads once per process: set RAYON_NUM_THREADS)")
         kind = None if return_tensors is None else _tensor_type(return_tensors)
         texts, pairs, batched = self._inputs(text, text_pair, bool(is_split_into_words))
         multiple = _non_negative(pad_to_multiple_of, "pad_to_multiple_of")

@@ -129,7 +129,9 @@ class _Worker:
     def __init__(self, device: str, threads: int):
         self.device = device
         parent, child = socket.socketpair()
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))  # before torch starts
+        # before torch (and the tokenizers library, for its families) start their thread pools
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                   RAYON_NUM_THREADS=str(threads))
         # The worker imports the same fastbert as this process, installed or only on this process's sys.path.
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         code = (f"import sys; root = {package_root!r}; sys.path.insert(0, root) if root not in sys.path else None; "
@@ -358,12 +360,14 @@ def _worker_main(fd: int) -> None:
         import torch
 
         from .sentence import TruncationError
+        from .tokenizer import BertTokenizer
 
         torch.set_num_threads(setup["threads"])
         if torch.device(setup["device"]).type == "cuda" and torch.device(setup["device"]).index is not None:
             torch.cuda.set_device(setup["device"])  # Triton launches on the current device
         encoder = load_encoder(setup["path"], setup["device"], setup["dtype"], **setup["encoder_kwargs"])
-        encoder.tokenizer.num_threads = setup["threads"]
+        if isinstance(encoder.tokenizer, BertTokenizer):
+            encoder.tokenizer.num_threads = setup["threads"]
     except Exception as exc:
         _send_error(conn, exc)
         return

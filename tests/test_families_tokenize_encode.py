@@ -325,6 +325,8 @@ def test_errors(family_folders, tmp_path):
         ours("some words here and more", truncation=True, max_length=5, stride=3, return_overflowing_tokens=True)
     with pytest.raises(TypeError, match="unexpected keyword"):
         ours("text", not_an_option=True)
+    with pytest.raises(ValueError, match="num_threads is not supported.*RAYON_NUM_THREADS"):
+        ours(["text", "more"], num_threads=2)
     with pytest.raises(TypeError, match="unexpected keyword argument.*not_an_option"):
         fastbert.AutoTokenizer.from_pretrained(family_folders["albert"], not_an_option=True)
     left = fastbert.AutoTokenizer.from_pretrained(family_folders["albert"], padding_side="left", model_max_length=9)
@@ -384,6 +386,21 @@ def test_sentence_encoder_matches_sentence_transformers(family, st_folders, corp
     cosine = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
     assert cosine.min() >= MIN_COSINE, (family, cosine.min())
     assert np.abs(got - ref).max() <= MAX_ABS * max(1.0, np.abs(ref).max()), (family, np.abs(got - ref).max())
+
+
+def test_worker_pool_on_a_tokenizers_family(st_folders, corpus):
+    """A 2-worker pool on an XLM-R folder (tokenizers library, RAYON_NUM_THREADS per worker) gives the single
+    process' embeddings, in input order."""
+    texts = corpus["test"][:40]
+    encoder = fastbert.SentenceEncoder(st_folders["xlm-roberta"], device="cpu", dtype="float32")
+    single = encoder.encode(texts, batch_size=8)
+    pool = encoder.start_multi_process_pool(2, threads_per_worker=1)
+    try:
+        pooled = encoder.encode(texts, batch_size=8, pool=pool)
+    finally:
+        encoder.stop_multi_process_pool(pool)
+    assert pooled.shape == single.shape
+    assert np.abs(pooled - single).max() <= MAX_ABS * max(1.0, np.abs(single).max())
 
 
 def test_max_seq_length_cap_is_the_familys_positions(st_folders, tmp_path):
