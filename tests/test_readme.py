@@ -1,0 +1,31 @@
+"""The README's Python examples run as written (in order, in one namespace, in a scratch folder), except the ones
+that need hardware or a cluster this machine lacks (several CUDA devices, Ray)."""
+import os
+import re
+
+import pytest
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+NEEDS_MORE = ("cuda:0", "ray.")
+
+
+def python_blocks() -> list[str]:
+    with open(README, encoding="utf-8") as f:
+        return re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
+
+
+def test_readme_python_examples_run(tmp_path, monkeypatch):
+    blocks = python_blocks()
+    runnable = [b for b in blocks if not any(word in b for word in NEEDS_MORE)]
+    assert len(blocks) >= 5 and len(runnable) >= 4, "the README's examples moved: update this test"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in runnable:
+        try:
+            exec(compile(block, README, "exec"), namespace)
+        except Exception as e:
+            pytest.fail(f"README example failed with {type(e).__name__}: {e}\n{block}")
+    assert namespace["emb"].shape == (2, 384)
+    assert tuple(namespace["logits"].shape) == (2, 2)
+    assert tuple(namespace["out"].last_hidden_state.shape) == (15, 384)
+    assert os.path.isfile(tmp_path / "out" / "config.json")
