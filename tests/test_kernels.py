@@ -184,8 +184,10 @@ def test_linear(poisoned, seed, rows, k, out_features, activation, dtype):
                                   upcast=False)
             assert err(y, ref) <= lowp_bound(err(base, ref), ref, dtype, ulps=1.0), (err(y, ref), err(base, ref))
         else:
-            ref = gemm.linear_ref(x, weight, b, activation)  # fp32 math, rounded once
-            assert err(y, ref) <= lowp_bound(err(base, ref), ref, dtype), (err(y, ref), err(base, ref))
+            # fp32 math rounded once; 1 ulp of slack: an fp32 sum a hair away from the reference's can round to the
+            # neighbouring fp16 value (seen at M=7, K=129: 0.00195 = 1 ulp at |y| in [2, 4), baseline error 0)
+            ref = gemm.linear_ref(x, weight, b, activation)
+            assert err(y, ref) <= lowp_bound(err(base, ref), ref, dtype, ulps=1.0), (err(y, ref), err(base, ref))
 
 
 def test_linear_strided_input(poisoned, seed):
