@@ -261,8 +261,9 @@ def _one_line(error: BaseException) -> str:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions a user can cause (bad files, options, devices); anything else is a bug and keeps its traceback."""
-    errors: list[type[BaseException]] = [ValueError, TypeError, OSError, EOFError]
+    """Exceptions a user can cause (bad files, options, devices, an optional package not installed); anything else
+    is a bug and keeps its traceback."""
+    errors: list[type[BaseException]] = [ValueError, TypeError, OSError, EOFError, ImportError]
     for module, name in (("safetensors", "SafetensorError"), ("pickle", "UnpicklingError"),
                          ("torch", "OutOfMemoryError")):
         mod = sys.modules.get(module)

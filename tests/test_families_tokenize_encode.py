@@ -439,3 +439,13 @@ def test_cli_encodes_an_xlm_roberta_folder(st_folders, tmp_path):
     got = np.load(out)
     ref = SentenceTransformer(st_folders["xlm-roberta"], device="cpu").encode(texts)
     assert got.shape == ref.shape and np.abs(got - ref).max() <= MAX_ABS * max(1.0, np.abs(ref).max())
+
+
+def test_cli_without_the_tokenizers_package_says_which_extra(st_folders):
+    """A RoBERTa folder needs the tokenizers package: without it, one line naming the extra, exit 1."""
+    code = ("import sys; sys.modules['tokenizers'] = None; from fastbert.cli import main; "
+            f"sys.exit(main(['encode', '--model', {st_folders['roberta']!r}, '--device', 'cpu', 'hi']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'fastbert[tokenizers]'" in lines[0], proc.stderr
