@@ -193,6 +193,13 @@ class TokenizersTokenizer:
     _pad_one = BertTokenizer._pad_one
     _strategies = BertTokenizer._strategies
     _inputs = staticmethod(BertTokenizer._inputs)
+    _id = BertTokenizer._id
+    unk_token_id, sep_token_id, pad_token_id, cls_token_id, mask_token_id = (
+        BertTokenizer.unk_token_id, BertTokenizer.sep_token_id, BertTokenizer.pad_token_id, BertTokenizer.cls_token_id,
+        BertTokenizer.mask_token_id)
+    special_tokens_map = BertTokenizer.special_tokens_map
+    all_special_tokens = BertTokenizer.all_special_tokens
+    all_special_ids = BertTokenizer.all_special_ids
 
     def __init__(self, tokenizer, *, model_input_names: Sequence[str] = _NO_TYPES, bos_token: str | None = None,
                  eos_token: str | None = None, unk_token: str | None = None, sep_token: str | None = None,
@@ -237,29 +244,8 @@ class TokenizersTokenizer:
 
     vocab = property(get_vocab)
 
-    def _id(self, token: str | None) -> int | None:
-        return None if token is None else self.convert_tokens_to_ids(token)
-
     bos_token_id = property(lambda self: self._id(self.bos_token))
     eos_token_id = property(lambda self: self._id(self.eos_token))
-    unk_token_id = property(lambda self: self._id(self.unk_token))
-    sep_token_id = property(lambda self: self._id(self.sep_token))
-    pad_token_id = property(lambda self: self._id(self.pad_token))
-    cls_token_id = property(lambda self: self._id(self.cls_token))
-    mask_token_id = property(lambda self: self._id(self.mask_token))
-
-    @property
-    def special_tokens_map(self) -> dict[str, str]:
-        return {name: getattr(self, name) for name in SPECIAL_TOKENS_ATTRIBUTES if getattr(self, name) is not None}
-
-    @property
-    def all_special_tokens(self) -> list[str]:
-        """Named special tokens (transformers' order), then the extra ones."""
-        return list(dict.fromkeys([*self.special_tokens_map.values(), *self.extra_special_tokens]))
-
-    @property
-    def all_special_ids(self) -> list[int]:
-        return self.convert_tokens_to_ids(self.all_special_tokens)
 
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         return self._tokenizer.num_special_tokens_to_add(pair)
