@@ -40,7 +40,7 @@ import numpy as np
 from .config import read_json
 from .tokenizer import (_TEXT_CLEANUP, LARGE_INTEGER, SPECIAL_TOKENS_ATTRIBUTES, VERY_LARGE_INTEGER,
                         BatchEncoding, BertTokenizer, InputTypeError, _non_negative, _tensor_type, _to_py,
-                        _token_content)
+                        _token_content, tokenizer_options)
 
 _SENTENCEPIECE_FILES = ("spiece.model", "sentencepiece.bpe.model", "sentencepiece.model")
 
@@ -403,7 +403,7 @@ class AutoTokenizer:
         path = os.fspath(path)
         if not os.path.isdir(path):
             raise OSError(f"not a model folder: {path!r} (fastbert reads only local folders)")
-        config = _tokenizer_options(path)
+        config = tokenizer_options(path)
         name = _tokenizer_class(path, config)
         kind = TOKENIZERS[name]
         names = kwargs.pop("model_input_names", None) or config.get("model_input_names") or kind.model_input_names
@@ -440,18 +440,6 @@ class AutoTokenizer:
 _OPTIONS = {*SPECIAL_TOKENS_ATTRIBUTES, "extra_special_tokens", "additional_special_tokens", "model_max_length",
             "padding_side", "truncation_side", "clean_up_tokenization_spaces", "split_special_tokens",
             "add_prefix_space", "trim_offsets", "do_lower_case", "keep_accents"}
-
-
-def _tokenizer_options(path: str) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        file = os.path.join(path, name)
-        if os.path.isfile(file):
-            data = read_json(file)
-            if not isinstance(data, dict):
-                raise ValueError(f"{file}: expected a JSON object, got {type(data).__name__}")
-            config.update(data)
-    return config
 
 
 def _tokenizer_class(path: str, config: Mapping[str, Any]) -> str:

@@ -485,6 +485,19 @@ class BatchEncoding(dict):
         return self
 
 
+def tokenizer_options(path: str) -> dict[str, Any]:
+    """The options of a checkpoint's ``special_tokens_map.json`` updated by its ``tokenizer_config.json``."""
+    config: dict[str, Any] = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        file = os.path.join(path, name)
+        if os.path.isfile(file):
+            data = _read_json(file)
+            if not isinstance(data, dict):
+                raise ValueError(f"{file}: expected a JSON object, got {type(data).__name__}")
+            config.update(data)
+    return config
+
+
 class BertTokenizer:
     """BERT WordPiece tokenizer with the call conventions of ``transformers.BertTokenizerFast``.
 
@@ -625,14 +638,7 @@ class BertTokenizer:
         path = os.fspath(path)
         if not os.path.isdir(path):
             raise OSError(f"not a checkpoint directory: {path!r}")
-        config: dict[str, Any] = {}
-        for name in ("special_tokens_map.json", "tokenizer_config.json"):
-            file = os.path.join(path, name)
-            if os.path.isfile(file):
-                data = _read_json(file)
-                if not isinstance(data, dict):
-                    raise ValueError(f"{file}: expected a JSON object, got {type(data).__name__}")
-                config.update(data)
+        config = tokenizer_options(path)
         options: dict[str, Any] = {}
         for key in ("do_lower_case", "strip_accents", "tokenize_chinese_chars", "model_max_length", "padding_side",
                     "truncation_side", "clean_up_tokenization_spaces", "split_special_tokens"):
