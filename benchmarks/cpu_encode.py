@@ -73,6 +73,7 @@ FASTBERT_MODES = {"fastbert": None, "fastbert-bf16": "bfloat16", "fastbert-int8"
 ST_BATCH = 32  # SentenceTransformer.encode's default
 FASTBERT_BATCH = 64  # fastbert encode's default (max_batch_tokens: SentenceEncoder's default)
 ENCODER_BATCHES = (1, 8, 32)
+OPENMP_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 GOALS = {
     "exact_vs_st_torch": 2.0, "exact_vs_st_onnx": 2.0, "exact_min_cos": 0.99999, "encoder_vs_hf_sdpa": 1.3,
     "reduced_vs_st_torch": 3.0, "reduced_min_cos": 0.995, "reduced_mean_cos": 0.999,
@@ -382,6 +383,8 @@ def environment(onnx_python: str) -> dict:
                             versions.stdout.strip() or versions.stderr.strip().splitlines()[-1:]},
         "cpu": cpu_features(),
         "cores": os.cpu_count(),
+        # OpenMP waiting decides how threads fare on a loaded machine (spinning threads burn the cores others need)
+        "openmp_env": {k: os.environ[k] for k in OPENMP_ENV if k in os.environ},
         "load_average_before": os.getloadavg(),  # the run adds "load_average_after"
     }
 
@@ -533,7 +536,8 @@ def markdown(results: dict) -> str:
         f"`{env['git_commit']}`.",
         "",
         f"- **CPU**: {cpu['model']}, {env['cores']} cores, torch threads {results['settings']['torch_threads']}; "
-        f"flags: {', '.join(cpu['flags'])}; torch CPU capability {cpu['torch_capability']}",
+        f"flags: {', '.join(cpu['flags'])}; torch CPU capability {cpu['torch_capability']}; OpenMP environment: "
+        f"{', '.join(f'{k}={v}' for k, v in env.get('openmp_env', {}).items()) or 'none set (libgomp defaults)'}",
         f"- **Load average** (1/5/15 min; other processes share this machine): before the run "
         f"{', '.join(f'{x:.1f}' for x in env['load_average_before'])}, after "
         f"{', '.join(f'{x:.1f}' for x in env.get('load_average_after', ()))}",

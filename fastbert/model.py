@@ -93,14 +93,14 @@ def encoder_layer(
     qkv = ops.linear(x, w.qkv_weight, w.qkv_bias, backend=backend)  # [N, 3H]
     q, k, v = qkv.view(n, 3, config.num_attention_heads, config.head_dim).unbind(1)  # 3 x [N, heads, D] views
     ctx = ops.attention(q, k, v, layout, backend=backend).reshape(n, hidden)  # [N, H]
-    h = ops.linear(ctx, w.attn_out_weight, None, backend=backend)
-    x = ops.bias_residual_layernorm(
-        h, w.attn_out_bias, x, w.attn_norm_weight, w.attn_norm_bias, config.layer_norm_eps, backend=backend
+    x = ops.linear_residual_layernorm(
+        ctx, w.attn_out_weight, w.attn_out_bias, x, w.attn_norm_weight, w.attn_norm_bias, config.layer_norm_eps,
+        backend=backend,
     )
     up = ops.linear(x, w.ffn_up_weight, w.ffn_up_bias, config.activation, backend=backend)  # [N, I]
-    h = ops.linear(up, w.ffn_down_weight, None, backend=backend)  # [N, H]
-    return ops.bias_residual_layernorm(
-        h, w.ffn_down_bias, x, w.ffn_norm_weight, w.ffn_norm_bias, config.layer_norm_eps, backend=backend
+    return ops.linear_residual_layernorm(
+        up, w.ffn_down_weight, w.ffn_down_bias, x, w.ffn_norm_weight, w.ffn_norm_bias, config.layer_norm_eps,
+        backend=backend,
     )
 
 
@@ -201,7 +201,12 @@ def bert_forward(
 
     rows = total if packed else batch * seqlen
     if packed:
-        layout = ops.AttentionLayout(batch=batch, seqlen=seqlen, cu_seqlens=cu_seqlens)
+        layout = ops.packed_layout(batch, seqlen, cu_seqlens, backend)
+        if layout.slots is not None:  # the op seam runs the tokens in its own row order
+            rows = layout.slots.shape[0]
+            input_ids, token_type_ids, position_ids, inputs_embeds = (
+                None if t is None else t.index_select(0, layout.slots)
+                for t in (input_ids, token_type_ids, position_ids, inputs_embeds))
         input_ids, token_type_ids, position_ids, inputs_embeds = (
             _row(t) for t in (input_ids, token_type_ids, position_ids, inputs_embeds))
     else:
@@ -217,6 +222,10 @@ def bert_forward(
         x = encoder_layer(x, w, layout, config, backend)
         if hidden_states is not None:
             hidden_states.append(x)
+
+    if packed:  # the layout's rows -> packed tokens [T, H]
+        x = layout.tokens(x)
+        hidden_states = None if hidden_states is None else [layout.tokens(h) for h in hidden_states]
 
     def finish(rows: torch.Tensor) -> torch.Tensor:  # token rows -> the caller's layout
         if indices is not None:

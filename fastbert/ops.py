@@ -2,10 +2,11 @@
 
 Backends:
 
-* ``"torch"`` -- plain PyTorch. Differentiable; runs on any device. The reference path. On CPU, when no autograd
-  graph is needed, each linear is one oneDNN primitive with the bias and activation fused as post-ops, packed
-  attention runs as one SDPA call per length bucket, and :class:`fastbert.quantize.Int8Weight` weights run an
-  int8 GEMM (``torch._int_mm``).
+* ``"torch"`` -- plain PyTorch. Differentiable; runs on any device. The reference path. Packed tokens run in
+  length buckets (:func:`packed_layout`): attention is one SDPA call per bucket on views of the token rows. On
+  CPU, when no autograd graph is needed, each linear is one oneDNN primitive with the bias, activation or
+  residual fused as post-ops, and :class:`fastbert.quantize.Int8Weight` weights run an int8 GEMM
+  (``torch._int_mm``).
 * ``"triton"`` -- fastbert's fused Triton kernels (``fastbert.kernels``). Inference only. Runs on CUDA tensors, or
   on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before ``triton`` is imported) -- the
   path CI uses to test the kernels.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -105,6 +107,16 @@ def _warn_no_triton(reason: str) -> None:
 # Layout of the token rows
 # ----------------------------------------------------------------------------------------------------------------
 
+class Bucket(NamedTuple):
+    """Sequences of similar length stored as one padded block of token rows: rows ``start : start + count * span``
+    are ``[count, span]`` (sequence-major), each sequence's tokens first, then padding rows."""
+
+    start: int
+    count: int
+    span: int  # the longest member's length
+    key_mask: torch.Tensor | None  # [count, span] bool (True = real token); None when nothing is padded
+
+
 @dataclass(frozen=True)
 class AttentionLayout:
     """How the rows of a token matrix ``[N, H]`` group into sequences.
@@ -112,16 +124,60 @@ class AttentionLayout:
     Padded: ``N = batch * seqlen``; ``key_mask`` is ``[batch, seqlen]`` bool (True = real token) or None when
     nothing is padded. Packed: rows are the real tokens of all sequences back to back, sequence ``i`` in rows
     ``cu_seqlens[i]:cu_seqlens[i+1]`` (int32, ``[batch + 1]``), ``seqlen`` is the longest sequence.
+    Bucketed (from :func:`packed_layout`): the packed tokens ``[T]`` (``cu_seqlens``) rearranged into
+    ``buckets``; row ``r`` holds packed token ``slots[r]`` (``[N]`` int64; a padding row repeats its sequence's
+    first token) and packed token ``t`` sits in row ``token_rows[t]`` (``[T]`` int64).
     """
 
     batch: int
     seqlen: int
     key_mask: torch.Tensor | None = None
     cu_seqlens: torch.Tensor | None = None
+    buckets: tuple[Bucket, ...] | None = None
+    slots: torch.Tensor | None = None
+    token_rows: torch.Tensor | None = None
 
     @property
     def packed(self) -> bool:
         return self.cu_seqlens is not None
+
+    def tokens(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows ``[N, ...]`` of this layout -> packed tokens ``[T, ...]`` (the rows themselves unless bucketed)."""
+        return rows if self.token_rows is None else rows.index_select(0, self.token_rows)
+
+
+def packed_layout(batch: int, seqlen: int, cu_seqlens: torch.Tensor, backend: str) -> AttentionLayout:
+    """The layout the encoder runs packed tokens (``cu_seqlens`` ``[batch + 1]`` int32) in.
+
+    Triton: the packed rows themselves (its attention kernel reads ``cu_seqlens``). PyTorch: length buckets
+    (:func:`_length_buckets`), so that every layer's attention is one SDPA call per bucket on views of the
+    rows, with no per-layer gather or scatter; the price is at most :data:`BUCKET_WASTE` times the real token
+    rows through the GEMMs. Reading the lengths costs one host sync on CUDA (none on CPU).
+    """
+    if backend == "triton":
+        return AttentionLayout(batch=batch, seqlen=seqlen, cu_seqlens=cu_seqlens)
+    cu = cu_seqlens.tolist()
+    lengths = [end - start for start, end in zip(cu[:-1], cu[1:])]
+    device = cu_seqlens.device
+    buckets, slots, start = [], [], 0
+    for members in _length_buckets(lengths):
+        span = lengths[members[0]]
+        starts = torch.tensor([cu[i] for i in members], device=device)  # [n]
+        lens = torch.tensor([lengths[i] for i in members], device=device)  # [n]
+        pos = torch.arange(span, device=device)
+        real = pos[None, :] < lens[:, None]  # [n, span]
+        slots.append((starts[:, None] + torch.where(real, pos[None, :], 0)).flatten())  # [n * span]
+        buckets.append(Bucket(start, len(members), span, None if bool(real.all()) else real))
+        start += len(members) * span
+    slots = torch.cat(slots) if slots else torch.zeros(0, dtype=torch.long, device=device)  # [N]
+    token_rows = torch.empty(cu[-1], dtype=torch.long, device=device)  # [T]
+    if buckets:
+        real = torch.cat([torch.ones(b.count * b.span, dtype=torch.bool, device=device) if b.key_mask is None
+                          else b.key_mask.flatten() for b in buckets])  # [N]
+        rows = torch.nonzero(real).flatten()
+        token_rows[slots[rows]] = rows
+    return AttentionLayout(batch=batch, seqlen=seqlen, cu_seqlens=cu_seqlens, buckets=tuple(buckets),
+                           slots=slots, token_rows=token_rows)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -252,6 +308,8 @@ def attention(
             q.unflatten(0, (b, s)), k.unflatten(0, (b, s)), v.unflatten(0, (b, s)), layout.key_mask
         )
         return out.flatten(0, 1)
+    if layout.buckets is not None:
+        return _attention_buckets(q, k, v, layout.buckets)
     if layout.packed:
         return _attention_varlen_torch(q, k, v, layout)
     b, s = layout.batch, layout.seqlen
@@ -265,6 +323,21 @@ def attention(
         mask = mask[:, None, None, :]  # [B, 1, 1, S]
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return out.transpose(1, 2).flatten(0, 1)  # [B, h, S, D] -> [N, h, D]
+
+
+def _attention_buckets(q, k, v, buckets: tuple[Bucket, ...]) -> torch.Tensor:
+    """Bucketed rows: one SDPA call per bucket on views of q, k, v (no copies in), padded keys masked."""
+    outs = []
+    for b in buckets:
+        # rows [start, start + count * span) -> [count, h, span, D] views
+        qb, kb, vb = (t[b.start:b.start + b.count * b.span].unflatten(0, (b.count, b.span)).transpose(1, 2)
+                      for t in (q, k, v))
+        mask = None if b.key_mask is None else b.key_mask[:, None, None, :]  # [count, 1, 1, span]
+        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask)  # [count, h, span, D]
+        outs.append(ob.transpose(1, 2).flatten(0, 1))  # [count * span, h, D]
+    if len(outs) == 1:
+        return outs[0]
+    return torch.cat(outs) if outs else q.new_empty(q.shape)
 
 
 def _attention_varlen_torch(q, k, v, layout: AttentionLayout) -> torch.Tensor:
@@ -320,6 +393,30 @@ def _length_buckets(lengths: list[int]) -> list[list[int]]:
         buckets.append([i])
         work = n * n
     return buckets
+
+
+def linear_residual_layernorm(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor,
+    ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor,
+    eps: float,
+    *,
+    backend: str = "torch",
+) -> torch.Tensor:
+    """LayerNorm(x @ weight.T + bias + residual): x ``[N, K]``, weight ``[M, K]``, residual ``[N, M]`` -> ``[N, M]``.
+
+    On CPU the residual and bias are post-ops of the oneDNN GEMM (one pass over the output and one rounding
+    instead of three); elsewhere the linear then :func:`bias_residual_layernorm`.
+    """
+    if not isinstance(weight, Int8Weight) and backend != "triton" and _onednn_linear_ok(x, weight) \
+            and residual.dtype == x.dtype and residual.shape == (x.shape[0], weight.shape[0]):
+        h = torch.ops.mkldnn._linear_pointwise.binary(x.contiguous(), residual.contiguous(), weight, bias, "add")
+        return F.layer_norm(h, (h.shape[-1],), ln_weight, ln_bias, eps)
+    h = linear(x, weight, None, backend=backend)
+    return bias_residual_layernorm(h, bias, residual, ln_weight, ln_bias, eps, backend=backend)
 
 
 def bias_residual_layernorm(
