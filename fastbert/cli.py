@@ -273,6 +273,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # OpenMP threads that sleep instead of spinning while they wait: on a 2-core machine with other work, spinning
+    # made encode 2.5x slower (a waiting thread holds a core its partner needs); on an idle one the two measured the
+    # same. libgomp reads this once, when torch loads it, so it is set before any torch import (workers inherit it).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)

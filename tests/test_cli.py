@@ -107,6 +107,20 @@ def test_progress_bar_counts_texts_for_stdin_on_a_terminal(tiny, monkeypatch, ca
 # Mistakes: one line on stderr, no traceback, nonzero exit
 # ---------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_openmp_threads_sleep_unless_the_user_says_otherwise(preset):
+    """The CLI sets OMP_WAIT_POLICY=PASSIVE before torch loads (spinning waits cost 2.5x on a loaded 2-core
+    machine); a user's own setting wins."""
+    script = ("import os, sys; from fastbert.cli import main; main([]); "
+              "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, env=env,
+                          timeout=60)
+    assert proc.stdout.split()[-2:] == [preset or "PASSIVE", "False"], proc.stdout + proc.stderr
+
+
 def test_help_version_and_argument_errors_do_not_import_torch():
     """Bare `fastbert` prints help; --version; every argument mistake is one line with exit 2 -- all without
     importing torch (so they answer at once)."""
