@@ -47,6 +47,10 @@ class BertConfig:
     padding_aware_positions: bool = False  # RoBERTa: positions count non-pad input ids; pad tokens get pad_token_id
     num_hidden_groups: int | None = None  # ALBERT: the layers share this many groups of weights; None: no sharing
     inner_group_num: int = 1  # ALBERT: layers in each group
+    # position_ids that restart (a step other than +1) with no attention_mask split a row into packed sequences
+    # that attend only within themselves, as transformers >= 5.25 reads them for these families (the input format
+    # of its DataCollatorWithFlattening); False: one sequence per row, as older transformers did.
+    packed_position_ids: bool = False
 
     def __post_init__(self):
         if not isinstance(self.hidden_act, str):
@@ -184,7 +188,7 @@ _BERT_DEFAULTS = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, n
 
 
 def bert_config(d: Mapping[str, Any]) -> dict:
-    return _read(d, _BERT_DEFAULTS)
+    return dict(_read(d, _BERT_DEFAULTS), packed_position_ids=True)
 
 
 def roberta_config(d: Mapping[str, Any]) -> dict:
@@ -193,7 +197,7 @@ def roberta_config(d: Mapping[str, Any]) -> dict:
                         pad_token_id=1))
     pad = out["pad_token_id"]
     offset = pad + 1 if _is_int(pad) else 0  # a bad or null pad_token_id is named by BertConfig's checks
-    return dict(out, position_offset=offset, padding_aware_positions=True)
+    return dict(out, position_offset=offset, padding_aware_positions=True, packed_position_ids=True)
 
 
 def distilbert_config(d: Mapping[str, Any]) -> dict:
@@ -210,7 +214,7 @@ def electra_config(d: Mapping[str, Any]) -> dict:
     """ELECTRA: embeddings of ``embedding_size``, projected to ``hidden_size`` when the two differ."""
     out = _read(d, dict(_BERT_DEFAULTS, hidden_size=256, num_attention_heads=4, intermediate_size=1024,
                         embedding_size=128))
-    return dict(out, embedding_projection=out["embedding_size"] != out["hidden_size"])
+    return dict(out, embedding_projection=out["embedding_size"] != out["hidden_size"], packed_position_ids=True)
 
 
 def albert_config(d: Mapping[str, Any]) -> dict:

@@ -28,7 +28,7 @@ from torch import nn
 
 from . import ops
 from .config import BertConfig
-from .padding import pack_indices, pad_input, packed_positions, padded_positions
+from .padding import pack_indices, pad_input, packed_positions, padded_positions, restart_cu_seqlens
 from .validation import check_inputs, check_packed_inputs
 
 
@@ -151,7 +151,7 @@ def bert_forward(
         cu_seqlens = cu_seqlens.to(torch.int32)
         if position_ids is None:
             position_ids = packed_positions(cu_seqlens, total, config.position_offset, input_ids, pad)  # [T]
-        packed = True
+        packed, restarts = True, None
     else:
         if max_seqlen is not None:
             raise ValueError("max_seqlen is only for packed input (with cu_seqlens)")
@@ -160,8 +160,16 @@ def bert_forward(
             config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
             device=device, dtype=embeddings.word.dtype, check_values=validate,
         )
+        restarts = None
         if position_ids is None:
             position_ids = padded_positions(seqlen, config.position_offset, input_ids, pad, device=device)
+        elif config.packed_position_ids and attention_mask is None and validate:
+            restarts = restart_cu_seqlens(position_ids.expand(batch, seqlen))  # [P + 1] or None
+            if restarts is not None and padding_free is False:
+                raise ValueError(
+                    "position_ids restart within a row and there is no attention_mask: packed sequences, as "
+                    f"transformers >= 5.25 reads them for {config.model_type}; they run padding-free only, "
+                    "but padding_free=False was set")
         position_ids = position_ids.expand(batch, seqlen)  # [S] or [1, S] -> [B, S] (a view)
         if token_type_ids is not None:
             token_type_ids = token_type_ids.expand(batch, seqlen)  # [S] or [1, S] -> [B, S] (a view)
@@ -176,9 +184,15 @@ def bert_forward(
         packed = padding_free and key_mask is not None
         if packed and first_real is None:
             first_real = bool(key_mask[:, 0].all())
-        packed = packed and first_real
+        packed = (packed and first_real) or restarts is not None
     if packed and cu_seqlens is None:
-        indices, cu_seqlens, _ = pack_indices(key_mask)  # [T], [B + 1]
+        if restarts is not None:  # every token kept, rows split where the positions restart
+            indices = torch.arange(batch * seqlen, device=device)  # [T = B * S]
+            cu_seqlens = restarts
+            row_starts = indices[::seqlen]  # [B]: the pooler reads each row's first token, as transformers does
+        else:
+            indices, cu_seqlens, _ = pack_indices(key_mask)  # [T], [B + 1]
+            row_starts = cu_seqlens[:-1].long()  # [B]
         total = indices.shape[0]
 
         def gather(t):  # [B, S, ...] -> [T, ...]
@@ -201,7 +215,7 @@ def bert_forward(
 
     rows = total if packed else batch * seqlen
     if packed:
-        layout = ops.packed_layout(batch, seqlen, cu_seqlens, backend)
+        layout = ops.packed_layout(cu_seqlens.shape[0] - 1, seqlen, cu_seqlens, backend)
         if layout.slots is not None:  # the op seam runs the tokens in its own row order
             rows = layout.slots.shape[0]
             input_ids, token_type_ids, position_ids, inputs_embeds = (
@@ -237,7 +251,9 @@ def bert_forward(
     pooled = None
     if pooler is not None:
         # The first token of each sequence, as HF pools (with left padding that is a padding position).
-        first = x[cu_seqlens[:-1].long().clamp(max=x.shape[0] - 1)] if packed else x.view(batch, seqlen, -1)[:, 0]
+        if packed and indices is None:  # packed API: each sequence's first token
+            row_starts = cu_seqlens[:-1].long().clamp(max=x.shape[0] - 1)
+        first = x[row_starts] if packed else x.view(batch, seqlen, -1)[:, 0]
         pooled = torch.tanh(ops.linear(first.contiguous(), pooler[0], pooler[1], backend=backend))  # [B, H]
         if packed and indices is None:  # packed API: an empty sequence has no first token
             pooled = pooled.masked_fill((cu_seqlens[1:] == cu_seqlens[:-1])[:, None], 0)
@@ -454,7 +470,14 @@ class AutoModel:
     def from_pretrained(path: str | os.PathLike, **kwargs) -> BertModel:
         """:meth:`BertModel.from_pretrained` (same arguments); returns a :class:`BertModel` configured for the
         checkpoint's family, whose ``forward(input_ids, attention_mask, token_type_ids, position_ids)`` gives
-        ``last_hidden_state`` (and ``pooler_output`` when the checkpoint has a pooler)."""
+        ``last_hidden_state`` (and ``pooler_output`` when the checkpoint has a pooler).
+
+        ``position_ids`` follow transformers >= 5.25 whatever transformers is installed: for BERT, RoBERTa,
+        XLM-RoBERTa and ELECTRA, positions that restart (a step other than +1) in a batch given without an
+        ``attention_mask`` split the row into packed sequences that attend only within themselves (the format of
+        transformers' ``DataCollatorWithFlattening``); the pooler still reads each row's first token. With an
+        ``attention_mask``, or for DistilBERT and ALBERT, each row is one sequence. (``fastbert.optimize`` follows
+        the installed transformers instead: older versions attend across the whole row.)"""
         return BertModel.from_pretrained(path, **kwargs)
 
 

@@ -203,8 +203,11 @@ def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: b
     """
     import transformers.modeling_outputs as outputs
 
+    check_transformers_version()
     base, model_type = _find_base(model)
     config = BertConfig.from_hf(base.config)
+    # Restarting position_ids without a mask mean packed sequences only where the installed transformers reads them so.
+    config = dataclasses.replace(config, packed_position_ids=config.packed_position_ids and packs_position_ids())
     modules = {name: tuple(path.split(".")) for name, path in module_names(config).items()}
     for name, path in modules.items():
         try:
@@ -224,6 +227,38 @@ def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: b
     # An instance attribute shadows the class's forward for this one module only; restore() deletes it.
     object.__setattr__(base, "forward", functools.partial(_fast_forward, base))
     return model
+
+
+TESTED_TRANSFORMERS = ("5.5.4", "5.25")  # the oldest and newest transformers CI runs (constraints/)
+
+
+@functools.lru_cache(maxsize=None)
+def check_transformers_version() -> None:
+    """Refuse a transformers older than the oldest tested; warn once for one newer than the newest tested (5.25 showed
+    that a minor release can change what the same inputs mean)."""
+    import warnings
+
+    import transformers
+    from packaging.version import Version
+
+    found, (oldest, newest) = Version(transformers.__version__), TESTED_TRANSFORMERS
+    if found < Version(oldest):
+        raise ImportError(f"fastbert.optimize needs transformers >= {oldest} (found {transformers.__version__})")
+    if found.release[:2] > Version(newest).release[:2]:
+        warnings.warn(f"fastbert.optimize is tested with transformers {oldest} to {newest}.x, found "
+                      f"{transformers.__version__}: outputs are not checked against this version", UserWarning,
+                      stacklevel=3)
+
+
+@functools.lru_cache(maxsize=None)
+def packs_position_ids() -> bool:
+    """Whether the installed transformers reads ``position_ids`` that restart, with no attention mask, as packed
+    sequences (block-diagonal attention): 5.25 and later, for the families whose config sets
+    ``packed_position_ids``. Older versions attend across the whole row."""
+    import transformers
+    from packaging.version import Version
+
+    return Version(transformers.__version__).release >= (5, 25)
 
 
 def key_mask(

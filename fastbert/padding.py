@@ -80,3 +80,20 @@ def packed_positions(
     starts = torch.repeat_interleave(cu_seqlens[:-1].long(), seqlens, output_size=total)  # [T]
     before = (counted - real)[starts]  # [T]: real tokens of earlier sequences
     return torch.where(real.bool(), counted - before + (offset - 1), pad_id)
+
+
+def restart_cu_seqlens(position_ids: torch.Tensor) -> torch.Tensor | None:
+    """Packed sequences marked by position ids, as transformers >= 5.25 finds them (``find_packed_sequence_indices``):
+    a sequence starts at each row's first token and wherever a position is not the previous one plus 1.
+
+    position_ids ``[B, S]`` -> cu_seqlens ``[P + 1]`` int32 over the ``B * S`` row-major tokens (``P`` sequences),
+    or None when no row restarts (one sequence per row). One host sync.
+    """
+    batch, seqlen = position_ids.shape
+    starts = torch.ones(batch, seqlen, dtype=torch.bool, device=position_ids.device)  # [B, S]
+    starts[:, 1:] = position_ids[:, 1:] - position_ids[:, :-1] != 1
+    if seqlen < 2 or not bool(starts[:, 1:].any()):
+        return None
+    bounds = torch.nonzero(starts.flatten()).flatten()  # [P]
+    end = torch.tensor([batch * seqlen], device=bounds.device)
+    return torch.cat([bounds, end]).to(torch.int32)  # [P + 1]
