@@ -97,7 +97,7 @@ def max_seq_length(folder: str) -> int:
 
 def onnx_quant_config() -> str:
     """sentence-transformers' dynamic-quantization config for this CPU."""
-    from fastbert.cpu import cpu_flags
+    from fastbert.encoder.backends.cpu_features import cpu_flags
 
     flags = cpu_flags()
     if "avx512_vnni" in flags:
@@ -124,7 +124,7 @@ class Fastbert:
         self.mode = mode
 
     def load(self, folder: str) -> None:
-        from fastbert.sentence import SentenceEncoder
+        from fastbert.embeddings.sentence_encoder import SentenceEncoder
 
         self.encoder = SentenceEncoder(folder, device="cpu", quantize=self.mode)
 
@@ -269,7 +269,7 @@ def startup_main(row: str, folder: str, texts_file: str | None) -> int:
     t0 = time.perf_counter()
     impl = make_impl(row)
     if row in FASTBERT_MODES:
-        import fastbert.sentence  # noqa: F401
+        import fastbert.embeddings.sentence_encoder  # noqa: F401
     elif row == "st-torch" or row in ONNX_ROWS:
         import sentence_transformers  # noqa: F401
     t1 = time.perf_counter()
@@ -364,7 +364,7 @@ def environment(onnx_python: str) -> dict:
     import transformers
 
     import fastbert
-    from fastbert.cpu import cpu_features
+    from fastbert.encoder.backends.cpu_features import cpu_features
 
     git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     versions = subprocess.run([onnx_python, "-c", "import sentence_transformers, transformers, optimum.onnxruntime, "

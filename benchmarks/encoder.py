@@ -15,7 +15,7 @@ Implementations (``--impls``):
   and ``compile_s`` per model/dtype is the first call overall.
 
 All implementations of a model share the same weights (random for BERT-base/large, the real checkpoint for
-MiniLM), remapped into fastbert with :func:`fastbert.loading.remap_state_dict`.
+MiniLM), remapped into fastbert with :func:`fastbert.encoder.weights.remap_state_dict`.
 
 Inputs: random token ids (``[CLS] ... [SEP]``, padding id 0, right padding, token types 0). Each row's lengths come
 from a length distribution -- ``full`` (all ``max_length``), ``uniform`` (U[0.2 max, max], mean 0.6 max) or ``real``
@@ -51,7 +51,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from fastbert.cpu import cpu_model
+from fastbert.encoder.backends.cpu_features import cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -305,7 +305,7 @@ def build_impl(impl: str, base, device: torch.device, dtype: torch.dtype, valida
     """One implementation, in eval mode on ``device``/``dtype``, with ``base``'s weights. Returns a callable
     ``(ids, mask, types) -> last_hidden_state`` and the module (for its weight count)."""
     import fastbert
-    from fastbert.loading import remap_state_dict
+    from fastbert.encoder.weights import remap_state_dict
 
     if impl == "fastbert":
         model = fastbert.BertModel(fastbert.BertConfig.from_hf(base.config), add_pooling_layer=base.pooler is not None)
@@ -368,7 +368,7 @@ def measure(fn, inputs, device: torch.device, settings: Settings, batch: int) ->
 
 def run_model_dtype(model_name: str, dtype_name: str, grid: dict, settings: Settings, peaks: dict, progress) -> tuple[list, dict]:
     """All rows of one model in one dtype."""
-    from fastbert import ops
+    from fastbert.encoder import ops
 
     device, dtype = settings.device, DTYPES[dtype_name]
     base = hf_base_model(model_name, settings.seed).eval()

@@ -36,7 +36,7 @@ def _median_ms(fn, device, rep_ms) -> float:
 
 def _fastbert(base, device, dtype):
     import fastbert
-    from fastbert.loading import remap_state_dict
+    from fastbert.encoder.weights import remap_state_dict
 
     model = fastbert.BertModel(fastbert.BertConfig.from_hf(base.config), add_pooling_layer=False)
     sd = {k: v for k, v in remap_state_dict(base.state_dict(), model.config).items() if not k.startswith("pooler.")}
@@ -67,7 +67,7 @@ def padding_rows(model, device, batch, length, rep_ms) -> dict:
 
 def overheads(model, device, rep_ms) -> dict:
     """Validation cost at batch 1 (seq 128 or the model max) and one host sync."""
-    from fastbert.validation import check_inputs
+    from fastbert.encoder.inputs import check_inputs
 
     length = min(128, model.config.max_position_embeddings)
     ids, mask, types = make_batch(np.array([length]), model.config.vocab_size, np.random.default_rng(1), device)

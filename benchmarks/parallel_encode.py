@@ -6,7 +6,7 @@ Modes (``W`` = ``--workers``, default: the CPU cores this process may use):
 
 * ``single-Wthreads`` -- one process, ``torch.set_num_threads(W)`` (the baseline);
 * ``single-1thread``  -- one process, one thread;
-* ``pool-Wx1``        -- :class:`fastbert.parallel.EncodePool` with W CPU workers of one thread each;
+* ``pool-Wx1``        -- :class:`fastbert.embeddings.pool.EncodePool` with W CPU workers of one thread each;
 * ``pool-1xW``        -- the pool with one worker of W threads (what the pool's plumbing costs);
 * ``ray-embedder-Wx1`` -- Ray Data ``map_batches(fastbert.ray.Embedder)``, W actors of one CPU, local cluster,
   ``--ray-batch-size`` rows per Ray batch;
@@ -65,7 +65,7 @@ class Modes:
     def single(self, threads: int):
         import torch
 
-        from fastbert.parallel import load_encoder
+        from fastbert.embeddings.sentence_encoder import load_encoder
 
         def run(texts):
             if self._single is None:
@@ -80,7 +80,7 @@ class Modes:
         return run
 
     def pool(self, processes: int, threads: int):
-        from fastbert.parallel import EncodePool
+        from fastbert.embeddings.pool import EncodePool
 
         def run(texts):
             start, pool = _timed(lambda: EncodePool(processes, self.model, threads_per_worker=threads))
@@ -248,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     import fastbert
-    from fastbert.parallel import load_tokenizer, token_lengths
+    from fastbert.embeddings.pool import load_tokenizer, token_lengths
 
     args = build_parser().parse_args(argv)
     model = args.model or fastbert.default_model_path()

@@ -3,7 +3,7 @@ on a machine without a GPU, and read what the compiled code uses.
 
 How: the real launchers (``gemm.linear``, ``attention.attention``/``attention_varlen``,
 ``layernorm.bias_residual_layernorm``, ``embedding.embed_layernorm``) are called with CPU tensors of real shapes,
-strides and dtypes, laid out as :func:`fastbert.model.encoder_layer` lays them out. Each kernel's launch is
+strides and dtypes, laid out as :func:`fastbert.encoder.model.encoder_layer` lays them out. Each kernel's launch is
 intercepted (the module's kernel object is swapped for a recorder), then replayed through Triton's own JIT path,
 ``JITFunction.run(..., warmup=True)``, under a stand-in driver whose target is ``GPUTarget("cuda", 80 | 90, 32)``
 and whose device properties are that GPU's. So the autotuner's prune sees the target's shared-memory limit and
@@ -599,12 +599,12 @@ def encode_batches(batch_size: int = 64, max_length: int = 512) -> list[Batch]:
     """The batches ``fastbert encode`` forms from the benchmark corpus' paragraphs (one text per paragraph):
     sorted by length, cut every ``batch_size``; a batch with padding runs packed, one without runs dense."""
     from benchmarks.corpus import _paragraph_token_counts
-    from fastbert.cli import length_batches
+    from fastbert.embeddings.batching import token_budget_batches
 
     per_file, _, _ = _paragraph_token_counts()
     lengths = [min(n + 2, max_length) for counts in per_file for n in counts]  # + [CLS], [SEP]
     out = []
-    for i, rows in enumerate(length_batches(lengths, batch_size)):
+    for i, rows in enumerate(token_budget_batches(lengths, batch_size, None)):
         lens = tuple(lengths[r] for r in rows)
         out.append(Batch(f"batch{i}", "dense" if len(set(lens)) == 1 else "packed", lens, pooler=False))
     return out

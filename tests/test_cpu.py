@@ -6,7 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastbert import cpu, ops
+from fastbert.encoder import ops
+from fastbert.encoder.backends import cpu_features as cpu
+from fastbert.encoder.backends import torch_ops
+from fastbert.encoder.layout import BUCKET_WASTE, length_buckets
 
 from cpu_texts import encode_fastbert, real_text_reference
 
@@ -36,14 +39,14 @@ def test_packed_attention_matches_per_sequence(lengths, seed):
 
 @pytest.mark.parametrize("lengths", [[5], [256, 9, 9, 9, 9], [100, 90, 80, 10, 9, 1, 0, 3], list(range(40))])
 def test_length_buckets_cover_each_sequence_once_within_the_waste_bound(lengths):
-    buckets = ops._length_buckets(lengths)
+    buckets = length_buckets(lengths)
     members = sorted(i for b in buckets for i in b)
     assert members == [i for i, n in enumerate(lengths) if n > 0]
     for b in buckets:
         top = lengths[b[0]]
         assert all(lengths[i] <= top for i in b)
         if len(b) > 1:
-            assert len(b) * top * top <= ops.BUCKET_WASTE * sum(lengths[i] ** 2 for i in b)
+            assert len(b) * top * top <= BUCKET_WASTE * sum(lengths[i] ** 2 for i in b)
 
 
 @pytest.mark.parametrize("lengths", [[1], [7, 7, 7], [129, 1, 0, 7, 64, 63, 511], [0, 5, 0], [3, 200, 2, 90, 91]])
@@ -90,18 +93,18 @@ def test_linear_residual_layernorm_matches_reference(rows, dtype, seed):
 @pytest.mark.parametrize("rows", [1, 7, 129])
 @pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh", "relu"])
 def test_onednn_linear_matches_reference(rows, activation, seed):
-    if not ops._onednn_dtypes():
+    if not torch_ops._onednn_dtypes():
         pytest.skip("this PyTorch build has no oneDNN")
     x, w, b = torch.randn(rows, 96), torch.randn(160, 96) / 10, torch.randn(160)
-    assert ops._onednn_linear_ok(x, w)
+    assert torch_ops._onednn_linear_ok(x, w)
     out = ops.linear(x, w, b, activation)
-    ref = ops._activate(F.linear(x.double(), w.double(), b.double()), activation).float()
+    ref = torch_ops._activate(F.linear(x.double(), w.double(), b.double()), activation).float()
     torch.testing.assert_close(out, ref, atol=2e-5, rtol=1e-5)
 
 
 def test_onednn_linear_stays_out_of_autograd():
     x, w = torch.randn(4, 8), torch.randn(6, 8, requires_grad=True)
-    assert not ops._onednn_linear_ok(x, w)
+    assert not torch_ops._onednn_linear_ok(x, w)
     ops.linear(x, w, None, "gelu").sum().backward()
     assert w.grad is not None and torch.isfinite(w.grad).all()
 

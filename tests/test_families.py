@@ -14,7 +14,7 @@ import transformers
 from utils import float_outputs, max_err, parity_bound
 
 import fastbert
-from fastbert.padding import packed_positions, padded_positions
+from fastbert.encoder.packing import packed_positions, padded_positions
 
 VOCAB = 211
 _COMMON = dict(vocab_size=VOCAB, hidden_size=96, num_attention_heads=6, intermediate_size=160, num_hidden_layers=2,
@@ -137,7 +137,7 @@ def test_auto_model_loads_save_pretrained(family, tmp_path, seed):
     """A head's save_pretrained output (keys under the family's prefix, head weights beside them) loads strictly."""
     head = _model(family, PREFIX[family] + "ForMaskedLM")
     head.save_pretrained(tmp_path)
-    base = getattr(head, fastbert.loading.NAMES[fastbert.BertConfig.from_hf(head.config).model_type].prefix)
+    base = getattr(head, fastbert.encoder.families.NAMES[fastbert.BertConfig.from_hf(head.config).model_type].prefix)
     model = fastbert.AutoModel.from_pretrained(tmp_path, backend="torch")
     assert model.config.model_type == head.config.model_type
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in base.parameters())
@@ -220,7 +220,7 @@ def test_no_weight_copies_and_save_pretrained_unchanged(family, tmp_path):
 
 
 def test_albert_shared_layer_is_reused_not_copied():
-    from fastbert.optimize import _ATTR, _weights
+    from fastbert.encoder.swap import _ATTR, _weights
 
     model = fastbert.optimize(_model("albert", "AlbertModel"))
     _, layers, _ = _weights(model, getattr(model, _ATTR))

@@ -16,7 +16,7 @@ from fastbert.kernels import attention as attn
 from fastbert.kernels import embedding as emb
 from fastbert.kernels import gemm
 from fastbert.kernels import layernorm as ln
-from fastbert.loading import remap_state_dict
+from fastbert.encoder.weights import remap_state_dict
 
 pytestmark = [
     pytest.mark.gpu,

@@ -8,7 +8,7 @@ import torch
 from utils import max_err, parity_bound, tiny_hf_config
 
 import fastbert
-from fastbert.loading import remap_state_dict
+from fastbert.encoder.weights import remap_state_dict
 
 
 def _hf_model(cls="BertModel"):

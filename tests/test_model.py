@@ -5,7 +5,7 @@ from conftest import SENTENCES
 from utils import left_pad, max_err, parity_bound, tiny_hf_config
 
 import fastbert
-from fastbert.loading import remap_state_dict
+from fastbert.encoder.weights import remap_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_low_precision_relative_to_reference(minilm_path, hf_minilm, hf_tokenize
 
 
 def test_backend_argument_and_env(minilm_path, monkeypatch):
-    from fastbert import ops
+    from fastbert.encoder import ops
 
     monkeypatch.delenv("FASTBERT_BACKEND", raising=False)
     cpu = torch.device("cpu")

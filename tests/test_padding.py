@@ -5,7 +5,7 @@ from conftest import SENTENCES
 from utils import left_pad, max_err, parity_bound
 
 import fastbert
-from fastbert.padding import pad_input, positions_in_sequence, unpad_input
+from fastbert.encoder.packing import pad_input, positions_in_sequence, unpad_input
 
 BACKENDS = ["torch", "triton"]
 

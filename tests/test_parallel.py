@@ -1,4 +1,4 @@
-"""Multi-process encode on one machine (fastbert.parallel): same embeddings as one process, in input order."""
+"""Multi-process encode on one machine (fastbert.embeddings.pool): same embeddings as one process, in input order."""
 import json
 import multiprocessing
 import os
@@ -12,8 +12,10 @@ import pytest
 from sentence_model import random_texts, save_tiny_sentence_model
 
 from fastbert.cli import main
-from fastbert.parallel import EncodePool, _send_error, load_encoder, parse_devices, token_balanced_chunks
-from fastbert.sentence import TruncationError
+from fastbert.embeddings.pool import EncodePool, parse_devices, token_balanced_chunks
+from fastbert.embeddings.pool_worker import _send_error
+from fastbert.embeddings.sentence_encoder import load_encoder
+from fastbert.embeddings.batching import TruncationError
 
 FP32_BOUND = 1e-6  # max |difference| to single-process fp32 encode
 
@@ -182,9 +184,9 @@ def test_script_without_main_guard(tiny_model, single, tmp_path):
     script = tmp_path / "embed.py"
     script.write_text(textwrap.dedent(f"""
         import numpy as np
-        import fastbert.parallel
+        import fastbert.embeddings.pool
 
-        embeddings = fastbert.parallel.encode_multi_process({texts!r}, 1, {tiny_model!r}, threads_per_worker=1)
+        embeddings = fastbert.embeddings.pool.encode_multi_process({texts!r}, 1, {tiny_model!r}, threads_per_worker=1)
         np.save({str(tmp_path / "out.npy")!r}, embeddings)
     """))
     subprocess.run([sys.executable, str(script)], check=True, timeout=300, cwd=tmp_path)

@@ -1,4 +1,4 @@
-"""Reduced precision: int8 weight/activation quantization, fastbert.quantize, and each mode's fidelity bound on real
+"""Reduced precision: int8 weight/activation quantization, fastbert.encoder.precision, and each mode's fidelity bound on real
 text against sentence-transformers fp32 (bfloat16: min cosine >= 0.995, mean >= 0.999; int8: >= 0.98, >= 0.995)."""
 import numpy as np
 import pytest
@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 import fastbert
-from fastbert import ops
-from fastbert.quantize import Int8Linear, int8_linear, quantization_mode, quantize, quantize_rows, quantize_weight
+from fastbert.encoder import ops
+from fastbert.encoder.backends.int8 import int8_linear, quantize_rows, quantize_weight
+from fastbert.encoder.precision import Int8Linear, quantization_mode, quantize
 
 from cpu_texts import encode_fastbert, real_text_reference
 
@@ -71,12 +72,12 @@ def test_quantize_rejects_bad_arguments(minilm_path):
 
 
 def test_auto_mode_follows_the_cpu(minilm_path, monkeypatch):
-    import fastbert.cpu
+    import fastbert.encoder.precision
 
-    monkeypatch.setattr(fastbert.cpu, "has_amx_bf16", lambda: False)
+    monkeypatch.setattr(fastbert.encoder.backends.cpu_features, "has_amx_bf16", lambda: False)
     model = quantize(fastbert.BertModel.from_pretrained(minilm_path), "auto")
     assert quantization_mode(model) is None and model.embeddings.word.weight.dtype == torch.float32
-    monkeypatch.setattr(fastbert.cpu, "has_amx_bf16", lambda: True)
+    monkeypatch.setattr(fastbert.encoder.backends.cpu_features, "has_amx_bf16", lambda: True)
     assert quantization_mode(quantize(fastbert.BertModel.from_pretrained(minilm_path), "auto")) == "bfloat16"
 
 
@@ -91,7 +92,7 @@ def test_fidelity_on_real_text(minilm_path, mode, min_bound, mean_bound):
 
 def test_sentence_encoder_and_cli_take_the_mode(minilm_path):
     from fastbert.cli import build_parser
-    from fastbert.sentence import SentenceEncoder
+    from fastbert.embeddings.sentence_encoder import SentenceEncoder
 
     with pytest.raises(ValueError, match="unknown quantize mode"):
         SentenceEncoder(minilm_path, device="cpu", quantize="int4")

@@ -16,7 +16,7 @@ import ray.data
 from sentence_model import random_texts, save_tiny_sentence_model
 
 from fastbert.cli import main
-from fastbert.parallel import load_encoder
+from fastbert.embeddings.sentence_encoder import load_encoder
 from fastbert.ray import Embedder, ShardsFailed, embed_files, embed_shard, input_files
 
 FP32_BOUND = 1e-6  # max |difference| to single-process fp32 encode

@@ -12,7 +12,7 @@ from hypothesis import strategies as st  # noqa: E402
 from sentence_folders import real_texts  # noqa: E402
 
 import fastbert  # noqa: E402
-from fastbert.sentence import TruncationError, token_budget_batches  # noqa: E402
+from fastbert.embeddings.batching import TruncationError, token_budget_batches  # noqa: E402
 
 
 @pytest.fixture(scope="module")

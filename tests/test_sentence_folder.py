@@ -9,8 +9,8 @@ import torch
 from sentence_folders import legacy_folder, plain_minilm, write_json
 
 import fastbert
-from fastbert.sentence import read_folder
-from fastbert.sentence.folder import Dense, Normalize, Pooling
+from fastbert.embeddings.folder import read_folder
+from fastbert.embeddings.folder import Dense, Normalize, Pooling
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """One encoder configuration for the BERT family, read from a Hugging Face ``config.json``.
 
 BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA and ALBERT run the same encoder math; they differ in names,
-position ids, embedding width (plus a projection) and weight sharing. Each family enters as data: a function mapping
-its HF config dict onto :class:`BertConfig` (``FAMILIES``), and the weight names in :mod:`fastbert.loading`.
+position ids, embedding width (plus a projection) and weight sharing. Each family enters as data
+(:mod:`fastbert.encoder.families`): a function mapping its HF config dict onto :class:`BertConfig`, and its weight
+names.
 
 Only what the encoder needs is kept. Anything in the file that would change the model's math in a way fastbert does
 not implement (relative position embeddings, decoder mode, cross-attention, ...) is refused with a ``ValueError``
@@ -14,7 +15,9 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
+
+from .families import FAMILIES, check_supported
 
 # HF's names for the activations fastbert implements, mapped to the op seam's names.
 # "gelu" is the exact erf form, "gelu_new" / "gelu_pytorch_tanh" the tanh approximation (identical formulas in HF).
@@ -140,8 +143,8 @@ class BertConfig:
         model_type = d.get("model_type", "bert")
         if model_type not in FAMILIES:
             raise ValueError(f"unsupported model_type {model_type!r}; fastbert implements {sorted(FAMILIES)}")
-        _check_supported(d)
-        return cls(model_type=model_type, **FAMILIES[model_type](d))
+        check_supported(d)
+        return cls(model_type=model_type, **FAMILIES[model_type].config(d))
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "BertConfig":
@@ -160,95 +163,6 @@ class BertConfig:
     def from_hf(cls, hf_config) -> "BertConfig":
         """Build from a ``transformers`` config object of a supported family."""
         return cls.from_dict(hf_config.to_dict())
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The families: HF config dict -> BertConfig fields. Defaults are those of transformers' config classes.
-# ----------------------------------------------------------------------------------------------------------------
-
-_BERT_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-              "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "pad_token_id")
-
-
-def _read(d: Mapping[str, Any], defaults: Mapping[str, Any], names: Mapping[str, str] | None = None) -> dict:
-    """``defaults`` (fastbert field -> value) overridden by ``d``; ``names`` maps fastbert fields to the family's
-    keys. A null value takes the default, except ``pad_token_id``."""
-    names = names or {}
-    out = dict(defaults)
-    for field in defaults:
-        key = names.get(field, field)
-        if key in d and (d[key] is not None or field == "pad_token_id"):
-            out[field] = d[key]
-    return out
-
-
-_BERT_DEFAULTS = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                      intermediate_size=3072, hidden_act="gelu", max_position_embeddings=512, type_vocab_size=2,
-                      layer_norm_eps=1e-12, pad_token_id=0)
-
-
-def bert_config(d: Mapping[str, Any]) -> dict:
-    return dict(_read(d, _BERT_DEFAULTS), packed_position_ids=True)
-
-
-def roberta_config(d: Mapping[str, Any]) -> dict:
-    """RoBERTa / XLM-RoBERTa: BERT's fields; position ids count non-pad tokens from ``pad_token_id + 1``."""
-    out = _read(d, dict(_BERT_DEFAULTS, vocab_size=50265 if d.get("model_type") == "roberta" else 30522,
-                        pad_token_id=1))
-    pad = out["pad_token_id"]
-    offset = pad + 1 if _is_int(pad) else 0  # a bad or null pad_token_id is named by BertConfig's checks
-    return dict(out, position_offset=offset, padding_aware_positions=True, packed_position_ids=True)
-
-
-def distilbert_config(d: Mapping[str, Any]) -> dict:
-    """DistilBERT: its own key names, no token types, LayerNorm eps fixed at 1e-12."""
-    names = dict(hidden_size="dim", num_attention_heads="n_heads", num_hidden_layers="n_layers",
-                 intermediate_size="hidden_dim", hidden_act="activation")
-    out = _read(d, dict(vocab_size=30522, hidden_size=768, num_hidden_layers=6, num_attention_heads=12,
-                        intermediate_size=3072, hidden_act="gelu", max_position_embeddings=512, pad_token_id=0),
-                names)
-    return dict(out, type_vocab_size=0, layer_norm_eps=1e-12)
-
-
-def electra_config(d: Mapping[str, Any]) -> dict:
-    """ELECTRA: embeddings of ``embedding_size``, projected to ``hidden_size`` when the two differ."""
-    out = _read(d, dict(_BERT_DEFAULTS, hidden_size=256, num_attention_heads=4, intermediate_size=1024,
-                        embedding_size=128))
-    return dict(out, embedding_projection=out["embedding_size"] != out["hidden_size"], packed_position_ids=True)
-
-
-def albert_config(d: Mapping[str, Any]) -> dict:
-    """ALBERT: factorized embeddings always projected, layers sharing ``num_hidden_groups`` groups of
-    ``inner_group_num`` layers."""
-    out = _read(d, dict(_BERT_DEFAULTS, vocab_size=30000, hidden_size=4096, num_attention_heads=64,
-                        intermediate_size=16384, hidden_act="gelu_new", embedding_size=128, num_hidden_groups=1,
-                        inner_group_num=1))
-    return dict(out, embedding_projection=True)
-
-
-FAMILIES: dict[str, Callable[[Mapping[str, Any]], dict]] = {
-    "bert": bert_config,
-    "roberta": roberta_config,
-    "xlm-roberta": roberta_config,
-    "distilbert": distilbert_config,
-    "electra": electra_config,
-    "albert": albert_config,
-}
-
-
-def _check_supported(d: Mapping[str, Any]) -> None:
-    problems = []
-    pet = d.get("position_embedding_type", "absolute")
-    if pet not in (None, "absolute"):
-        problems.append(f"position_embedding_type={pet!r} (only 'absolute' is supported)")
-    if d.get("is_decoder"):
-        problems.append("is_decoder=True (fastbert is a bidirectional encoder)")
-    if d.get("add_cross_attention"):
-        problems.append("add_cross_attention=True (cross-attention is not supported)")
-    if d.get("model_type") == "distilbert" and d.get("sinusoidal_pos_embds") not in (None, False, True):
-        problems.append(f"sinusoidal_pos_embds={d['sinusoidal_pos_embds']!r}")
-    if problems:
-        raise ValueError(f"unsupported {d.get('model_type', 'bert')} configuration: " + "; ".join(problems))
 
 
 def _is_int(value) -> bool:
@@ -272,3 +186,4 @@ def read_json(file: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{file} is not valid JSON: {e}") from None
+

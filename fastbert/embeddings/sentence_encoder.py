@@ -4,7 +4,7 @@
 >>> encoder.encode(["A first text.", "A second one."])       # float32 numpy [2, 384], input order
 >>> encoder.encode("One text.")                              # [384]
 
-The pipeline is the folder's (see :mod:`fastbert.sentence.folder`): tokenize (prompt prepended, truncation at
+The pipeline is the folder's (see :mod:`.folder`): tokenize (prompt prepended, truncation at
 ``max_seq_length``), encode, pool, Dense/Normalize modules, then ``truncate_dim`` and ``normalize_embeddings``
 as ``SentenceTransformer.encode`` applies them. Texts are sorted by token count and cut into batches of at most
 ``batch_size`` texts and ``max_batch_tokens`` padded tokens, so short texts batch wide and long ones stay within
@@ -21,24 +21,17 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from ..config import BertConfig
+from ..encoder.config import BertConfig
 from . import pooling as P
-from .folder import POOLING_MODES, Dense, Normalize, Pooling, SentenceFolder, read_folder
+from .batching import (DEFAULT_MAX_BATCH_TOKENS, TruncationError, check_encode_options, padded_batch, text_list,
+                       token_budget_batches, tokenize)
+from .folder import SentenceFolder, default_model_path, read_folder
+from .head import EmbeddingHead
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-DEFAULT_MAX_BATCH_TOKENS = 16384
-_TOKENIZE_CHUNK = 8192  # texts tokenized per call: bounds the memory of Python id lists
 _DEVICE = re.compile(r"(cpu|cuda)(:\d+)?")
-
-
-class TruncationError(ValueError):
-    """Texts longer than ``max_seq_length`` tokens when truncation is off. ``indices``: their positions in the
-    input, ``lengths``: their token counts."""
-
-    def __init__(self, indices: list[int], lengths: list[int], total: int, max_length: int):
-        self.indices, self.lengths, self.max_length = indices, lengths, max_length
-        super().__init__(f"{len(indices)} of {total} texts are longer than max_seq_length={max_length} tokens "
-                         f"(the first is texts[{indices[0]}], {lengths[0]} tokens)")
+__all__ = ["SentenceEncoder", "TruncationError", "DEFAULT_MAX_BATCH_TOKENS", "load_encoder", "resolve_device",
+           "resolve_dtype", "token_budget_batches"]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -73,21 +66,11 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return dtype
 
 
-def token_budget_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None) -> list[list[int]]:
-    """Indices sorted by length (longest first, ties in input order), cut into batches of at most ``batch_size``
-    texts whose padded size (texts x longest) stays within ``max_batch_tokens``. A text longer than the budget
-    gets a batch of its own. Every index appears in exactly one batch."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    for i in order:
-        if batches:
-            batch = batches[-1]
-            longest = lengths[batch[0]]  # sorted: the first is the longest
-            if len(batch) < batch_size and (max_batch_tokens is None or (len(batch) + 1) * longest <= max_batch_tokens):
-                batch.append(i)
-                continue
-        batches.append([i])
-    return batches
+def load_encoder(path: str | None = None, device: str | None = None, dtype: str | None = None,
+                 **encoder_kwargs) -> "SentenceEncoder":
+    """``SentenceEncoder(path, device, dtype, **encoder_kwargs)``: the one place that builds encoders for the
+    pool's workers and fastbert.ray's actors (``path`` default: the bundled all-MiniLM-L6-v2)."""
+    return SentenceEncoder(path, device, dtype, **encoder_kwargs)
 
 
 class SentenceEncoder:
@@ -122,14 +105,12 @@ class SentenceEncoder:
                  dtype: str | torch.dtype | None = None, *, max_seq_length: int | None = None,
                  pooling: str | Sequence[str] | None = None, normalize: bool | None = None,
                  backend: str | None = None, quantize: str | None = None):
-        from ..quantize import MODES
+        from ..encoder.precision import MODES
 
         if quantize is not None and quantize not in MODES:
             raise ValueError(f"unknown quantize mode {quantize!r}; expected one of {MODES}")
         self.quantize = quantize
         if path is None:
-            from .. import default_model_path
-
             path = default_model_path()
         self.folder: SentenceFolder = read_folder(path)
         # What worker processes need to build the same encoder (dtype as given: auto picks per device).
@@ -138,38 +119,31 @@ class SentenceEncoder:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.backend = backend
-        self.pooling = self._pooling(pooling)
-        self.head_modules = self._head(normalize)
+        self.head = EmbeddingHead(self.folder, self.config.hidden_size, pooling, normalize)
         self.prompts = dict(self.folder.prompts)
         self.default_prompt_name = self.folder.default_prompt_name
         self.last_truncated = 0
         self.tokenizer = self._load_tokenizer()
         self.max_seq_length = self._default_max_length() if max_seq_length is None else max_seq_length
-        self.embedding_dimension = self._check_dimensions()
         self._load_model()
 
     # ------------------------------------------------------------------ loading
-    def _pooling(self, override: str | Sequence[str] | None) -> Pooling:
-        if override is None:
-            return self.folder.pooling
-        modes = (override,) if isinstance(override, str) else tuple(override)
-        bad = [m for m in modes if m not in POOLING_MODES]
-        if not modes or bad:
-            raise ValueError(f"unknown pooling mode(s) {bad or list(modes)}; expected some of {list(POOLING_MODES)}")
-        return Pooling(modes, self.folder.pooling.include_prompt)
+    @property
+    def pooling(self):
+        """The pooling mode(s) (:class:`~fastbert.embeddings.folder.Pooling`)."""
+        return self.head.pooling
 
-    def _head(self, normalize: bool | None) -> tuple[Dense | Normalize, ...]:
-        head = self.folder.head
-        if normalize is False:
-            head = tuple(m for m in head if not isinstance(m, Normalize))
-        elif normalize is True and not (head and isinstance(head[-1], Normalize)):
-            head = (*head, Normalize())
-        elif normalize not in (None, True):
-            raise TypeError(f"normalize must be None, True or False, got {normalize!r}")
-        return head
+    @property
+    def head_modules(self):
+        """The Dense / Normalize modules after pooling, in order."""
+        return self.head.modules
+
+    @property
+    def embedding_dimension(self) -> int:
+        return self.head.dimension
 
     def _load_tokenizer(self):
-        from ..auto_tokenizer import AutoTokenizer, with_lowercase
+        from ..tokenizers import AutoTokenizer, with_lowercase
 
         tokenizer = AutoTokenizer.from_pretrained(self.folder.transformer_path)
         return with_lowercase(tokenizer) if self.folder.do_lower_case else tokenizer
@@ -205,31 +179,19 @@ class SentenceEncoder:
             if config.position_offset else ""
         return f"max_position_embeddings {config.max_position_embeddings}{offset}"
 
-    def _check_dimensions(self) -> int:
-        """The embedding size after pooling and each Dense module; a Dense that does not fit is a ValueError."""
-        size = len(self.pooling.modes) * self.config.hidden_size
-        for module in self.head_modules:
-            if isinstance(module, Dense):
-                if module.in_features != size:
-                    raise ValueError(f"Dense module {module.path!r} takes {module.in_features} inputs but the "
-                                     f"embedding before it has {size} values")
-                size = module.out_features
-        return size
-
     def _load_model(self) -> None:
         """Read the weights onto ``self.device`` in ``self.dtype``: the one place that decides how the model is
         stored (a precision or quantization mode changes this method only)."""
-        from ..model import AutoModel
+        from ..encoder.model import AutoModel
 
         self.model = AutoModel.from_pretrained(self.folder.transformer_path, dtype=self.dtype, device=self.device,
                                                backend=self.backend, add_pooling_layer=False)
         if self.quantize is not None:
-            from ..quantize import quantize
+            from ..encoder.precision import quantize
 
             quantize(self.model, self.quantize)
             self.dtype = self.model.embeddings.word.weight.dtype
-        self._dense_weights = [_load_dense(m, self.device) if isinstance(m, Dense) else None
-                               for m in self.head_modules]
+        self.head.load(self.device)
 
     def get_sentence_embedding_dimension(self) -> int:
         """The size of the embeddings ``encode`` returns (before ``truncate_dim``)."""
@@ -273,62 +235,51 @@ class SentenceEncoder:
         output only).
         """
         single = isinstance(texts, str)
-        texts = [texts] if single else _text_list(texts)
+        texts = [texts] if single else text_list(texts)
         if pool is not None:
-            if convert_to_tensor or not convert_to_numpy:
-                raise ValueError("encode with a pool returns numpy arrays; leave convert_to_numpy/_tensor alone")
-            result = pool.encode(texts, batch_size, prompt_name=prompt_name, prompt=prompt,
-                                 show_progress_bar=bool(show_progress_bar), normalize_embeddings=normalize_embeddings,
-                                 truncate_dim=truncate_dim, max_batch_tokens=max_batch_tokens, truncation=truncation)
-            self.last_truncated = pool.last_truncated
+            result = self._encode_on_pool(pool, texts, batch_size, prompt_name, prompt, show_progress_bar,
+                                          convert_to_numpy, convert_to_tensor, normalize_embeddings, truncate_dim,
+                                          max_batch_tokens, truncation)
             return result[0] if single else result
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if max_batch_tokens is not None and (not isinstance(max_batch_tokens, int) or max_batch_tokens < 1):
-            raise ValueError(f"max_batch_tokens must be a positive integer or None, got {max_batch_tokens!r}")
-        if truncate_dim is not None and (not isinstance(truncate_dim, int) or truncate_dim < 1):
-            raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
+        check_encode_options(batch_size, max_batch_tokens, truncate_dim)
         prompt = self._resolve_prompt(prompt, prompt_name)
-        if prompt:
-            texts_in = [prompt + t for t in texts]
-        else:
-            texts_in = texts
-        ids, offsets = self._tokenize(texts_in, truncation)
-        lengths = np.diff(offsets)
+        ids, offsets, self.last_truncated = tokenize(self.tokenizer, [prompt + t for t in texts] if prompt else texts,
+                                                     self.max_seq_length, truncation)
         prompt_length = self._prompt_length(prompt) if prompt and not self.pooling.include_prompt else 0
 
         as_tensor = convert_to_tensor or not convert_to_numpy
         out_device = self.device if as_tensor else torch.device("cpu")
         dim = self.embedding_dimension if truncate_dim is None else min(truncate_dim, self.embedding_dimension)
         out = torch.full((len(texts), dim), float("nan"), device=out_device)  # a row never written would show
-        batches = token_budget_batches(lengths.tolist(), batch_size, max_batch_tokens)
         from tqdm.auto import tqdm
 
         with tqdm(total=len(texts), unit="text", desc="encoding", disable=not show_progress_bar,
                   file=sys.stderr) as bar, torch.inference_mode():
-            for batch in batches:
-                emb = self._embed_batch(ids, offsets, batch, prompt_length)  # [b, D] float32
-                if truncate_dim is not None:
-                    emb = emb[:, :dim]
+            for batch in token_budget_batches(np.diff(offsets).tolist(), batch_size, max_batch_tokens):
+                emb = self._embed_batch(ids, offsets, batch, prompt_length)[:, :dim]  # [b, D] float32
                 if normalize_embeddings:
                     emb = P.normalize(emb)
                 out[torch.tensor(batch, device=out_device)] = emb.to(out_device)
                 bar.update(len(batch))
-
-        if convert_to_tensor:
-            result = out
-        elif convert_to_numpy:
-            result = out.numpy()
-        else:
-            result = list(out.unbind(0))
+        result = out if convert_to_tensor else out.numpy() if convert_to_numpy else list(out.unbind(0))
         return result[0] if single else result
+
+    def _encode_on_pool(self, pool, texts, batch_size, prompt_name, prompt, show_progress_bar, convert_to_numpy,
+                        convert_to_tensor, normalize_embeddings, truncate_dim, max_batch_tokens, truncation):
+        if convert_to_tensor or not convert_to_numpy:
+            raise ValueError("encode with a pool returns numpy arrays; leave convert_to_numpy/_tensor alone")
+        result = pool.encode(texts, batch_size, prompt_name=prompt_name, prompt=prompt,
+                             show_progress_bar=bool(show_progress_bar), normalize_embeddings=normalize_embeddings,
+                             truncate_dim=truncate_dim, max_batch_tokens=max_batch_tokens, truncation=truncation)
+        self.last_truncated = pool.last_truncated
+        return result
 
     def start_multi_process_pool(self, target_devices=None, threads_per_worker: int | None = None):
         """Worker processes on ``target_devices`` (``["cuda:0", "cuda:1"]``, a number of CPU workers; ``None``:
         every GPU, else one per core), each with this encoder's folder and settings: pass it to
         ``encode(..., pool=pool)``, stop it with :meth:`stop_multi_process_pool` (sentence-transformers' names).
-        A :class:`fastbert.parallel.EncodePool`."""
-        from ..parallel import EncodePool
+        A :class:`fastbert.embeddings.pool.EncodePool`."""
+        from .pool import EncodePool
 
         return EncodePool(target_devices, self.folder.path, threads_per_worker=threads_per_worker,
                           max_seq_length=self.max_seq_length, **self._options)
@@ -353,31 +304,6 @@ class SentenceEncoder:
             return self.prompts.get(self.default_prompt_name)
         return None
 
-    def _tokenize(self, texts: list[str], truncation: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids of every text, truncated to ``max_seq_length``: (ids [total] int64, offsets [N + 1])."""
-        limit = self.max_seq_length
-        rows: list[np.ndarray] = []
-        long_indices: list[int] = []
-        long_lengths: list[int] = []
-        for start in range(0, len(texts), _TOKENIZE_CHUNK):
-            chunk = texts[start:start + _TOKENIZE_CHUNK]
-            full = self.tokenizer(chunk)["input_ids"]
-            long = [j for j, row in enumerate(full) if len(row) > limit]
-            long_indices += [start + j for j in long]
-            long_lengths += [len(full[j]) for j in long]
-            if long and truncation:
-                cut = self.tokenizer([chunk[j] for j in long], truncation=True, max_length=limit)["input_ids"]
-                for j, row in zip(long, cut):
-                    full[j] = row
-            rows += [np.asarray(row, dtype=np.int64) for row in full]
-        if long_indices and not truncation:
-            raise TruncationError(long_indices, long_lengths, len(texts), limit)
-        self.last_truncated = len(long_indices)
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum([len(r) for r in rows], out=offsets[1:])
-        ids = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        return ids, offsets
-
     def _prompt_length(self, prompt: str) -> int:
         """Tokens of the prompt as sentence-transformers counts them: the prompt tokenized alone (truncated),
         minus a trailing special token."""
@@ -386,58 +312,7 @@ class SentenceEncoder:
 
     def _embed_batch(self, ids: np.ndarray, offsets: np.ndarray, batch: list[int], prompt_length: int) -> torch.Tensor:
         """The texts ``batch`` -> their embeddings [b, D] float32 on ``self.device``."""
-        lengths = [int(offsets[i + 1] - offsets[i]) for i in batch]
-        seqlen = max(lengths)
-        input_ids = np.full((len(batch), seqlen), self.tokenizer.pad_token_id or 0, dtype=np.int64)
-        mask = np.zeros((len(batch), seqlen), dtype=np.int64)
-        for row, (i, n) in enumerate(zip(batch, lengths)):
-            input_ids[row, :n] = ids[offsets[i]:offsets[i + 1]]
-            mask[row, :n] = 1
-        input_ids_t = torch.from_numpy(input_ids).to(self.device)
-        mask_t = torch.from_numpy(mask).to(self.device)
-        hidden = self.model(input_ids_t, mask_t).last_hidden_state.float()  # [b, S, H]
-        if prompt_length:
-            mask_t = P.prompt_mask(mask_t, prompt_length)
-        x = P.pool(hidden, mask_t, self.pooling.modes)  # [b, modes * H]
-        for module, weights in zip(self.head_modules, self._dense_weights):
-            if isinstance(module, Normalize):
-                x = P.normalize(x)
-            else:
-                x = P.dense(x, weights["linear.weight"], weights.get("linear.bias"), module.activation,
-                            weights.get("residual.weight", module.use_residual or None))
-        return x
-
-
-def _text_list(texts) -> list[str]:
-    if isinstance(texts, np.ndarray):
-        texts = texts.tolist()
-    if isinstance(texts, (bytes, bytearray, dict)) or not isinstance(texts, Iterable):
-        raise TypeError(f"texts must be a str or a sequence of str, got {type(texts).__name__}")
-    texts = list(texts)
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TypeError(f"texts[{i}] is a {type(t).__name__}, not a str")
-    return texts
-
-
-def _load_dense(module: Dense, device: torch.device) -> dict[str, torch.Tensor]:
-    """The weights of a Dense module folder (``model.safetensors`` or ``pytorch_model.bin``), float32 on
-    ``device``, checked against its config: exactly the expected keys and shapes."""
-    from ..loading import read_state_dict
-
-    weights = read_state_dict(module.path)
-    expected = {"linear.weight": (module.out_features, module.in_features)}
-    if module.bias:
-        expected["linear.bias"] = (module.out_features,)
-    if module.use_residual and module.in_features != module.out_features:
-        expected["residual.weight"] = (module.out_features, module.in_features)
-    if set(weights) != set(expected):
-        raise ValueError(f"Dense module {module.path!r}: weights have keys {sorted(weights)}, its config needs "
-                         f"{sorted(expected)}")
-    for key, shape in expected.items():
-        tensor = weights[key]
-        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point() or tuple(tensor.shape) != shape:
-            raise ValueError(f"Dense module {module.path!r}: {key} must be a float tensor of shape {list(shape)}, "
-                             f"got {getattr(tensor, 'dtype', type(tensor).__name__)} "
-                             f"{list(getattr(tensor, 'shape', []))}")
-    return {k: v.to(device=device, dtype=torch.float32) for k, v in weights.items()}
+        input_ids, mask = padded_batch(ids, offsets, batch, self.tokenizer.pad_token_id or 0)  # [b, S] each
+        input_ids, mask = torch.from_numpy(input_ids).to(self.device), torch.from_numpy(mask).to(self.device)
+        hidden = self.model(input_ids, mask).last_hidden_state.float()  # [b, S, H]
+        return self.head(hidden, mask, prompt_length)

@@ -3,8 +3,8 @@
 ``optimize(model)`` finds the model's base encoder (``BertModel``, ``RobertaModel``, ``XLMRobertaModel``,
 ``DistilBertModel``, ``ElectraModel`` or ``AlbertModel``: the model itself, or its ``bert``/``roberta``/
 ``distilbert``/``electra``/``albert`` attribute inside any task head) and gives that one instance a forward that
-runs fastbert's encoder (:func:`fastbert.model.bert_forward`) on the HF module's own parameters, found through the
-family's names (:data:`fastbert.loading.NAMES`). Nothing is copied or renamed (ALBERT's shared layer is used for
+runs fastbert's encoder (:func:`fastbert.encoder.model.bert_forward`) on the HF module's own parameters, found through the
+family's names (:data:`fastbert.encoder.families.NAMES`). Nothing is copied or renamed (ALBERT's shared layer is used for
 every layer application): the task heads, HF's output classes, ``state_dict`` and ``save_pretrained`` see the model
 exactly as before. ``restore(model)`` removes the override.
 
@@ -41,23 +41,12 @@ import torch
 from torch import nn
 
 from .config import BertConfig
-from .loading import NAMES, module_names
+from .families import FAMILIES, NAMES, module_names
 from .model import EmbeddingWeights, LayerWeights, bert_forward, check_backend, choose_backend, needs_grad
 
 _ATTR = "_fastbert"  # set on an optimized base model instance: its _Settings
 _MASKED = -1e4  # an additive 4-D mask value at or below this masks the key (exp underflows to exactly 0)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
-
-# Each family's base-model class in transformers, and the output class its forward returns.
-BASE_MODELS = {
-    "bert": ("BertModel", "BaseModelOutputWithPoolingAndCrossAttentions"),
-    "roberta": ("RobertaModel", "BaseModelOutputWithPoolingAndCrossAttentions"),
-    "xlm-roberta": ("XLMRobertaModel", "BaseModelOutputWithPoolingAndCrossAttentions"),
-    "distilbert": ("DistilBertModel", "BaseModelOutput"),
-    "electra": ("ElectraModel", "BaseModelOutputWithPastAndCrossAttentions"),
-    "albert": ("AlbertModel", "BaseModelOutputWithPooling"),
-}
-
 
 class _Settings(NamedTuple):
     config: BertConfig
@@ -75,12 +64,12 @@ def _find_base(model: nn.Module) -> tuple[nn.Module, str]:
         import transformers
     except ImportError as e:  # pragma: no cover - transformers is what optimize() is for
         raise TypeError("fastbert.optimize needs the transformers package") from e
-    for model_type, (class_name, _) in BASE_MODELS.items():
-        cls = getattr(transformers, class_name)
+    for model_type, family in FAMILIES.items():
+        cls = getattr(transformers, family.hf_model)
         for candidate in (model, getattr(model, NAMES[model_type].prefix, None)):
             if isinstance(candidate, cls):
                 return candidate, model_type
-    supported = ", ".join(name for name, _ in BASE_MODELS.values())
+    supported = ", ".join(family.hf_model for family in FAMILIES.values())
     raise TypeError(f"fastbert.optimize expects a transformers {supported} or one of their task heads, "
                     f"got {type(model).__name__}")
 
@@ -194,10 +183,10 @@ def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: b
     Returns the same model object (call again to change the settings). Raises ``ValueError`` for a configuration
     fastbert does not implement (decoder, cross-attention, relative positions) or an unknown ``backend``, and
     ``TypeError`` for a model of another family.
-    ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.ops`).
+    ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.encoder.ops`).
     ``validate_inputs=False`` skips the value checks (token-id ranges, mask values: one host sync per forward).
     ``padding_free``: pack the real tokens of a padded batch (``None``: on for the Triton backend and on CPU, see
-    :func:`fastbert.model.bert_forward`); packing needs the number of real tokens on the host (one sync).
+    :func:`fastbert.encoder.model.bert_forward`); packing needs the number of real tokens on the host (one sync).
     For ``torch.compile(fullgraph=True)`` and CUDA-graph capture, which need a forward without host syncs, pass
     ``validate_inputs=False, padding_free=False`` once the inputs are known good.
     """
@@ -222,7 +211,7 @@ def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: b
     if padding_free not in (None, True, False):
         raise TypeError(f"padding_free must be None, True or False, got {padding_free!r}")
     settings = _Settings(config, check_backend(backend), bool(validate_inputs), padding_free, modules, arg_names,
-                         getattr(outputs, BASE_MODELS[model_type][1]))
+                         getattr(outputs, FAMILIES[model_type].hf_output))
     object.__setattr__(base, _ATTR, settings)
     # An instance attribute shadows the class's forward for this one module only; restore() deletes it.
     object.__setattr__(base, "forward", functools.partial(_fast_forward, base))

@@ -74,6 +74,36 @@ def check_inputs(
     ``all_real``: the mask is known to keep every position (attention needs no mask). ``first_real``: every row
     keeps its first position (None when not checked). Both are only known when ``check_values`` is on.
     """
+    shape = _input_shape(config, input_ids, inputs_embeds, dtype)
+    checks: list[tuple[str, torch.Tensor, int]] = []  # (name, ids, exclusive upper bound) for the value check
+    if input_ids is not None:
+        checks.append(("input_ids", input_ids, config.vocab_size))
+    if token_type_ids is not None:
+        _require_tensor("token_type_ids", token_type_ids)
+        _require_token_types(config)
+        _require_index("token_type_ids", token_type_ids)
+        _require_shape("token_type_ids", token_type_ids, shape, (1, shape[1]), (shape[1],))
+        checks.append(("token_type_ids", token_type_ids, config.type_vocab_size))
+    if position_ids is not None:
+        _require_tensor("position_ids", position_ids)
+        _require_index("position_ids", position_ids)
+        _require_shape("position_ids", position_ids, shape, (1, shape[1]))
+        checks.append(("position_ids", position_ids, config.max_position_embeddings))
+    if attention_mask is not None:
+        _require_tensor("attention_mask", attention_mask)
+        if attention_mask.dtype.is_complex:
+            raise TypeError(f"attention_mask must be bool, integer or float 0/1, got dtype {attention_mask.dtype}")
+        _require_shape("attention_mask", attention_mask, shape)
+    _require_device(device, input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                    token_type_ids=token_type_ids, position_ids=position_ids)
+    if not check_values:
+        return shape, attention_mask is None, None
+    all_real, first_real = _check_values(checks, attention_mask)
+    return shape, all_real, first_real
+
+
+def _input_shape(config: BertConfig, input_ids, inputs_embeds, dtype) -> tuple[int, int]:
+    """``(batch, seqlen)`` of exactly one of ``input_ids`` ``[B, S]`` and ``inputs_embeds`` ``[B, S, E]``."""
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of input_ids and inputs_embeds")
     if input_ids is not None:
@@ -94,44 +124,27 @@ def check_inputs(
             raise TypeError(f"inputs_embeds has dtype {inputs_embeds.dtype} but the model runs in {dtype}; "
                             f"convert with .to({dtype})")
         shape = tuple(inputs_embeds.shape[:2])
-    batch, seqlen = shape
-    if batch == 0 or seqlen == 0:
+    if shape[0] == 0 or shape[1] == 0:
         raise ValueError(f"empty input: shape {list(shape)} (batch and seq_len must be at least 1)")
-    if seqlen > config.max_length:
-        raise ValueError(f"sequence length {seqlen} exceeds {_max_length(config)}; truncate the input")
+    if shape[1] > config.max_length:
+        raise ValueError(f"sequence length {shape[1]} exceeds {_max_length(config)}; truncate the input")
+    return shape
 
-    stats: list[torch.Tensor] = []  # pairs of (min, max) or flags, gathered for one host transfer
-    checks: list[tuple[str, int]] = []  # what each pair bounds: (name, exclusive upper bound)
-    if input_ids is not None:
-        checks.append(("input_ids", config.vocab_size))
-        stats.extend(torch.aminmax(input_ids))
-    if token_type_ids is not None:
-        _require_tensor("token_type_ids", token_type_ids)
-        _require_token_types(config)
-        _require_index("token_type_ids", token_type_ids)
-        _require_shape("token_type_ids", token_type_ids, shape, (1, seqlen), (seqlen,))
-        checks.append(("token_type_ids", config.type_vocab_size))
-        stats.extend(torch.aminmax(token_type_ids))
-    if position_ids is not None:
-        _require_tensor("position_ids", position_ids)
-        _require_index("position_ids", position_ids)
-        _require_shape("position_ids", position_ids, shape, (1, seqlen))
-        checks.append(("position_ids", config.max_position_embeddings))
-        stats.extend(torch.aminmax(position_ids))
-    if attention_mask is not None:
-        _require_tensor("attention_mask", attention_mask)
-        if attention_mask.dtype.is_complex:
-            raise TypeError(f"attention_mask must be bool, integer or float 0/1, got dtype {attention_mask.dtype}")
-        _require_shape("attention_mask", attention_mask, shape)
-    if device is not None:
-        named = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, "attention_mask": attention_mask,
-                 "token_type_ids": token_type_ids, "position_ids": position_ids}
-        for name, t in named.items():
-            if t is not None and t.device != device:
-                raise ValueError(f"{name} is on {t.device} but the model is on {device}; move the inputs there")
-    if not check_values:
-        return shape, attention_mask is None, None
 
+def _require_device(device: torch.device | None, **named: torch.Tensor | None) -> None:
+    if device is None:
+        return
+    for name, t in named.items():
+        if t is not None and t.device != device:
+            raise ValueError(f"{name} is on {t.device} but the model is on {device}; move the inputs there")
+
+
+def _check_values(checks: list[tuple[str, torch.Tensor, int]], attention_mask) -> tuple[bool, bool]:
+    """Id ranges and mask values, gathered on the device and read in one transfer; returns
+    ``(all_real, first_real)`` of the mask."""
+    stats: list[torch.Tensor] = []  # (min, max) per checked ids, then the mask's three flags
+    for _, ids, _ in checks:
+        stats.extend(torch.aminmax(ids))
     if attention_mask is not None:
         if attention_mask.dtype.is_floating_point:  # 0.5 or NaN must not pass as 0/1
             real = attention_mask != 0
@@ -141,17 +154,17 @@ def check_inputs(
                                    else attention_mask)
             stats.extend([(lo < 0) | (hi > 1), lo == 1, attention_mask[:, 0].min() != 0])
     values = _to_host(stats)
-    for i, (name, bound) in enumerate(checks):
+    for i, (name, _, bound) in enumerate(checks):
         lo, hi = values[2 * i], values[2 * i + 1]
         if lo < 0 or hi >= bound:
             bad = lo if lo < 0 else hi
             raise ValueError(f"{name} contains {bad}, outside the valid range [0, {bound})")
-    all_real = first_real = True
-    if attention_mask is not None:
-        not_binary, all_real, first_real = values[-3], bool(values[-2]), bool(values[-1])
-        if not_binary:
-            raise ValueError("attention_mask must contain only 0 and 1 (1 = real token, 0 = padding)")
-    return shape, all_real, first_real
+    if attention_mask is None:
+        return True, True
+    not_binary, all_real, first_real = values[-3], bool(values[-2]), bool(values[-1])
+    if not_binary:
+        raise ValueError("attention_mask must contain only 0 and 1 (1 = real token, 0 = padding)")
+    return all_real, first_real
 
 
 def check_packed_inputs(
@@ -189,11 +202,8 @@ def check_packed_inputs(
             _require_tensor(name, t)
             _require_index(name, t)
             _require_shape(name, t, shape)
-    if device is not None:
-        for name, t in (("input_ids", input_ids), ("cu_seqlens", cu_seqlens), ("token_type_ids", token_type_ids),
-                        ("position_ids", position_ids)):
-            if t is not None and t.device != device:
-                raise ValueError(f"{name} is on {t.device} but the model is on {device}; move the inputs there")
+    _require_device(device, input_ids=input_ids, cu_seqlens=cu_seqlens, token_type_ids=token_type_ids,
+                    position_ids=position_ids)
     if not check_values:
         return
     lengths = cu_seqlens[1:] - cu_seqlens[:-1]

@@ -1,0 +1,154 @@
+"""The PyTorch backend: plain PyTorch, differentiable, any device; the reference path.
+
+On CPU, when no autograd graph is needed, each linear is one oneDNN primitive with its bias, activation or residual
+fused as post-ops, and :class:`~fastbert.encoder.backends.int8.Int8Weight` weights run an int8 GEMM. Packed tokens run
+in length buckets (:func:`fastbert.encoder.layout.bucketed_layout`): attention is one SDPA call per bucket on views of
+the token rows. Every function here has the signature of its namesake in :mod:`fastbert.encoder.ops`.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from ..layout import AttentionLayout, Bucket, length_buckets
+from .int8 import Int8Weight, int8_linear
+
+
+def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings, token_type_embeddings,
+          ln_weight, ln_bias, eps, *, inputs_embeds=None) -> torch.Tensor:
+    words = F.embedding(input_ids, word_embeddings) if inputs_embeds is None else inputs_embeds
+    x = words + F.embedding(token_type_ids, token_type_embeddings)
+    x = x + F.embedding(position_ids, position_embeddings)
+    return F.layer_norm(x, (x.shape[-1],), ln_weight, ln_bias, eps)
+
+
+def linear(x, weight, bias, activation=None) -> torch.Tensor:
+    if isinstance(weight, Int8Weight):
+        return _activate(int8_linear(x, weight, bias), activation)
+    if _onednn_linear_ok(x, weight):
+        return _onednn_linear(x, weight, bias, activation)
+    return _activate(F.linear(x, weight, bias), activation)
+
+
+def _activate(y: torch.Tensor, activation: str | None) -> torch.Tensor:
+    if activation == "gelu":
+        return F.gelu(y)
+    if activation == "gelu_tanh":
+        return F.gelu(y, approximate="tanh")
+    if activation == "relu":
+        return F.relu(y)
+    return y
+
+
+# oneDNN post-op names for ``activation``: (attr, algorithm).
+_ONEDNN_POSTOPS = {None: ("none", ""), "gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh"), "relu": ("relu", "")}
+
+
+@functools.lru_cache(maxsize=None)
+def _onednn_dtypes() -> tuple[torch.dtype, ...]:
+    """Dtypes whose CPU linears go through oneDNN with the activation fused (empty without oneDNN)."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return ()
+    return (torch.float32, torch.bfloat16) if torch.ops.mkldnn._is_mkldnn_bf16_supported() else (torch.float32,)
+
+
+def _onednn_linear_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """The fused oneDNN linear is forward-only: CPU, matching float dtypes, no autograd graph to build."""
+    return (
+        x.device.type == "cpu"
+        and not torch.compiler.is_compiling()  # under torch.compile the compiler fuses (and mkldnn checks break traces)
+        and x.dtype == weight.dtype
+        and x.dtype in _onednn_dtypes()
+        and x.dim() == 2
+        and x.shape[0] > 0
+        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+    )
+
+
+def _onednn_linear(x, weight, bias, activation):
+    """act(x @ weight.T + bias) as one oneDNN primitive (bias and activation are GEMM post-ops): one pass over
+    the output instead of three. fp32 stays fp32 (no implicit down-conversion unless the user set
+    ``torch.backends.mkldnn.matmul.fp32_precision``)."""
+    attr, algorithm = _ONEDNN_POSTOPS[activation]
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, attr, [], algorithm)
+
+
+def attention(q, k, v, layout: AttentionLayout) -> torch.Tensor:
+    if layout.buckets is not None:
+        return _attention_buckets(q, k, v, layout.buckets)
+    if layout.packed:  # packed rows in their own order (the encoder itself runs them bucketed)
+        return _attention_varlen(q, k, v, layout)
+    b, s = layout.batch, layout.seqlen
+    # [N, h, D] -> [B, h, S, D]
+    q, k, v = (t.unflatten(0, (b, s)).transpose(1, 2) for t in (q, k, v))
+    mask = None
+    if layout.key_mask is not None:
+        # Additive mask as in HF's eager path: a fully masked row then softmaxes to uniform weights (finite).
+        mask = torch.zeros(layout.key_mask.shape, dtype=q.dtype, device=q.device)
+        mask.masked_fill_(~layout.key_mask, torch.finfo(q.dtype).min)
+        mask = mask[:, None, None, :]  # [B, 1, 1, S]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return out.transpose(1, 2).flatten(0, 1)  # [B, h, S, D] -> [N, h, D]
+
+
+def _attention_buckets(q, k, v, buckets: tuple[Bucket, ...]) -> torch.Tensor:
+    """Bucketed rows: one SDPA call per bucket on views of q, k, v (no copies in), padded keys masked."""
+    outs = []
+    for b in buckets:
+        # rows [start, start + count * span) -> [count, h, span, D] views
+        qb, kb, vb = (t[b.start:b.start + b.count * b.span].unflatten(0, (b.count, b.span)).transpose(1, 2)
+                      for t in (q, k, v))
+        mask = None if b.key_mask is None else b.key_mask[:, None, None, :]  # [count, 1, 1, span]
+        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask)  # [count, h, span, D]
+        outs.append(ob.transpose(1, 2).flatten(0, 1))  # [count * span, h, D]
+    if len(outs) == 1:
+        return outs[0]
+    return torch.cat(outs) if outs else q.new_empty(q.shape)
+
+
+def _attention_varlen(q, k, v, layout: AttentionLayout) -> torch.Tensor:
+    """Packed layout on PyTorch: sequences grouped into length buckets, one padded SDPA call per bucket.
+
+    A bucket pads its sequences to its longest one and masks the padded keys, so its work is at most
+    :data:`BUCKET_WASTE` times the real ``sum(L_i^2)`` work of its sequences (except a lone sequence, which is
+    never padded). The Python loop runs once per bucket, not once per sequence; on CPU the lengths are read from
+    ``cu_seqlens`` for free, on CUDA that read is one host sync.
+    """
+    cu = layout.cu_seqlens.tolist()
+    lengths = [end - start for start, end in zip(cu[:-1], cu[1:])]
+    out = torch.empty_like(q)
+    for members in length_buckets(lengths):
+        starts = torch.tensor([cu[i] for i in members], device=q.device)  # [n]
+        lens = torch.tensor([lengths[i] for i in members], device=q.device)  # [n]
+        span = lengths[members[0]]  # the longest in the bucket
+        pos = torch.arange(span, device=q.device)
+        real = pos[None, :] < lens[:, None]  # [n, span]
+        # Padded slots read their sequence's first row: finite values, and masked as keys.
+        rows = starts[:, None] + torch.where(real, pos[None, :], 0)  # [n, span] packed row per slot
+        flat = rows.flatten()
+        # [n*span, h, D] -> [n, h, span, D]
+        qb, kb, vb = (t.index_select(0, flat).unflatten(0, (len(members), span)).transpose(1, 2) for t in (q, k, v))
+        mask = None if bool(real.all()) else real[:, None, None, :]  # [n, 1, 1, span]
+        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask)  # [n, h, span, D]
+        ob = ob.transpose(1, 2).flatten(0, 1)  # [n*span, h, D]
+        keep = real.flatten()
+        out.index_copy_(0, flat[keep], ob[keep])
+    return out
+
+
+def linear_residual_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps) -> torch.Tensor:
+    """On CPU the residual and bias are post-ops of the oneDNN GEMM (one pass over the output and one rounding
+    instead of three); elsewhere the linear then :func:`bias_residual_layernorm`."""
+    if not isinstance(weight, Int8Weight) and _onednn_linear_ok(x, weight) \
+            and residual.dtype == x.dtype and residual.shape == (x.shape[0], weight.shape[0]):
+        h = torch.ops.mkldnn._linear_pointwise.binary(x.contiguous(), residual.contiguous(), weight, bias, "add")
+        return F.layer_norm(h, (h.shape[-1],), ln_weight, ln_bias, eps)
+    return bias_residual_layernorm(linear(x, weight, None), bias, residual, ln_weight, ln_bias, eps)
+
+
+def bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps) -> torch.Tensor:
+    h = x + bias if bias is not None else x
+    h = h + residual
+    return F.layer_norm(h, (h.shape[-1],), weight, ln_bias, eps)

@@ -1,0 +1,46 @@
+"""The Triton backend: fastbert's fused kernels (:mod:`fastbert.kernels`), inference only.
+
+Runs on CUDA tensors, or on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before ``triton`` is
+imported), the path CI uses to test the kernels. Packed tokens stay packed: the attention kernel reads
+``cu_seqlens``. Every function here has the signature of its namesake in :mod:`fastbert.encoder.ops`.
+"""
+from __future__ import annotations
+
+import torch
+
+from ...kernels import attention as attn
+from ...kernels import embedding, gemm, layernorm
+from ..layout import AttentionLayout
+from . import torch_ops
+from .int8 import Int8Weight
+
+
+def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings, token_type_embeddings,
+          ln_weight, ln_bias, eps, *, inputs_embeds=None) -> torch.Tensor:
+    if inputs_embeds is not None:  # no lookup to fuse: the PyTorch ops, on the same tensors
+        return torch_ops.embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings,
+                               token_type_embeddings, ln_weight, ln_bias, eps, inputs_embeds=inputs_embeds)
+    return embedding.embed_layernorm(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings,
+                                     token_type_embeddings, ln_weight, ln_bias, eps)
+
+
+def linear(x, weight, bias, activation=None) -> torch.Tensor:
+    if isinstance(weight, Int8Weight):
+        raise ValueError("int8-quantized weights run on the torch backend, not 'triton'")
+    return gemm.linear(x, weight, bias, activation)
+
+
+def attention(q, k, v, layout: AttentionLayout) -> torch.Tensor:
+    if layout.packed:
+        return attn.attention_varlen(q, k, v, layout.cu_seqlens, layout.seqlen)
+    b, s = layout.batch, layout.seqlen
+    out = attn.attention(q.unflatten(0, (b, s)), k.unflatten(0, (b, s)), v.unflatten(0, (b, s)), layout.key_mask)
+    return out.flatten(0, 1)
+
+
+def linear_residual_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps) -> torch.Tensor:
+    return bias_residual_layernorm(linear(x, weight, None), bias, residual, ln_weight, ln_bias, eps)
+
+
+def bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps) -> torch.Tensor:
+    return layernorm.bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps)

@@ -1,0 +1,189 @@
+"""The BERT family as data: one :class:`Family` record per ``model_type``.
+
+BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA and ALBERT run the same encoder math. Each differs only in
+
+* ``config``: a function from its Hugging Face ``config.json`` dict to :class:`~fastbert.encoder.config.BertConfig`
+  fields (names, defaults, position ids, embedding projection, layer sharing, how position_ids are read);
+* ``names``: where it keeps each of fastbert's modules (:class:`Names`), which serves both checkpoint loading
+  (:mod:`fastbert.encoder.weights`) and the in-place swap (:mod:`fastbert.encoder.swap`);
+* ``hf_model`` / ``hf_output``: the ``transformers`` base-model class and the output class its forward returns.
+
+A new family is a new entry here (plus, if its attention differs, one attention variant behind the op seam); the
+forward pass never branches on the family. Anything in a config that would change the math in a way fastbert does not
+implement is refused by :func:`check_supported` with a ``ValueError`` naming it.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple
+
+
+class Names(NamedTuple):
+    """Where a family keeps each fastbert module, as module paths relative to its base model."""
+
+    prefix: str  # the base model's attribute in task heads, and the key prefix in their checkpoints
+    modules: Mapping[str, str]  # fastbert module -> HF module: embeddings, their projection, the pooler
+    layer: Callable[[int, Any], str]  # (u, BertConfig) -> the HF module holding fastbert's layer weights number u
+    layer_modules: Mapping[str, str]  # fastbert module in a layer -> HF module in that layer
+
+
+class Family(NamedTuple):
+    config: Callable[[Mapping[str, Any]], dict]  # HF config dict -> BertConfig fields
+    names: Names
+    hf_model: str  # the transformers base-model class
+    hf_output: str  # the output class its forward returns
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Config translations. Defaults are those of transformers' config classes.
+# ----------------------------------------------------------------------------------------------------------------
+
+_BERT_DEFAULTS = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                      intermediate_size=3072, hidden_act="gelu", max_position_embeddings=512, type_vocab_size=2,
+                      layer_norm_eps=1e-12, pad_token_id=0)
+
+
+def _read(d: Mapping[str, Any], defaults: Mapping[str, Any], names: Mapping[str, str] | None = None) -> dict:
+    """``defaults`` (fastbert field -> value) overridden by ``d``; ``names`` maps fastbert fields to the family's
+    keys. A null value takes the default, except ``pad_token_id``."""
+    names = names or {}
+    out = dict(defaults)
+    for field in defaults:
+        key = names.get(field, field)
+        if key in d and (d[key] is not None or field == "pad_token_id"):
+            out[field] = d[key]
+    return out
+
+
+def bert_config(d: Mapping[str, Any]) -> dict:
+    return dict(_read(d, _BERT_DEFAULTS), packed_position_ids=True)
+
+
+def roberta_config(d: Mapping[str, Any]) -> dict:
+    """RoBERTa / XLM-RoBERTa: BERT's fields; position ids count non-pad tokens from ``pad_token_id + 1``."""
+    out = _read(d, dict(_BERT_DEFAULTS, vocab_size=50265 if d.get("model_type") == "roberta" else 30522,
+                        pad_token_id=1))
+    pad = out["pad_token_id"]
+    offset = pad + 1 if isinstance(pad, int) and not isinstance(pad, bool) else 0  # BertConfig names a bad one
+    return dict(out, position_offset=offset, padding_aware_positions=True, packed_position_ids=True)
+
+
+def distilbert_config(d: Mapping[str, Any]) -> dict:
+    """DistilBERT: its own key names, no token types, LayerNorm eps fixed at 1e-12."""
+    names = dict(hidden_size="dim", num_attention_heads="n_heads", num_hidden_layers="n_layers",
+                 intermediate_size="hidden_dim", hidden_act="activation")
+    out = _read(d, dict(vocab_size=30522, hidden_size=768, num_hidden_layers=6, num_attention_heads=12,
+                        intermediate_size=3072, hidden_act="gelu", max_position_embeddings=512, pad_token_id=0),
+                names)
+    return dict(out, type_vocab_size=0, layer_norm_eps=1e-12)
+
+
+def electra_config(d: Mapping[str, Any]) -> dict:
+    """ELECTRA: embeddings of ``embedding_size``, projected to ``hidden_size`` when the two differ."""
+    out = _read(d, dict(_BERT_DEFAULTS, hidden_size=256, num_attention_heads=4, intermediate_size=1024,
+                        embedding_size=128))
+    return dict(out, embedding_projection=out["embedding_size"] != out["hidden_size"], packed_position_ids=True)
+
+
+def albert_config(d: Mapping[str, Any]) -> dict:
+    """ALBERT: factorized embeddings always projected, layers sharing ``num_hidden_groups`` groups of
+    ``inner_group_num`` layers."""
+    out = _read(d, dict(_BERT_DEFAULTS, vocab_size=30000, hidden_size=4096, num_attention_heads=64,
+                        intermediate_size=16384, hidden_act="gelu_new", embedding_size=128, num_hidden_groups=1,
+                        inner_group_num=1))
+    return dict(out, embedding_projection=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Weight names
+# ----------------------------------------------------------------------------------------------------------------
+
+_BERT_MODULES = {
+    "embeddings.word": "embeddings.word_embeddings",
+    "embeddings.position": "embeddings.position_embeddings",
+    "embeddings.token_type": "embeddings.token_type_embeddings",
+    "embeddings.norm": "embeddings.LayerNorm",
+    "pooler": "pooler.dense",
+}
+_BERT_LAYER = {
+    "qkv.query": "attention.self.query",
+    "qkv.key": "attention.self.key",
+    "qkv.value": "attention.self.value",
+    "attn_out": "attention.output.dense",
+    "attn_norm": "attention.output.LayerNorm",
+    "ffn_up": "intermediate.dense",
+    "ffn_down": "output.dense",
+    "ffn_norm": "output.LayerNorm",
+}
+
+
+def _encoder_layer(u: int, config) -> str:
+    return f"encoder.layer.{u}"
+
+
+def _albert_layer(u: int, config) -> str:
+    return f"encoder.albert_layer_groups.{u // config.inner_group_num}.albert_layers.{u % config.inner_group_num}"
+
+
+_ROBERTA_NAMES = Names("roberta", _BERT_MODULES, _encoder_layer, _BERT_LAYER)
+_ELECTRA_NAMES = Names(
+    "electra",
+    {**{k: v for k, v in _BERT_MODULES.items() if k != "pooler"}, "embeddings.project": "embeddings_project"},
+    _encoder_layer, _BERT_LAYER,
+)
+_ALBERT_NAMES = Names(
+    "albert",
+    {**_BERT_MODULES, "embeddings.project": "encoder.embedding_hidden_mapping_in", "pooler": "pooler"},
+    _albert_layer,
+    {"qkv.query": "attention.query", "qkv.key": "attention.key", "qkv.value": "attention.value",
+     "attn_out": "attention.dense", "attn_norm": "attention.LayerNorm", "ffn_up": "ffn",
+     "ffn_down": "ffn_output", "ffn_norm": "full_layer_layer_norm"},
+)
+_DISTILBERT_NAMES = Names(
+    "distilbert",
+    {"embeddings.word": "embeddings.word_embeddings", "embeddings.position": "embeddings.position_embeddings",
+     "embeddings.norm": "embeddings.LayerNorm"},
+    lambda u, config: f"transformer.layer.{u}",
+    {"qkv.query": "attention.q_lin", "qkv.key": "attention.k_lin", "qkv.value": "attention.v_lin",
+     "attn_out": "attention.out_lin", "attn_norm": "sa_layer_norm", "ffn_up": "ffn.lin1",
+     "ffn_down": "ffn.lin2", "ffn_norm": "output_layer_norm"},
+)
+
+_WITH_POOLING = "BaseModelOutputWithPoolingAndCrossAttentions"
+FAMILIES: dict[str, Family] = {
+    "bert": Family(bert_config, Names("bert", _BERT_MODULES, _encoder_layer, _BERT_LAYER), "BertModel",
+                   _WITH_POOLING),
+    "roberta": Family(roberta_config, _ROBERTA_NAMES, "RobertaModel", _WITH_POOLING),
+    "xlm-roberta": Family(roberta_config, _ROBERTA_NAMES, "XLMRobertaModel", _WITH_POOLING),
+    "distilbert": Family(distilbert_config, _DISTILBERT_NAMES, "DistilBertModel", "BaseModelOutput"),
+    "electra": Family(electra_config, _ELECTRA_NAMES, "ElectraModel", "BaseModelOutputWithPastAndCrossAttentions"),
+    "albert": Family(albert_config, _ALBERT_NAMES, "AlbertModel", "BaseModelOutputWithPooling"),
+}
+NAMES: dict[str, Names] = {model_type: family.names for model_type, family in FAMILIES.items()}
+
+
+def module_names(config) -> dict[str, str]:
+    """fastbert module -> HF module (relative to the base model) for every module ``config`` (a ``BertConfig``)
+    has."""
+    names = NAMES[config.model_type]
+    out = dict(names.modules)
+    if not config.embedding_projection:
+        out.pop("embeddings.project", None)
+    for u in range(config.num_layer_weights):
+        out.update({f"layers.{u}.{fb}": f"{names.layer(u, config)}.{hf}" for fb, hf in names.layer_modules.items()})
+    return out
+
+
+def check_supported(d: Mapping[str, Any]) -> None:
+    """Refuse config settings that change the math in ways fastbert does not implement, naming each."""
+    problems = []
+    pet = d.get("position_embedding_type", "absolute")
+    if pet not in (None, "absolute"):
+        problems.append(f"position_embedding_type={pet!r} (only 'absolute' is supported)")
+    if d.get("is_decoder"):
+        problems.append("is_decoder=True (fastbert is a bidirectional encoder)")
+    if d.get("add_cross_attention"):
+        problems.append("add_cross_attention=True (cross-attention is not supported)")
+    if d.get("model_type") == "distilbert" and d.get("sinusoidal_pos_embds") not in (None, False, True):
+        problems.append(f"sinusoidal_pos_embds={d['sinusoidal_pos_embds']!r}")
+    if problems:
+        raise ValueError(f"unsupported {d.get('model_type', 'bert')} configuration: " + "; ".join(problems))

@@ -1,0 +1,164 @@
+"""The op seam: every encoder operation goes through this module, and only this module picks an implementation.
+
+Backends (one module each under :mod:`fastbert.encoder.backends`, with the same functions):
+
+* ``"torch"`` (:mod:`~fastbert.encoder.backends.torch_ops`) -- plain PyTorch, oneDNN-fused on CPU. Differentiable;
+  runs on any device. The reference path. Packed tokens run in length buckets.
+* ``"triton"`` (:mod:`~fastbert.encoder.backends.triton_ops`) -- fastbert's fused Triton kernels. Inference only.
+  Runs on CUDA tensors, or on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before
+  ``triton`` is imported) -- the path CI uses to test the kernels.
+
+:func:`resolve_backend` makes the choice once per forward: an explicit ``backend`` argument wins, then the
+``FASTBERT_BACKEND`` environment variable (``torch`` | ``triton`` | ``auto``), then ``auto``, which takes Triton
+on CUDA when it is importable and PyTorch otherwise. When gradients are needed the differentiable torch path is
+taken whatever was asked for, so autograd never silently loses its graph. A precision (bf16, int8 weights) is a
+property of the weights the model holds, chosen once at load (:mod:`fastbert.encoder.precision`); the backends
+dispatch on it.
+
+Shapes: token matrices are ``[N, H]`` where the N rows are either a padded batch flattened (``N = B * S``) or
+packed real tokens (``N = total_tokens``); :class:`~fastbert.encoder.layout.AttentionLayout` says which.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from types import ModuleType
+
+import torch
+
+from .backends import torch_ops
+from .layout import AttentionLayout, bucketed_layout
+
+BACKENDS = ("auto", "torch", "triton")
+ACTIVATIONS = (None, "gelu", "gelu_tanh", "relu")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backend choice
+# ----------------------------------------------------------------------------------------------------------------
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+MIN_TRITON = (3, 6)  # the oldest triton the kernels are checked against (benchmarks/results/static/)
+
+
+@functools.lru_cache(maxsize=None)
+def triton_problem() -> str | None:
+    """Why the Triton backend cannot run here (triton missing, older than :data:`MIN_TRITON`, or fastbert's
+    kernels failing to import), or None when it can."""
+    try:
+        import triton
+    except ImportError:
+        return "triton is not installed (CUDA builds of PyTorch bring it)"
+    version = tuple(int(part) for part in triton.__version__.split(".")[:2] if part.isdigit())
+    if version < MIN_TRITON:
+        return f"triton {triton.__version__} is older than {'.'.join(map(str, MIN_TRITON))}, the oldest fastbert supports"
+    try:
+        from .backends import triton_ops  # noqa: F401  (imports fastbert.kernels)
+    except ImportError as e:
+        return f"fastbert.kernels cannot be imported: {e}"
+    return None
+
+
+def triton_available() -> bool:
+    """True when the Triton backend can run (see :func:`triton_problem`)."""
+    return triton_problem() is None
+
+
+def resolve_backend(requested: str | None, device: torch.device, needs_grad: bool = False) -> str:
+    """Pick ``"torch"`` or ``"triton"`` for tensors on ``device``; see the module docstring for the rules."""
+    choice = requested if requested not in (None, "auto") else (os.environ.get("FASTBERT_BACKEND") or "auto")
+    if choice not in BACKENDS:
+        source = "backend argument" if requested not in (None, "auto") else "FASTBERT_BACKEND"
+        raise ValueError(f"unknown {source} {choice!r}; expected one of {BACKENDS}")
+    if needs_grad:
+        return "torch"  # the Triton kernels are forward-only
+    device = torch.device(device)
+    if choice == "auto":
+        if device.type != "cuda":
+            return "torch"
+        if triton_problem() is not None:
+            _warn_no_triton(triton_problem())
+            return "torch"
+        return "triton"
+    if choice == "triton":
+        if triton_problem() is not None:
+            raise ValueError(f"backend 'triton' requested but {triton_problem()}")
+        if device.type != "cuda" and not (device.type == "cpu" and _interpreting()):
+            raise ValueError(
+                f"backend 'triton' needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1), got device {device}"
+            )
+    return choice
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_no_triton(reason: str) -> None:
+    """Once per process: CUDA tensors run on the (slower, correct) PyTorch path."""
+    import warnings
+
+    warnings.warn(f"fastbert: running the PyTorch path on CUDA because {reason}", RuntimeWarning, stacklevel=3)
+
+
+def _backend(name: str) -> ModuleType:
+    if name == "triton":
+        from .backends import triton_ops
+
+        return triton_ops
+    return torch_ops
+
+
+def packed_layout(batch: int, seqlen: int, cu_seqlens: torch.Tensor, backend: str) -> AttentionLayout:
+    """The layout the encoder runs packed tokens (``cu_seqlens`` ``[batch + 1]`` int32) in: the packed rows
+    themselves for Triton (its attention kernel reads ``cu_seqlens``), length buckets for PyTorch."""
+    if backend == "triton":
+        return AttentionLayout(batch=batch, seqlen=seqlen, cu_seqlens=cu_seqlens)
+    return bucketed_layout(batch, seqlen, cu_seqlens)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Ops
+# ----------------------------------------------------------------------------------------------------------------
+
+def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings, token_type_embeddings,
+          ln_weight, ln_bias, eps: float, *, inputs_embeds=None, backend: str = "torch") -> torch.Tensor:
+    """LayerNorm(word[input_ids] + token_type[token_type_ids] + position[position_ids]) -> ``[*ids.shape, E]``.
+
+    ``inputs_embeds`` (``[..., E]``) replaces the word-embedding lookup when given.
+    """
+    return _backend(backend).embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings,
+                                   token_type_embeddings, ln_weight, ln_bias, eps, inputs_embeds=inputs_embeds)
+
+
+def linear(x: torch.Tensor, weight, bias: torch.Tensor | None, activation: str | None = None, *,
+           backend: str = "torch") -> torch.Tensor:
+    """act(x @ weight.T + bias): x ``[N, K]``, weight ``[M, K]`` (nn.Linear layout, or an ``Int8Weight``), bias
+    ``[M]`` -> ``[N, M]``. ``activation``: None, ``"gelu"`` (exact, erf), ``"gelu_tanh"`` (HF's gelu_new) or
+    ``"relu"``."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+    return _backend(backend).linear(x, weight, bias, activation)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: AttentionLayout, *,
+              backend: str = "torch") -> torch.Tensor:
+    """softmax(q k^T / sqrt(D) + mask) v per sequence and head.
+
+    q, k, v: ``[N, heads, D]`` (any strides, e.g. views into a fused QKV projection) -> ``[N, heads, D]``.
+    Keys whose mask is 0 get no weight; a query row whose keys are all masked gets finite output.
+    """
+    return _backend(backend).attention(q, k, v, layout)
+
+
+def linear_residual_layernorm(x: torch.Tensor, weight, bias: torch.Tensor | None, residual: torch.Tensor,
+                              ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float, *,
+                              backend: str = "torch") -> torch.Tensor:
+    """LayerNorm(x @ weight.T + bias + residual): x ``[N, K]``, weight ``[M, K]``, residual ``[N, M]`` -> ``[N, M]``."""
+    return _backend(backend).linear_residual_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps)
+
+
+def bias_residual_layernorm(x: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor, weight: torch.Tensor,
+                            ln_bias: torch.Tensor, eps: float, *, backend: str = "torch") -> torch.Tensor:
+    """LayerNorm(x + bias + residual) over the last dim; x, residual ``[N, H]``, bias/weight/ln_bias ``[H]``."""
+    return _backend(backend).bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps)
