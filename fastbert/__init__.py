@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 # Public name -> the submodule that defines it.
 _EXPORTS = {
     "AutoModel": "model",
-    "AutoTokenizer": "auto_tokenizer",
+    "AutoTokenizer": "tokenizers",
     "BertConfig": "config",
     "remap_state_dict": "loading",
     "BertModel": "model",
@@ -26,20 +26,19 @@ _EXPORTS = {
     "optimize": "optimize",
     "restore": "optimize",
     "is_optimized": "optimize",
-    "BertTokenizer": "tokenizer",
+    "BertTokenizer": "tokenizers",
     "SentenceEncoder": "sentence",
 }
 
 __all__ = [*_EXPORTS, "default_model_path", "__version__"]
 
 if TYPE_CHECKING:
-    from .auto_tokenizer import AutoTokenizer
     from .config import BertConfig
     from .loading import remap_state_dict
     from .model import AutoModel, BertModel, BertOutput
     from .optimize import is_optimized, optimize, restore
     from .sentence import SentenceEncoder
-    from .tokenizer import BertTokenizer
+    from .tokenizers import AutoTokenizer, BertTokenizer
 
 
 def __getattr__(name: str):

@@ -56,7 +56,7 @@ def load_tokenizer(path: str | None = None):
     """The tokenizer of the model folder at ``path`` (for counting tokens); reads no weights."""
     from . import default_model_path
     from .sentence import read_folder
-    from .auto_tokenizer import AutoTokenizer
+    from .tokenizers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(read_folder(path or default_model_path()).transformer_path)
 
@@ -360,7 +360,7 @@ def _worker_main(fd: int) -> None:
         import torch
 
         from .sentence import TruncationError
-        from .tokenizer import BertTokenizer
+        from .tokenizers import BertTokenizer
 
         torch.set_num_threads(setup["threads"])
         if torch.device(setup["device"]).type == "cuda" and torch.device(setup["device"]).index is not None:

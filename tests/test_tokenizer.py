@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import transformers
 
-from fastbert.tokenizer import BertTokenizer
+from fastbert.tokenizers import BertTokenizer
 
 
 @pytest.fixture(scope="module")

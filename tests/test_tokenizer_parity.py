@@ -13,7 +13,8 @@ import pytest
 import transformers
 from hypothesis import given, settings, strategies as st
 
-from fastbert.tokenizer import BertTokenizer, _read_vocab_txt
+from fastbert.tokenizers import BertTokenizer
+from fastbert.tokenizers.wordpiece import _read_vocab_txt
 
 CONFIGS = {
     "uncased": {},

@@ -113,7 +113,7 @@ class SentenceEncoder:
     unreadable file ``OSError``; both before any weights are read.
 
     Attributes: ``folder`` (what the folder says), ``tokenizer`` (``fastbert.BertTokenizer`` or
-    ``fastbert.auto_tokenizer.TokenizersTokenizer``), ``model`` (``fastbert.BertModel``), ``device``,
+    ``fastbert.tokenizers.TokenizersTokenizer``), ``model`` (``fastbert.BertModel``), ``device``,
     ``dtype``, ``max_seq_length`` (settable), ``prompts``, ``default_prompt_name``, ``last_truncated`` (how many
     texts the last ``encode`` call truncated).
     """
@@ -169,7 +169,7 @@ class SentenceEncoder:
         return head
 
     def _load_tokenizer(self):
-        from ..auto_tokenizer import AutoTokenizer, with_lowercase
+        from ..tokenizers import AutoTokenizer, with_lowercase
 
         tokenizer = AutoTokenizer.from_pretrained(self.folder.transformer_path)
         return with_lowercase(tokenizer) if self.folder.do_lower_case else tokenizer

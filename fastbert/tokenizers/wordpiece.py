@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 try:
-    from . import _C
+    from .. import _C
 except ImportError as e:  # e.g. a source checkout whose extension was never built
     import importlib.util
 

@@ -6,7 +6,7 @@
 Which tokenizer (``TOKENIZERS``, picked by ``tokenizer_class`` in ``tokenizer_config.json``, else by ``model_type``
 in ``config.json``):
 
-- WordPiece (BERT, DistilBERT, ELECTRA): fastbert's C++ :class:`~fastbert.tokenizer.BertTokenizer`. DistilBERT's
+- WordPiece (BERT, DistilBERT, ELECTRA): fastbert's C++ :class:`~fastbert.tokenizers.BertTokenizer`. DistilBERT's
   inputs have no ``token_type_ids`` (its ``model_input_names``), as with transformers.
 - Byte-level BPE (RoBERTa) and Unigram/SentencePiece (XLM-RoBERTa, ALBERT): :class:`TokenizersTokenizer`, a thin
   wrapper over the Rust ``tokenizers`` library with ``BertTokenizer``'s call signature and ``BatchEncoding``.
@@ -37,10 +37,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .config import read_json
-from .tokenizer import (_TEXT_CLEANUP, LARGE_INTEGER, SPECIAL_TOKENS_ATTRIBUTES, VERY_LARGE_INTEGER,
+from .wordpiece import (_TEXT_CLEANUP, LARGE_INTEGER, SPECIAL_TOKENS_ATTRIBUTES, VERY_LARGE_INTEGER,
                         BatchEncoding, BertTokenizer, InputTypeError, _non_negative, _tensor_type, _to_py,
-                        _token_content, tokenizer_options)
+                        _read_json, _token_content, tokenizer_options)
 
 _SENTENCEPIECE_FILES = ("spiece.model", "sentencepiece.bpe.model", "sentencepiece.model")
 
@@ -167,7 +166,7 @@ class TokenizersTokenizer:
     """A ``tokenizers.Tokenizer`` with the call conventions and outputs of transformers' fast tokenizers.
 
     The call (``__call__``, ``encode``, ``tokenize``, ``pad``) and its argument resolution are
-    :class:`~fastbert.tokenizer.BertTokenizer`'s, the output its ``BatchEncoding`` (holding ``tokenizers.Encoding``
+    :class:`~fastbert.tokenizers.BertTokenizer`'s, the output its ``BatchEncoding`` (holding ``tokenizers.Encoding``
     rows for ``word_ids``, ``token_to_chars``...); only the encoding step differs. Build it with
     :meth:`AutoTokenizer.from_pretrained`.
 
@@ -454,7 +453,7 @@ def _tokenizer_class(path: str, config: Mapping[str, Any]) -> str:
                              f"fastbert implements ({', '.join(sorted(TOKENIZERS))})")
         return name
     file = os.path.join(path, "config.json")
-    model_config = read_json(file) if os.path.isfile(file) else {}
+    model_config = _read_json(file) if os.path.isfile(file) else {}
     model_type = model_config.get("model_type") if isinstance(model_config, dict) else None
     if model_type is None:
         if os.path.isfile(os.path.join(path, "tokenizer.json")) or os.path.isfile(os.path.join(path, "vocab.txt")):
@@ -471,7 +470,7 @@ def _json_model(path: str) -> str | None:
     file = os.path.join(path, "tokenizer.json")
     if not os.path.isfile(file):
         return None
-    spec = read_json(file)
+    spec = _read_json(file)
     return (spec.get("model") or {}).get("type") if isinstance(spec, dict) else None
 
 
@@ -485,7 +484,7 @@ def _tokenizer_json(path: str, name: str, kind: TokenizerKind) -> dict:
             f"{path!r} has {found}; fastbert's {name} needs a tokenizer.json. Write one with transformers "
             f"(pip install transformers sentencepiece): python -c \"from transformers import AutoTokenizer; "
             f"AutoTokenizer.from_pretrained('{path}').save_pretrained('{path}')\"")
-    spec = read_json(file)
+    spec = _read_json(file)
     model = (spec.get("model") or {}).get("type") if isinstance(spec, dict) else None
     if model is None and isinstance(spec, dict) and isinstance(spec.get("model"), dict):
         # old files omit the type: a Unigram vocabulary is a list of [piece, score]
