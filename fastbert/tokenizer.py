@@ -2,9 +2,11 @@
 release. Import from ``fastbert.tokenizers`` instead."""
 import warnings
 
-from .tokenizers.wordpiece import (LARGE_INTEGER, SPECIAL_TOKENS_ATTRIBUTES, VERY_LARGE_INTEGER,  # noqa: F401
-                                   AddedToken, BatchEncoding, BertTokenizer, CharSpan, Encoding, InputTypeError,
-                                   OutOfRangeError, TokenSpan, _read_vocab_txt, tokenizer_options)
+from .tokenizers import (AddedToken, BatchEncoding, BertTokenizer, CharSpan, Encoding, InputTypeError,  # noqa: F401
+                         OutOfRangeError, TokenSpan, tokenizer_options)
+from .tokenizers.files import read_vocab_txt as _read_vocab_txt  # noqa: F401
+from .tokenizers.options import LARGE_INTEGER, VERY_LARGE_INTEGER  # noqa: F401
+from .tokenizers.special_tokens import SPECIAL_TOKENS_ATTRIBUTES  # noqa: F401
 
 # stacklevel 2: the line that imports this module (warnings skips importlib's frames)
 warnings.warn("fastbert.tokenizer is deprecated and will be removed in the next release; import from "

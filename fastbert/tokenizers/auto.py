@@ -37,9 +37,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .wordpiece import (_TEXT_CLEANUP, LARGE_INTEGER, SPECIAL_TOKENS_ATTRIBUTES, VERY_LARGE_INTEGER,
-                        BatchEncoding, BertTokenizer, InputTypeError, _non_negative, _tensor_type, _to_py,
-                        _read_json, _token_content, tokenizer_options)
+from .added_tokens import token_content
+from .batch_encoding import BatchEncoding
+from .call import CallSignature
+from .decode import Decoding, clean_up_tokenization
+from .errors import InputTypeError
+from .files import extra_special_tokens, read_json, tokenizer_options, write_json
+from .options import LARGE_INTEGER, VERY_LARGE_INTEGER, CallOptions, check_side, non_negative, resolve_strategies
+from .padding import Padding
+from .special_tokens import SPECIAL_TOKENS_ATTRIBUTES, SpecialTokens
+from .tensors import to_py
+from .truncation import check_window, overflow_rows, overflow_to_sample_mapping
+from .wordpiece import BertTokenizer
 
 _SENTENCEPIECE_FILES = ("spiece.model", "sentencepiece.bpe.model", "sentencepiece.model")
 
@@ -162,12 +171,12 @@ MODEL_TYPES = {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer", "el
 # The tokenizers-library wrapper
 # ----------------------------------------------------------------------------------------------------------------
 
-class TokenizersTokenizer:
+class TokenizersTokenizer(CallSignature, Padding, Decoding, SpecialTokens):
     """A ``tokenizers.Tokenizer`` with the call conventions and outputs of transformers' fast tokenizers.
 
-    The call (``__call__``, ``encode``, ``tokenize``, ``pad``) and its argument resolution are
-    :class:`~fastbert.tokenizers.BertTokenizer`'s, the output its ``BatchEncoding`` (holding ``tokenizers.Encoding``
-    rows for ``word_ids``, ``token_to_chars``...); only the encoding step differs. Build it with
+    The call (``__call__``, ``encode``, ``tokenize``, ``pad``, ``decode``) and its argument resolution are the
+    units :class:`~fastbert.tokenizers.BertTokenizer` composes too, the output its ``BatchEncoding`` (holding
+    ``tokenizers.Encoding`` rows for ``word_ids``, ``token_to_chars``...); only encoding and decoding one row differ. Build it with
     :meth:`AutoTokenizer.from_pretrained`.
 
     Args:
@@ -182,33 +191,14 @@ class TokenizersTokenizer:
     pad_token_type_id = 0
     name_or_path = ""
 
-    # The call conventions, shared with BertTokenizer (argument resolution, batching rules, padding of encoded
-    # inputs); only `_encode` below is this class's own.
-    __call__ = BertTokenizer.__call__
-    encode = BertTokenizer.encode
-    tokenize = BertTokenizer.tokenize
-    pad = BertTokenizer.pad
-    batch_decode = BertTokenizer.batch_decode
-    _pad_one = BertTokenizer._pad_one
-    _strategies = BertTokenizer._strategies
-    _inputs = staticmethod(BertTokenizer._inputs)
-    _id = BertTokenizer._id
-    unk_token_id, sep_token_id, pad_token_id, cls_token_id, mask_token_id = (
-        BertTokenizer.unk_token_id, BertTokenizer.sep_token_id, BertTokenizer.pad_token_id, BertTokenizer.cls_token_id,
-        BertTokenizer.mask_token_id)
-    special_tokens_map = BertTokenizer.special_tokens_map
-    all_special_tokens = BertTokenizer.all_special_tokens
-    all_special_ids = BertTokenizer.all_special_ids
-
     def __init__(self, tokenizer, *, model_input_names: Sequence[str] = _NO_TYPES, bos_token: str | None = None,
                  eos_token: str | None = None, unk_token: str | None = None, sep_token: str | None = None,
                  pad_token: str | None = None, cls_token: str | None = None, mask_token: str | None = None,
                  extra_special_tokens: Sequence[str] = (), model_max_length: int = VERY_LARGE_INTEGER,
                  padding_side: str = "right", truncation_side: str = "right",
                  clean_up_tokenization_spaces: bool = False, split_special_tokens: bool = False):
-        for side, name in ((padding_side, "padding_side"), (truncation_side, "truncation_side")):
-            if side not in ("right", "left"):
-                raise ValueError(f"{name} must be 'right' or 'left', not {side!r}")
+        check_side(padding_side, "padding_side")
+        check_side(truncation_side, "truncation_side")
         self._tokenizer = tokenizer
         self.model_input_names = list(model_input_names)
         self.bos_token, self.eos_token, self.unk_token, self.sep_token = bos_token, eos_token, unk_token, sep_token
@@ -243,9 +233,6 @@ class TokenizersTokenizer:
 
     vocab = property(get_vocab)
 
-    bos_token_id = property(lambda self: self._id(self.bos_token))
-    eos_token_id = property(lambda self: self._id(self.eos_token))
-
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         return self._tokenizer.num_special_tokens_to_add(pair)
 
@@ -262,15 +249,13 @@ class TokenizersTokenizer:
         if isinstance(ids, (int, np.integer)) and not isinstance(ids, bool):
             return self._tokenizer.id_to_token(int(ids))
         skip = set(self.all_special_ids) if skip_special_tokens else ()
-        return [self._tokenizer.id_to_token(int(i)) for i in _to_py(ids) if int(i) not in skip]
+        return [self._tokenizer.id_to_token(int(i)) for i in to_py(ids) if int(i) not in skip]
 
     # ------------------------------------------------------------------ encoding
     def _configure(self, pad: str, trunc: str, length: int | None, stride: int, multiple: int | None,
                    padding_side: str | None) -> None:
         """Sets the backend's truncation and padding for this call (as transformers does), when they change."""
-        side = self.padding_side if padding_side is None else padding_side
-        if side not in ("right", "left"):
-            raise ValueError(f"padding_side must be 'right' or 'left', not {side!r}")
+        side = check_side(self.padding_side if padding_side is None else padding_side, "padding_side")
         settings = (pad, trunc, length, stride, multiple or None, side, self.truncation_side)
         if settings == self._settings:
             return
@@ -287,68 +272,62 @@ class TokenizersTokenizer:
                                    pad_to_multiple_of=multiple or None)
         self._settings = settings
 
-    def _encode(self, text, text_pair, add_special_tokens, padding, truncation, max_length, stride,
-                is_split_into_words, pad_to_multiple_of, padding_side, return_tensors, return_token_type_ids,
-                return_attention_mask, return_overflowing_tokens, return_special_tokens_mask,
-                return_offsets_mapping, return_length, split_special_tokens, num_threads) -> BatchEncoding:
-        """``BertTokenizer.__call__``'s encoding step on the ``tokenizers`` backend."""
-        if num_threads is not None:
+    def _encode(self, text, text_pair, options: CallOptions) -> BatchEncoding:
+        """One input or a batch on the ``tokenizers`` backend, its truncation and padding set for this call."""
+        o = options
+        if o.num_threads is not None:
             raise ValueError(f"num_threads is not supported by the {self.__class__.__name__} of this folder (the "
                              "tokenizers library sets its threads once per process: set RAYON_NUM_THREADS)")
-        kind = None if return_tensors is None else _tensor_type(return_tensors)
-        texts, pairs, batched = self._inputs(text, text_pair, bool(is_split_into_words))
-        multiple = _non_negative(pad_to_multiple_of, "pad_to_multiple_of")
-        stride = _non_negative(stride, "stride", allow_none=False)
-        pad, trunc, length = self._strategies(padding, truncation, max_length, multiple)
+        kind, texts, pairs, batched, multiple = self._read_inputs(text, text_pair, o)
+        stride = non_negative(o.stride, "stride", allow_none=False)
+        pad, trunc, length = resolve_strategies(o.padding, o.truncation, o.max_length, multiple, self.model_max_length,
+                                                self.pad_token)
         if trunc != "do_not_truncate":
-            specials = self.num_special_tokens_to_add(pairs is not None) if add_special_tokens else 0
-            if length < specials or (stride and stride >= length - specials):
-                raise ValueError(f"max_length={length} with stride={stride} leaves no tokens to truncate: "
-                                 f"{specials} special tokens are added and the stride must be smaller than the "
-                                 "tokens left")
-        self._configure(pad, trunc, length, stride, multiple, padding_side)
-        split = self.split_special_tokens if split_special_tokens is None else split_special_tokens
+            check_window(length, stride, self.num_special_tokens_to_add(pairs is not None) if o.add_special_tokens
+                         else 0)
+        self._configure(pad, trunc, length, stride, multiple, o.padding_side)
+        split = self.split_special_tokens if o.split_special_tokens is None else o.split_special_tokens
         self._tokenizer.encode_special_tokens = bool(split)
         inputs = texts if pairs is None else list(zip(texts, pairs))
         try:
-            encodings = self._tokenizer.encode_batch(inputs, add_special_tokens=bool(add_special_tokens),
-                                                     is_pretokenized=bool(is_split_into_words))
+            encodings = self._tokenizer.encode_batch(inputs, add_special_tokens=bool(o.add_special_tokens),
+                                                     is_pretokenized=bool(o.is_split_into_words))
         except BaseException as e:  # the library's errors are plain Exceptions, its Rust panics BaseExceptions
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
             raise ValueError(f"tokenizers cannot encode this input: {e}") from None
+        rows = overflow_rows(encodings, o.return_overflowing_tokens)
+        out = self._fields(rows, o)
+        if o.return_overflowing_tokens:
+            out["overflow_to_sample_mapping"] = overflow_to_sample_mapping(encodings)
+        if kind is None and not batched and not o.return_overflowing_tokens:
+            out = {k: v[0] if v and isinstance(v[0], list) else v for k, v in out.items()}
+        return BatchEncoding(out, rows, tensor_type=kind, n_sequences=rows[0].n_sequences if rows else None)
+
+    def _fields(self, rows, options: CallOptions) -> dict[str, list]:
+        """The fields of ``tokenizers.Encoding`` rows that the call asks for (token types and attention mask by
+        default where ``model_input_names`` lists them), and ``length``."""
+        return_token_type_ids, return_attention_mask = options.return_token_type_ids, options.return_attention_mask
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
         if return_attention_mask is None:
             return_attention_mask = "attention_mask" in self.model_input_names
-        rows = [r for e in encodings for r in ([e, *e.overflowing] if return_overflowing_tokens else [e])]
         fields = {"input_ids": "ids", "token_type_ids": return_token_type_ids and "type_ids",
                   "attention_mask": return_attention_mask and "attention_mask",
-                  "special_tokens_mask": return_special_tokens_mask and "special_tokens_mask",
-                  "offset_mapping": return_offsets_mapping and "offsets"}
+                  "special_tokens_mask": options.return_special_tokens_mask and "special_tokens_mask",
+                  "offset_mapping": options.return_offsets_mapping and "offsets"}
         out = {key: [getattr(r, attr) for r in rows] for key, attr in fields.items() if attr}
-        if return_length:
+        if options.return_length:
             out["length"] = [len(r.ids) for r in rows]
-        if return_overflowing_tokens:
-            out["overflow_to_sample_mapping"] = [i for i, e in enumerate(encodings)
-                                                 for _ in range(1 + len(e.overflowing))]
-        if kind is None and not batched and not return_overflowing_tokens:
-            out = {k: v[0] if v and isinstance(v[0], list) else v for k, v in out.items()}
-        return BatchEncoding(out, rows, tensor_type=kind, n_sequences=rows[0].n_sequences if rows else None)
+        return out
 
-    # ------------------------------------------------------------------ decoding
-    def decode(self, token_ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None,
-               **kwargs) -> str | list[str]:
-        """Text of ids (a list, array or tensor; a batch of them gives a list of texts) by the backend's decoder;
-        transformers' text clean-up if ``clean_up_tokenization_spaces`` (never for BPE, as transformers)."""
-        kwargs.pop("use_source_tokenizer", None)
-        if kwargs:
-            raise TypeError(f"unexpected keyword argument(s) {', '.join(sorted(kwargs))}")
-        token_ids = _to_py(token_ids)
+    def _decode(self, token_ids, skip_special_tokens: bool, clean_up_tokenization_spaces: bool | None):
+        """One row by the backend's decoder; transformers' text clean-up if ``clean_up_tokenization_spaces``
+        (never for BPE, as transformers). A mapping (its ``input_ids``) or a deeper batch decodes as ``decode``."""
         if isinstance(token_ids, Mapping):
-            token_ids = _to_py(token_ids["input_ids"])
+            return self.decode(token_ids["input_ids"], skip_special_tokens, clean_up_tokenization_spaces)
         if isinstance(token_ids, (list, tuple)) and token_ids and isinstance(token_ids[0], (list, tuple)):
-            return [self.decode(ids, skip_special_tokens, clean_up_tokenization_spaces) for ids in token_ids]
+            return self.decode(token_ids, skip_special_tokens, clean_up_tokenization_spaces)
         if isinstance(token_ids, (int, np.integer)):
             token_ids = [token_ids]
         for i in token_ids:
@@ -360,8 +339,7 @@ class TokenizersTokenizer:
         clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else \
             clean_up_tokenization_spaces
         if clean and type(self._tokenizer.model).__name__ != "BPE":
-            for old, new in _TEXT_CLEANUP:
-                text = text.replace(old, new)
+            text = clean_up_tokenization(text)
         return text
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> tuple[str, ...]:
@@ -378,8 +356,7 @@ class TokenizersTokenizer:
                   "split_special_tokens": self.split_special_tokens}
         paths = tuple(os.path.join(save_directory, n) for n in ("tokenizer.json", "tokenizer_config.json"))
         for path, value in zip(paths, (spec, config)):
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump(value, f, indent=2, ensure_ascii=False)
+            write_json(path, value)
         return paths
 
 
@@ -415,18 +392,15 @@ class AutoTokenizer:
             raise TypeError(f"unexpected keyword argument(s) {', '.join(unknown)} for a {name} (fastbert reads "
                             f"{', '.join(sorted(_OPTIONS))})")
         spec = _tokenizer_json(path, name, kind)
-        options = {**kind.specials, **{k: _token_content(v) for k, v in config.items()
+        options = {**kind.specials, **{k: token_content(v) for k, v in config.items()
                                        if k in SPECIAL_TOKENS_ATTRIBUTES}}
         options.update({k: v for k, v in config.items() if k not in SPECIAL_TOKENS_ATTRIBUTES})
         options.update(kwargs)
         tokenizer = _build(path, spec, kind, options)
-        extra = options.get("extra_special_tokens") or options.get("additional_special_tokens") or []
-        if isinstance(extra, Mapping):
-            extra = list(extra.values())
         max_length = options.get("model_max_length", VERY_LARGE_INTEGER)
         wrapper = TokenizersTokenizer(
             tokenizer, model_input_names=names, **{k: options.get(k) for k in SPECIAL_TOKENS_ATTRIBUTES},
-            extra_special_tokens=[_token_content(t) for t in extra],
+            extra_special_tokens=extra_special_tokens(options),
             model_max_length=VERY_LARGE_INTEGER if max_length is None or max_length > LARGE_INTEGER else max_length,
             padding_side=options.get("padding_side", "right"), truncation_side=options.get("truncation_side", "right"),
             clean_up_tokenization_spaces=bool(options.get("clean_up_tokenization_spaces", False)),
@@ -453,7 +427,7 @@ def _tokenizer_class(path: str, config: Mapping[str, Any]) -> str:
                              f"fastbert implements ({', '.join(sorted(TOKENIZERS))})")
         return name
     file = os.path.join(path, "config.json")
-    model_config = _read_json(file) if os.path.isfile(file) else {}
+    model_config = read_json(file) if os.path.isfile(file) else {}
     model_type = model_config.get("model_type") if isinstance(model_config, dict) else None
     if model_type is None:
         if os.path.isfile(os.path.join(path, "tokenizer.json")) or os.path.isfile(os.path.join(path, "vocab.txt")):
@@ -470,7 +444,7 @@ def _json_model(path: str) -> str | None:
     file = os.path.join(path, "tokenizer.json")
     if not os.path.isfile(file):
         return None
-    spec = _read_json(file)
+    spec = read_json(file)
     return (spec.get("model") or {}).get("type") if isinstance(spec, dict) else None
 
 
@@ -484,7 +458,7 @@ def _tokenizer_json(path: str, name: str, kind: TokenizerKind) -> dict:
             f"{path!r} has {found}; fastbert's {name} needs a tokenizer.json. Write one with transformers "
             f"(pip install transformers sentencepiece): python -c \"from transformers import AutoTokenizer; "
             f"AutoTokenizer.from_pretrained('{path}').save_pretrained('{path}')\"")
-    spec = _read_json(file)
+    spec = read_json(file)
     model = (spec.get("model") or {}).get("type") if isinstance(spec, dict) else None
     if model is None and isinstance(spec, dict) and isinstance(spec.get("model"), dict):
         # old files omit the type: a Unigram vocabulary is a list of [piece, score]
