@@ -2,8 +2,9 @@
 removed in the next release. Import from ``fastbert.tokenizers`` instead."""
 import warnings
 
-from .tokenizers.auto import (MODEL_TYPES, TOKENIZERS, AutoTokenizer, TokenizerKind, TokenizersTokenizer,  # noqa: F401
-                              albert_pipeline, file_pipeline, roberta_pipeline, with_lowercase, xlm_roberta_pipeline)
+from .tokenizers import AutoTokenizer, TokenizersTokenizer, with_lowercase  # noqa: F401
+from .tokenizers.pipelines import (MODEL_TYPES, TOKENIZERS, TokenizerKind, albert_pipeline,  # noqa: F401
+                                   file_pipeline, roberta_pipeline, xlm_roberta_pipeline)
 
 # stacklevel 2: the line that imports this module (warnings skips importlib's frames)
 warnings.warn("fastbert.auto_tokenizer is deprecated and will be removed in the next release; import from "
