@@ -9,8 +9,7 @@ from typing import Any
 
 from .batch_encoding import BatchEncoding
 from .errors import InputTypeError
-from .options import CallOptions, non_negative, tensor_kind
-from .truncation import split_inputs
+from .options import CallOptions
 
 
 class CallSignature:
@@ -85,11 +84,3 @@ class CallSignature:
         return self(text, text_pair, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
                     max_length=max_length, stride=stride, padding_side=padding_side, return_tensors=return_tensors,
                     **kwargs)["input_ids"]
-
-    @staticmethod
-    def _read_inputs(text, text_pair, options: CallOptions):
-        """The first steps of every ``_encode``: (tensor kind, batch of first sequences, batch of second ones or
-        None, whether the input was a batch, pad_to_multiple_of)."""
-        kind = None if options.return_tensors is None else tensor_kind(options.return_tensors)
-        texts, pairs, batched = split_inputs(text, text_pair, bool(options.is_split_into_words))
-        return kind, texts, pairs, batched, non_negative(options.pad_to_multiple_of, "pad_to_multiple_of")

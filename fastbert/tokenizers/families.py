@@ -25,11 +25,11 @@ from .call import CallSignature
 from .decode import Decoding, clean_up_tokenization
 from .errors import InputTypeError
 from .files import write_json
-from .options import VERY_LARGE_INTEGER, CallOptions, check_side, non_negative, resolve_strategies
+from .options import VERY_LARGE_INTEGER, CallOptions, check_side, non_negative, resolve_strategies, tensor_kind
 from .padding import Padding
 from .special_tokens import SpecialTokens
 from .tensors import to_py
-from .truncation import check_window, overflow_rows, overflow_to_sample_mapping
+from .truncation import check_window, overflow_rows, overflow_to_sample_mapping, split_inputs
 
 class TokenizersTokenizer(CallSignature, Padding, Decoding, SpecialTokens):
     """A ``tokenizers.Tokenizer`` with the call conventions and outputs of transformers' fast tokenizers.
@@ -139,7 +139,9 @@ class TokenizersTokenizer(CallSignature, Padding, Decoding, SpecialTokens):
         if o.num_threads is not None:
             raise ValueError(f"num_threads is not supported by the {self.__class__.__name__} of this folder (the "
                              "tokenizers library sets its threads once per process: set RAYON_NUM_THREADS)")
-        kind, texts, pairs, batched, multiple = self._read_inputs(text, text_pair, o)
+        kind = None if o.return_tensors is None else tensor_kind(o.return_tensors)
+        texts, pairs, batched = split_inputs(text, text_pair, bool(o.is_split_into_words))
+        multiple = non_negative(o.pad_to_multiple_of, "pad_to_multiple_of")
         stride = non_negative(o.stride, "stride", allow_none=False)
         pad, trunc, length = resolve_strategies(o.padding, o.truncation, o.max_length, multiple, self.model_max_length,
                                                 self.pad_token)

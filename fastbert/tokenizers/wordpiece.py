@@ -30,10 +30,12 @@ from .decode import Decoding, clean_up_tokenization, wordpiece_string
 from .encoding import EncodingRows
 from .errors import InputTypeError, OutOfRangeError
 from .files import read_vocab_txt, save_wordpiece, wordpiece_options
-from .options import VERY_LARGE_INTEGER, CallOptions, check_side, non_negative, output_fields, resolve_strategies
+from .options import (VERY_LARGE_INTEGER, CallOptions, check_side, non_negative, output_fields, resolve_strategies,
+                      tensor_kind)
 from .padding import Padding
 from .special_tokens import SpecialTokens
 from .tensors import to_py
+from .truncation import split_inputs
 
 try:
     from .. import _C
@@ -244,27 +246,30 @@ class BertTokenizer(CallSignature, Padding, Decoding, SpecialTokens, AddedVocabu
         return [table[i] if 0 <= i < len(table) and table[i] is not None else self.unk_token for i in ids]
 
     def _encode(self, text, text_pair, options: CallOptions) -> BatchEncoding:
-        """One input or a batch through the C++ core (positional arguments: see ``_C.pyi`` for their order)."""
-        o = options
-        kind, texts, pairs, batched, multiple = self._read_inputs(text, text_pair, o)
-        pad, trunc, length = resolve_strategies(o.padding, o.truncation, o.max_length, multiple, self.model_max_length,
+        """One input or a batch through the C++ core (positional arguments: see ``_C.pyi`` for their order). The
+        options are unpacked into locals once: this is the per-call Python of the fast path."""
+        (add_special_tokens, padding, truncation, max_length, stride, is_split_into_words, pad_to_multiple_of,
+         padding_side, return_tensors, return_token_type_ids, return_attention_mask, return_overflowing_tokens,
+         return_special_tokens_mask, return_offsets_mapping, return_length, split_special_tokens, num_threads) = options
+        kind = None if return_tensors is None else tensor_kind(return_tensors)
+        texts, pairs, batched = split_inputs(text, text_pair, bool(is_split_into_words))
+        multiple = non_negative(pad_to_multiple_of, "pad_to_multiple_of")
+        pad, trunc, length = resolve_strategies(padding, truncation, max_length, multiple, self.model_max_length,
                                                 self.pad_token)
-        return_token_type_ids = o.return_token_type_ids
         if return_token_type_ids is None:  # transformers' default: the model's inputs (DistilBERT has no types)
             return_token_type_ids = "token_type_ids" in self.model_input_names
-        fields = output_fields(return_token_type_ids, o.return_attention_mask, o.return_special_tokens_mask,
-                               o.return_offsets_mapping)
+        fields = output_fields(return_token_type_ids, return_attention_mask, return_special_tokens_mask,
+                               return_offsets_mapping)
         out, rows = self._core.encode_batch(
-            texts, pairs, bool(o.is_split_into_words), bool(o.add_special_tokens), trunc, length,
-            non_negative(o.stride, "stride", allow_none=False), self.truncation_side,
-            bool(o.return_overflowing_tokens), pad, self.padding_side if o.padding_side is None else o.padding_side,
-            multiple, bool(self.split_special_tokens if o.split_special_tokens is None else o.split_special_tokens),
-            fields, bool(o.return_length), kind is not None, non_negative(o.num_threads or self.num_threads,
-                                                                          "num_threads"))
+            texts, pairs, bool(is_split_into_words), bool(add_special_tokens), trunc, length,
+            non_negative(stride, "stride", allow_none=False), self.truncation_side, bool(return_overflowing_tokens),
+            pad, self.padding_side if padding_side is None else padding_side, multiple,
+            bool(self.split_special_tokens if split_special_tokens is None else split_special_tokens), fields,
+            bool(return_length), kind is not None, non_negative(num_threads or self.num_threads, "num_threads"))
         n_sequences = rows.n_sequences
         encodings = EncodingRows(rows, n_sequences, self._tokens_of)
         if kind is None:
-            if not batched and not o.return_overflowing_tokens:
+            if not batched and not return_overflowing_tokens:
                 out = {k: v[0] if v and isinstance(v[0], list) else v for k, v in out.items()}
             return BatchEncoding(out, encodings, n_sequences=n_sequences)
         return BatchEncoding(out, encodings, tensor_type=kind, n_sequences=n_sequences)
