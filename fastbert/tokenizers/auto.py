@@ -67,7 +67,7 @@ class AutoTokenizer:
                                        if k in SPECIAL_TOKENS_ATTRIBUTES}}
         options.update({k: v for k, v in config.items() if k not in SPECIAL_TOKENS_ATTRIBUTES})
         options.update(kwargs)
-        tokenizer = _build(path, spec, kind, options)
+        tokenizer = _backend(path, spec, kind, options)
         max_length = options.get("model_max_length", VERY_LARGE_INTEGER)
         wrapper = TokenizersTokenizer(
             tokenizer, model_input_names=names, **{k: options.get(k) for k in SPECIAL_TOKENS_ATTRIBUTES},
@@ -141,7 +141,7 @@ def _tokenizer_json(path: str, name: str, kind: TokenizerKind) -> dict:
     return spec
 
 
-def _build(path: str, spec: dict, kind: TokenizerKind, options: Mapping[str, Any]):
+def _backend(path: str, spec: dict, kind: TokenizerKind, options: Mapping[str, Any]):
     """The backend tokenizer: the family's pipeline over the file, named special tokens added if missing."""
     try:
         from tokenizers import AddedToken, Tokenizer
@@ -187,4 +187,4 @@ def with_lowercase(tokenizer: BertTokenizer | TokenizersTokenizer) -> BertTokeni
     return tokenizer
 
 
-__all__ = ["AutoTokenizer", "with_lowercase", "TokenizersTokenizer", "TOKENIZERS", "MODEL_TYPES"]
+__all__ = ["AutoTokenizer", "with_lowercase"]

@@ -12,7 +12,7 @@ from .tensors import as_numpy, as_torch
 
 
 class BatchEncoding(dict):
-    """The output of :class:`BertTokenizer`, as transformers' ``BatchEncoding``: a dict (``input_ids``,
+    """The output of fastbert's tokenizers, as transformers' ``BatchEncoding``: a dict (``input_ids``,
     ``token_type_ids``, ``attention_mask``, ...) whose keys can also be read as attributes, plus the mappings
     between tokens, words and characters of each row (``word_ids``, ``sequence_ids``, ``token_to_word``,
     ``word_to_tokens``, ``char_to_token``, ``token_to_chars``, ...). Batch and token indices may be negative

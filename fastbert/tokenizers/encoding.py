@@ -1,7 +1,8 @@
 """The encoded rows of a call: ``Encoding`` (one row, with ``tokenizers.Encoding``'s attributes and its
 token/word/character mappings) and ``EncodingRows`` (the rows of one call, each made on first access). A row reads
 its fields from the C++ rows of ``fastbert._C.Encodings`` only when asked, so a call that uses only the id arrays
-pays nothing for them.
+pays nothing for them. (The ``tokenizers``-backed families hand ``tokenizers.Encoding`` rows to ``BatchEncoding``
+instead: the same attributes.)
 """
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ from .special_tokens import SpecialTokens
 from .tensors import to_py
 from .truncation import check_window, overflow_rows, overflow_to_sample_mapping, split_inputs
 
+
 class TokenizersTokenizer(CallSignature, Padding, Decoding, SpecialTokens):
     """A ``tokenizers.Tokenizer`` with the call conventions and outputs of transformers' fast tokenizers.
 
@@ -54,10 +55,10 @@ class TokenizersTokenizer(CallSignature, Padding, Decoding, SpecialTokens):
     def __init__(self, tokenizer, *, model_input_names: Sequence[str] = ("input_ids", "attention_mask"),
                  bos_token: str | None = None, eos_token: str | None = None, unk_token: str | None = None,
                  sep_token: str | None = None, pad_token: str | None = None, cls_token: str | None = None,
-                 mask_token: str | None = None,
-                 extra_special_tokens: Sequence[str] = (), model_max_length: int = VERY_LARGE_INTEGER,
-                 padding_side: str = "right", truncation_side: str = "right",
-                 clean_up_tokenization_spaces: bool = False, split_special_tokens: bool = False):
+                 mask_token: str | None = None, extra_special_tokens: Sequence[str] = (),
+                 model_max_length: int = VERY_LARGE_INTEGER, padding_side: str = "right",
+                 truncation_side: str = "right", clean_up_tokenization_spaces: bool = False,
+                 split_special_tokens: bool = False):
         check_side(padding_side, "padding_side")
         check_side(truncation_side, "truncation_side")
         self._tokenizer = tokenizer
