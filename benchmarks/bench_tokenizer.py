@@ -78,7 +78,7 @@ def run_case(name: str, lang: str, threads: int, n_batches: int, repeats: int) -
     batches = [texts[i:i + BATCH] for i in range(0, len(texts), BATCH)]
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     if name == "fastbert":
-        from fastbert.tokenizer import BertTokenizer
+        from fastbert.tokenizers import BertTokenizer
         tok = BertTokenizer.from_pretrained(path, num_threads=threads)
 
         def encode(batch):
@@ -174,7 +174,7 @@ def run_tasks(name: str, n_batches: int, repeats: int) -> list[dict]:
     texts = english_texts(BATCH * n_batches)
     batches = [texts[i:i + BATCH] for i in range(0, len(texts), BATCH)]
     if name == "fastbert":
-        from fastbert.tokenizer import BertTokenizer
+        from fastbert.tokenizers import BertTokenizer
         tok = BertTokenizer.from_pretrained(path, num_threads=1)
     else:
         import transformers

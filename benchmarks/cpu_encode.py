@@ -392,7 +392,7 @@ def environment(onnx_python: str) -> dict:
 def run(args) -> dict:
     import torch
 
-    from fastbert.tokenizer import BertTokenizer
+    from fastbert.tokenizers import BertTokenizer
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -32,8 +32,8 @@ def model_dir():
 
 def _encoder(name, model_dir):
     if name == "fastbert":
-        import fastbert.tokenizer
-        tok = fastbert.tokenizer.BertTokenizer.from_pretrained(model_dir)
+        import fastbert.tokenizers
+        tok = fastbert.tokenizers.BertTokenizer.from_pretrained(model_dir)
         return lambda b: tok(b, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="np")["attention_mask"]
     if name == "transformers":
         transformers = pytest.importorskip("transformers")
@@ -59,8 +59,8 @@ def test_tokenizer_batch(benchmark, texts, model_dir, name):
 @pytest.mark.parametrize("name", ["fastbert", "transformers"])
 def test_tokenizer_task_path(benchmark, texts, model_dir, name, path):
     if name == "fastbert":
-        import fastbert.tokenizer
-        tok = fastbert.tokenizer.BertTokenizer.from_pretrained(model_dir)
+        import fastbert.tokenizers
+        tok = fastbert.tokenizers.BertTokenizer.from_pretrained(model_dir)
     else:
         transformers = pytest.importorskip("transformers")
         tok = transformers.BertTokenizerFast.from_pretrained(model_dir)

@@ -1,4 +1,4 @@
-"""Type stubs of fastbert._C, the C++ BERT WordPiece tokenizer (wrapped by fastbert.tokenizer.BertTokenizer)."""
+"""Type stubs of fastbert._C, the C++ BERT WordPiece tokenizer (wrapped by fastbert.tokenizers.BertTokenizer)."""
 from collections.abc import Sequence
 from typing import Any
 

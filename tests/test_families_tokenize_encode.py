@@ -23,7 +23,7 @@ import torch
 import transformers
 
 import fastbert
-from fastbert.auto_tokenizer import TokenizersTokenizer
+from fastbert.tokenizers import TokenizersTokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -48,7 +48,7 @@ def test_wheel_contents(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.startswith("fastbert/_C.") and n.endswith(".so") for n in names), names
     for required in ("fastbert/py.typed", "fastbert/_C.pyi", "fastbert/kernels/attention.py",
-                     "fastbert/kernels/gemm.py"):
+                     "fastbert/kernels/gemm.py", "fastbert/tokenizers/__init__.py", "fastbert/tokenizers/wordpiece.py"):
         assert required in names
     tops = {n.split("/")[0] for n in names}
     assert tops == {"fastbert", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}, tops

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import transformers
 
-from fastbert.tokenizer import BertTokenizer
+from fastbert.tokenizers import BertTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +191,24 @@ def test_fork_after_batch_call(tok):
             child.kill()
     assert child.exitcode == 0
     assert got == expected
+
+
+@pytest.mark.parametrize("old, names", [
+    ("fastbert.tokenizer", ["BertTokenizer", "BatchEncoding", "Encoding", "InputTypeError", "OutOfRangeError",
+                            "tokenizer_options"]),
+    ("fastbert.auto_tokenizer", ["AutoTokenizer", "TokenizersTokenizer", "with_lowercase"]),
+])
+def test_old_import_paths_warn_and_still_work(old, names, monkeypatch):
+    """The pre-0.2 module paths are shims for one release: importing one warns, at the importing line, and gives
+    the same objects as ``fastbert.tokenizers``."""
+    import sys
+
+    import fastbert.tokenizers
+
+    monkeypatch.delitem(sys.modules, old, raising=False)
+    with pytest.warns(DeprecationWarning, match=rf"{old} is deprecated .* import from fastbert.tokenizers") as record:
+        __import__(old)
+    assert [w.filename for w in record] == [__file__]
+    module = sys.modules[old]
+    for name in names:
+        assert getattr(module, name) is getattr(fastbert.tokenizers, name), name

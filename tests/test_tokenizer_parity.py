@@ -13,7 +13,8 @@ import pytest
 import transformers
 from hypothesis import given, settings, strategies as st
 
-from fastbert.tokenizer import BertTokenizer, _read_vocab_txt
+from fastbert.tokenizers import BertTokenizer
+from fastbert.tokenizers.files import read_vocab_txt
 
 CONFIGS = {
     "uncased": {},
@@ -30,7 +31,7 @@ def model_dir(minilm_path):
 
 @pytest.fixture(scope="module")
 def vocab(model_dir):
-    return _read_vocab_txt(os.path.join(model_dir, "vocab.txt"))
+    return read_vocab_txt(os.path.join(model_dir, "vocab.txt"))
 
 
 def make_pair(vocab, config):

@@ -23,7 +23,8 @@ import transformers
 from hypothesis import HealthCheck, given, settings, strategies as st
 from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-from fastbert.tokenizer import BertTokenizer, OutOfRangeError, _read_vocab_txt
+from fastbert.tokenizers import BertTokenizer, OutOfRangeError
+from fastbert.tokenizers.files import read_vocab_txt
 
 warnings.filterwarnings("ignore", message=".*max_length.*is ignored when.*padding")
 
@@ -61,7 +62,7 @@ def corpus():
 
 @pytest.fixture(scope="module")
 def uncased_vocab(minilm_path):
-    return _read_vocab_txt(os.path.join(minilm_path, "vocab.txt"))
+    return read_vocab_txt(os.path.join(minilm_path, "vocab.txt"))
 
 
 @pytest.fixture(scope="module")

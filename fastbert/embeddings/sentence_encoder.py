@@ -96,7 +96,7 @@ class SentenceEncoder:
     unreadable file ``OSError``; both before any weights are read.
 
     Attributes: ``folder`` (what the folder says), ``tokenizer`` (``fastbert.BertTokenizer`` or
-    ``fastbert.auto_tokenizer.TokenizersTokenizer``), ``model`` (``fastbert.BertModel``), ``device``,
+    ``fastbert.tokenizers.TokenizersTokenizer``), ``model`` (``fastbert.BertModel``), ``device``,
     ``dtype``, ``max_seq_length`` (settable), ``prompts``, ``default_prompt_name``, ``last_truncated`` (how many
     texts the last ``encode`` call truncated).
     """
