@@ -123,7 +123,7 @@ class _Worker:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                    RAYON_NUM_THREADS=str(threads))
         # The worker imports the same fastbert as this process, installed or only on this process's sys.path.
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds fastbert/
         code = (f"import sys; root = {package_root!r}; sys.path.insert(0, root) if root not in sys.path else None; "
                 f"from fastbert.embeddings import pool_worker; pool_worker.main({child.fileno()})")
         with child:
