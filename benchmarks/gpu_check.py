@@ -53,6 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .gpu_check_stages import ROW_FIELDS, row_id
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 LOG_CAP = 200_000  # bytes of one stage's output kept in stages.log: the first quarter and the last three
@@ -327,7 +329,8 @@ def _rows_note(rows: list[dict]) -> str:
     ran = [r for r in rows if r.get("status") == "ok"]
     correct = sum(1 for r in ran if r.get("correct"))
     other = Counter(str(r.get("status")) for r in rows if r.get("status") != "ok")
-    return f"{len(ran)}/{len(rows)} rows ran, {correct} correct" + "".join(f", {n} {s}" for s, n in sorted(other.items()))
+    rest = "".join(f", {n} {s}" for s, n in sorted(other.items()))
+    return f"{len(ran)}/{len(rows)} rows ran, {correct} correct{rest}"
 
 
 def stage_result(name: str, work: Path, finished: Finished):
@@ -347,12 +350,12 @@ def stage_result(name: str, work: Path, finished: Finished):
     missing = {"status": "cut", "reason": "the stage was cut at its budget"} if killed else {
         "status": "not run", "reason": f"the stage ended (exit {finished.returncode}) before this row"}
     for key in plan:
-        rows.setdefault(tuple(key), {**dict(zip(("model", "dtype", "mix", "impl", "layout"), key)), **missing})
+        rows.setdefault(tuple(key), {**row_id(key), **missing})
     return {"settings": settings, "rows": [rows[tuple(k)] for k in plan] if plan else list(rows.values())}
 
 
 def _row_key(row: dict) -> tuple:
-    return tuple(row.get(k) for k in ("model", "dtype", "mix", "impl", "layout"))
+    return tuple(row.get(k) for k in ROW_FIELDS)
 
 
 def stage_status(finished: Finished) -> str:

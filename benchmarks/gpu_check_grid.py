@@ -31,7 +31,6 @@ float32 (TF32 off), judged against transformers eager's own error in the row's d
 from __future__ import annotations
 
 import copy
-import gc
 import time
 from dataclasses import dataclass
 
@@ -209,7 +208,6 @@ def stage_grid(ctx) -> None:
     imported, so that even a stage cut early says which rows it lost)."""
     rows = plan(ctx.dry_run)
     ctx.record({"plan": rows})
-    from .encoder import DTYPES as TORCH_DTYPES
     from .encoder import TOLERANCE_K
     from .gpu_check_stages import load_corpus
 
@@ -219,89 +217,100 @@ def stage_grid(ctx) -> None:
                              "mixes": {k: v.__dict__ for k, v in mixes.items()}, "models": models,
                              "seed": ctx.seed, "tolerance_k": TOLERANCE_K}})
     counts = load_corpus(ctx.work)["counts"]
-    pools = {name: length_pool(mix, counts) for name, mix in mixes.items()}
-    bases: dict = {}
-    estimate = {"setup": 0.0, "row": 0.0}
+    run = GridRun(ctx, timing, mixes, {name: length_pool(mix, counts) for name, mix in mixes.items()})
     for model_name, dtype_name in dict.fromkeys((k[0], k[1]) for k in rows):
-        group = [k for k in rows if k[:2] == (model_name, dtype_name)]
-        if not ctx.deadline.allows(estimate["setup"] + estimate["row"]):
-            _skip(ctx, group)
-            continue
-        t0 = time.monotonic()
-        base, folder = _base(bases, model_name, models[model_name], ctx)
-        built = build_models(base, folder, TORCH_DTYPES[dtype_name], ctx.device, ctx.backend)
-        estimate["setup"] = time.monotonic() - t0
-        _run_group(ctx, group, built, mixes, pools, timing, estimate)
-        del built
-        _free(ctx.device)
+        run.group(model_name, models[model_name], dtype_name, [k for k in rows if k[:2] == (model_name, dtype_name)])
 
 
-def _base(bases: dict, name: str, shape: dict, ctx):
-    """The random fp32 CPU transformers model of ``name`` and its ``save_pretrained`` folder (made once)."""
-    from .encoder import random_bert
+class GridRun:
+    """The grid stage's state: the models made so far, the time estimates that decide whether the next piece of
+    work fits in the budget, and the rows recorded."""
 
-    if name not in bases:
-        base = random_bert(shape, ctx.seed).eval()
-        folder = ctx.work / "models" / name
-        base.save_pretrained(folder)
-        bases[name] = (base, folder)
-    return bases[name]
+    def __init__(self, ctx, timing: Timing, mixes: dict, pools: dict):
+        self.ctx, self.timing, self.mixes, self.pools = ctx, timing, mixes, pools
+        self.bases: dict = {}  # model name -> (random fp32 CPU transformers model, its save_pretrained folder)
+        self.setup_s = self.row_s = 0.0  # the last model/dtype set-up and the last row, in seconds
+        self.done: set = set()
 
+    def record(self, key, **fields) -> None:
+        from .gpu_check_stages import row_id
 
-def _run_group(ctx, group, built, mixes, pools, timing, estimate) -> None:
-    """The rows of one model and dtype, mix by mix."""
-    import torch
+        self.done.add(key)
+        self.ctx.record({**row_id(key), **fields})
 
-    from .encoder import _no_tf32, make_batch, max_abs_err
-
-    for mix_name in dict.fromkeys(k[2] for k in group):
-        keys = [k for k in group if k[2] == mix_name]
-        if not ctx.deadline.allows(estimate["row"]):
-            _skip(ctx, keys)
-            continue
-        mix = mixes[mix_name]
-        rng = np.random.default_rng([ctx.seed, mix.max_length, mix.batch])
-        lengths = rng.choice(pools[mix_name], size=mix.batch)
-        inputs = make_batch(lengths, built["ref"].config.vocab_size, rng, torch.device(ctx.device))
-        with torch.inference_mode(), _no_tf32():
-            ref = built["ref"](input_ids=inputs[0], attention_mask=inputs[1], token_type_ids=inputs[2])
-            ref = ref.last_hidden_state
-            same = built["hf-eager"](input_ids=inputs[0], attention_mask=inputs[1], token_type_ids=inputs[2])
-            ref_err = max_abs_err(same.last_hidden_state, ref, inputs[1])
+    def skip(self, keys) -> None:
         for key in keys:
-            _one_row(ctx, key, built, inputs, (ref, ref_err), mix, timing, estimate)
+            self.record(key, status="skipped", reason=f"over budget: {max(0.0, self.ctx.deadline.left()):.1f} s "
+                                                      f"left, the last row took {self.row_s:.1f} s")
 
+    def group(self, model_name: str, shape: dict, dtype_name: str, keys: list) -> None:
+        """The rows of one model and dtype; a failure to build or run its references fails only these rows."""
+        from .encoder import DTYPES as TORCH_DTYPES
+        from .gpu_check_stages import free_memory
 
-def _one_row(ctx, key, built, inputs, reference, mix: Mix, timing: Timing, estimate: dict) -> None:
-    import torch
+        if not self.ctx.deadline.allows(self.setup_s + self.row_s):
+            return self.skip(keys)
+        try:
+            t0 = time.monotonic()
+            base, folder = self.base(model_name, shape)
+            built = build_models(base, folder, TORCH_DTYPES[dtype_name], self.ctx.device, self.ctx.backend)
+            self.setup_s = time.monotonic() - t0
+            for mix_name in dict.fromkeys(k[2] for k in keys):
+                self.mix(built, mix_name, [k for k in keys if k[2] == mix_name])
+        except Exception as e:  # noqa: BLE001 -- recorded on every row it stopped
+            for key in keys:
+                if key not in self.done:
+                    self.record(key, status="error", error=f"{type(e).__name__}: {e}"[:500], correct=None)
+        finally:
+            built = None
+            free_memory(self.ctx.device)
 
-    base = dict(zip(("model", "dtype", "mix", "impl", "layout"), key), max_length=mix.max_length,
-                backend=ctx.backend if key[3] == "fastbert" else "transformers")
-    if not ctx.deadline.allows(estimate["row"]):
-        ctx.record({**base, "status": "skipped", "reason": f"over budget: {ctx.deadline.left():.1f} s left, the "
-                                                          f"last row took {estimate['row']:.1f} s"})
-        return
-    t0 = time.monotonic()
-    try:
-        row = run_row(key, built[key[3]], inputs, reference, ctx.device, timing)
-    except torch.cuda.OutOfMemoryError:
-        row = {"status": "oom", "correct": None}
-        _free(ctx.device)
-    except Exception as e:  # a broken implementation is a row, not the end of the grid
-        row = {"status": "error", "error": f"{type(e).__name__}: {e}"[:500], "correct": None}
-    estimate["row"] = time.monotonic() - t0
-    ctx.record({**base, **row, "row_s": round(estimate["row"], 3)})
+    def base(self, name: str, shape: dict):
+        """The random fp32 CPU transformers model of ``name`` and its ``save_pretrained`` folder (made once)."""
+        from .encoder import random_bert
 
+        if name not in self.bases:
+            base = random_bert(shape, self.ctx.seed).eval()
+            folder = self.ctx.work / "models" / name
+            base.save_pretrained(folder)
+            self.bases[name] = (base, folder)
+        return self.bases[name]
 
-def _skip(ctx, keys) -> None:
-    for key in keys:
-        ctx.record({**dict(zip(("model", "dtype", "mix", "impl", "layout"), key)), "status": "skipped",
-                    "reason": f"over budget: {max(0.0, ctx.deadline.left()):.1f} s left"})
+    def mix(self, built: dict, mix_name: str, keys: list) -> None:
+        """One batch of the mix (the same for every dtype), its float32 reference, then its rows."""
+        import torch
 
+        from .encoder import _no_tf32, make_batch, max_abs_err
 
-def _free(device: str) -> None:
-    import torch
+        if not self.ctx.deadline.allows(self.row_s):
+            return self.skip(keys)
+        mix = self.mixes[mix_name]
+        rng = np.random.default_rng([self.ctx.seed, mix.max_length, mix.batch])
+        lengths = rng.choice(self.pools[mix_name], size=mix.batch)
+        inputs = make_batch(lengths, built["ref"].config.vocab_size, rng, torch.device(self.ctx.device))
+        ids, mask, types = inputs
+        with torch.inference_mode(), _no_tf32():
+            ref = built["ref"](input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+            same = built["hf-eager"](input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+            ref_err = max_abs_err(same, ref, mask)
+        for key in keys:
+            self.row(key, built[key[3]], inputs, (ref, ref_err), mix)
 
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
+    def row(self, key, model, inputs, reference, mix: Mix) -> None:
+        import torch
+
+        from .gpu_check_stages import free_memory
+
+        where = dict(max_length=mix.max_length, backend=self.ctx.backend if key[3] == "fastbert" else "transformers")
+        if not self.ctx.deadline.allows(self.row_s):
+            return self.skip([key])
+        t0 = time.monotonic()
+        try:
+            row = run_row(key, model, inputs, reference, self.ctx.device, self.timing)
+        except torch.cuda.OutOfMemoryError:
+            row = {"status": "oom", "correct": None}
+            free_memory(self.ctx.device)
+        except Exception as e:  # noqa: BLE001 -- a broken implementation is a row, not the end of the grid
+            row = {"status": "error", "error": f"{type(e).__name__}: {e}"[:500], "correct": None}
+        self.row_s = time.monotonic() - t0
+        self.record(key, **where, **row, row_s=round(self.row_s, 3))

@@ -76,7 +76,8 @@ def grid_section(results: dict) -> str:
         return "## Encoder grid\n\nnot run"
     rows = res["rows"]
     up = _speedups(rows)
-    body = [[r["model"], r["dtype"], r["mix"], r["impl"], r["layout"], r.get("batch", "–"), r.get("real_tokens", "–"),
+    body = [[r["model"], r["dtype"], r["mix"], r["impl"], r["layout"], r.get("batch", "–"),
+             r.get("real_tokens", "–"),
              "–" if r.get("pad_fraction") is None else f"{100 * r['pad_fraction']:.0f}%",
              _num(r.get("p50_ms")), _num(r.get("p99_ms")), _num(r.get("real_tok_per_s")),
              _num(up.get(id(r))), _num(r.get("peak_mem_mib")), _num(r.get("first_call_s")),

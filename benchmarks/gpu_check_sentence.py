@@ -135,7 +135,7 @@ def stage_sentence(ctx) -> None:
     keys = plan()
     ctx.record({"plan": keys})
     from .encoder import TOLERANCE_K
-    from .gpu_check_stages import load_corpus
+    from .gpu_check_stages import free_memory, load_corpus, row_id
 
     import torch
 
@@ -152,12 +152,13 @@ def stage_sentence(ctx) -> None:
     outputs: dict[tuple[str, str], np.ndarray] = {}
     last = 0.0
     for key in keys:
-        base = dict(zip(("model", "dtype", "mix", "impl", "layout"), key), texts=len(texts), tokens=tokens)
+        base = {**row_id(key), "texts": len(texts), "tokens": tokens}
         if not ctx.deadline.allows(last):
             ctx.record({**base, "status": "skipped", "reason": f"over budget: {ctx.deadline.left():.1f} s left"})
             continue
         t0 = time.monotonic()
         row = _run_row(key, folder, texts, settings, ctx, outputs, done)
+        free_memory(ctx.device)  # the row's model, so the next row's peak memory is its own
         last = time.monotonic() - t0
         if row["status"] == "ok":
             row["tokens_per_s"] = tokens / row["seconds"]

@@ -29,6 +29,12 @@ import numpy as np
 CORPUS_CHARS = {False: 1_500_000, True: 300_000}  # characters of prose read: GPU run, dry run
 VOCAB_SIZE = {False: 30522, True: 4000}
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0-4
+ROW_FIELDS = ("model", "dtype", "mix", "impl", "layout")  # a grid or sentence row's key, in this order
+
+
+def row_id(key) -> dict:
+    """A row key ``(model, dtype, mix, impl, layout)`` as the record's fields."""
+    return dict(zip(ROW_FIELDS, key))
 
 
 class Deadline:
@@ -77,6 +83,17 @@ class Context:
     def backend(self) -> str:
         """fastbert's backend, named rather than left to ``auto``: a GPU run must exercise the Triton kernels."""
         return "torch" if self.dry_run else "triton"
+
+
+def free_memory(device: str) -> None:
+    """Collect what the last row left (models hold reference cycles) and return cached CUDA memory."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -70,9 +70,9 @@ def test_dry_run_grid_rows(dry_run):
     _, out, _ = dry_run
     rows = stages(json.loads((out / "gpu_check.json").read_text()))["grid"]["result"]["rows"]
     keys = {tuple(r[k] for k in ROW_KEY) for r in rows}
-    assert keys == {("tiny", d, m, i, l) for d in ("fp16", "bf16") for m in ("paragraphs", "passages")
-                    for i, l in (("fastbert", "padded"), ("fastbert", "ragged"), ("hf-sdpa", "padded"),
-                                 ("hf-eager", "padded"))}
+    impls = (("fastbert", "padded"), ("fastbert", "ragged"), ("hf-sdpa", "padded"), ("hf-eager", "padded"))
+    assert keys == {("tiny", dtype, mix, impl, layout) for dtype in ("fp16", "bf16")
+                    for mix in ("paragraphs", "passages") for impl, layout in impls}
     for r in rows:
         assert r["status"] == "ok" and r["correct"] is True, r
         assert 0 < r["max_abs_err"] <= r["err_bound"] and r["err_ratio"] <= 1.5
@@ -137,35 +137,64 @@ def test_stage_whose_prerequisite_did_not_finish_is_skipped(tmp_path):
     assert by_name["sentence"]["note"] == "needs corpus, which did not finish"
 
 
-def test_grid_skips_rows_predicted_past_its_deadline(tmp_path, monkeypatch):
-    """In-process: a deadline that allows the first three checks. Every planned row is recorded once: the first
-    ones ran, the rest were skipped with the reason, none was left out."""
+class FakeDeadline:
+    """Allows the first ``allowed`` checks, then refuses."""
+
+    def __init__(self, allowed: int):
+        self.allowed = allowed
+
+    def left(self) -> float:
+        return 0.0
+
+    def allows(self, estimate_s: float) -> bool:
+        self.allowed -= 1
+        return self.allowed >= 0
+
+
+@pytest.fixture
+def grid_stage(tmp_path, monkeypatch):
+    """Run the grid stage in this process on a fresh corpus; returns ``run(deadline) -> records``."""
     monkeypatch.syspath_prepend(str(REPO))
-    from benchmarks.gpu_check_grid import plan, stage_grid
+    from benchmarks.gpu_check_grid import stage_grid
     from benchmarks.gpu_check_stages import Context, Recorder, stage_corpus
 
-    class Deadline:
-        def __init__(self, allowed):
-            self.allowed = allowed
+    stage_corpus(Context(work=tmp_path, dry_run=True, seed=1, deadline=FakeDeadline(1),
+                         record=Recorder(tmp_path / "corpus.jsonl")))
 
-        def left(self):
-            return 0.0
+    def run(deadline):
+        stage_grid(Context(work=tmp_path, dry_run=True, seed=1, deadline=deadline,
+                           record=Recorder(tmp_path / "grid.jsonl")))
+        return [json.loads(line) for line in (tmp_path / "grid.jsonl").read_text().splitlines()]
 
-        def allows(self, estimate_s):
-            self.allowed -= 1
-            return self.allowed >= 0
+    return run
 
-    ctx = Context(work=tmp_path, dry_run=True, seed=1, deadline=Deadline(10**6), record=Recorder(tmp_path / "c"))
-    stage_corpus(ctx)
-    # allowed: the first model/dtype group, its first mix, that mix's first two rows; then everything is refused
-    ctx = Context(work=tmp_path, dry_run=True, seed=1, deadline=Deadline(4), record=Recorder(tmp_path / "grid.jsonl"))
-    stage_grid(ctx)
-    records = [json.loads(line) for line in (tmp_path / "grid.jsonl").read_text().splitlines()]
+
+def test_grid_skips_rows_predicted_past_its_deadline(grid_stage):
+    """Allowed: the first model/dtype group, its first mix and that mix's first two rows; then everything is refused.
+    Every planned row is recorded once, in plan order: two ran, the rest were skipped with the reason."""
+    from benchmarks.gpu_check_grid import plan
+
+    records = grid_stage(FakeDeadline(4))
     rows = [r for r in records if "status" in r]
     assert records[0]["plan"] == [list(k) for k in plan(dry_run=True)]
     assert [tuple(r[k] for k in ROW_KEY) for r in rows] == [tuple(k) for k in plan(dry_run=True)]
     assert [r["status"] for r in rows] == ["ok", "ok"] + ["skipped"] * (len(rows) - 2)
     assert all("over budget" in r["reason"] for r in rows[2:])
+
+
+def test_grid_records_a_failed_setup_on_its_rows(grid_stage, monkeypatch):
+    """A model that cannot be built (say, no usable Triton) fails its own rows, not the stage."""
+    import benchmarks.gpu_check_grid as grid
+
+    def broken(base, folder, dtype, device, backend):
+        raise RuntimeError(f"no kernels for {dtype}")
+
+    monkeypatch.setattr(grid, "build_models", broken)
+    rows = [r for r in grid_stage(FakeDeadline(10**6)) if "status" in r]
+    assert len(rows) == len(grid.plan(dry_run=True))
+    assert {r["status"] for r in rows} == {"error"}
+    assert {r["error"] for r in rows} == {"RuntimeError: no kernels for torch.float16",
+                                         "RuntimeError: no kernels for torch.bfloat16"}
 
 
 @pytest.mark.parametrize("args, message", [
