@@ -294,7 +294,15 @@ def hf_base_model(name: str, seed: int):
 
     if name == "minilm":
         return transformers.BertModel.from_pretrained(fastbert.default_model_path(), attn_implementation="eager")
-    shape = MODELS[name]
+    return random_bert(MODELS[name], seed)
+
+
+def random_bert(shape: dict, seed: int):
+    """A random-weight fp32 CPU ``transformers.BertModel`` (seeded; BERT's vocabulary of 30522, 512 positions, two
+    token types, no dropout) of ``shape``: ``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``,
+    ``intermediate_size``."""
+    import transformers
+
     config = transformers.BertConfig(vocab_size=30522, max_position_embeddings=512, type_vocab_size=2,
                                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **shape)
     torch.manual_seed(seed)
