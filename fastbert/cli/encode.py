@@ -67,6 +67,7 @@ def add_parser(sub) -> None:
     enc.add_argument("--text-column", default="text", metavar="NAME", help="with --ray: the column of texts")
     enc.add_argument("--workers", type=positive_int, metavar="N",
                      help="with --ray: model replicas (default: one per GPU of the cluster, else one per CPU)")
+    enc.add_argument("--verbose", action="store_true", help="with --ray: Ray's own INFO logs as well")
     enc.set_defaults(func=run)
 
 
@@ -99,8 +100,8 @@ def run(args) -> int:
 
     if args.ray is not None:
         return _encode_files_on_ray(args)
-    if args.workers is not None or args.text_column != "text":
-        raise UsageError("--workers and --text-column go with --ray")
+    if args.workers is not None or args.text_column != "text" or args.verbose:
+        raise UsageError("--workers, --text-column and --verbose go with --ray")
     if args.devices and args.device:
         raise UsageError("give --device or --devices, not both")
 
@@ -148,20 +149,18 @@ def _encode_files_on_ray(args) -> int:
     if args.devices:
         raise UsageError("--devices is for one machine; with --ray, Ray places the workers")
     try:
-        import ray
-
-        from ..embeddings.ray import embed_files
+        from ..embeddings.ray import connected, embed_files
     except ImportError:
         raise ValueError("--ray needs Ray Data: pip install 'fastbert[ray]'") from None
-    if not ray.is_initialized():
-        ray.init(address=args.ray or None)
-    result = embed_files(
-        args.input, args.output, path=args.model, text_column=args.text_column, concurrency=args.workers,
-        device=args.device, dtype=args.dtype, batch_size=args.batch_size, progress=stderr_is_terminal(),
-        encoder_kwargs=dict(max_seq_length=args.max_length, pooling=args.pooling, normalize=args.normalize,
-                            quantize=args.quantize),
-        prompt_name=args.prompt_name, prompt=args.prompt, max_batch_tokens=args.max_batch_tokens,
-        truncation=not args.no_truncate)
+    with connected(args.ray or None, verbose=args.verbose):
+        result = embed_files(
+            args.input, args.output, path=args.model, text_column=args.text_column, concurrency=args.workers,
+            device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+            progress=True if stderr_is_terminal() else say,
+            encoder_kwargs=dict(max_seq_length=args.max_length, pooling=args.pooling, normalize=args.normalize,
+                                quantize=args.quantize),
+            prompt_name=args.prompt_name, prompt=args.prompt, max_batch_tokens=args.max_batch_tokens,
+            truncation=not args.no_truncate)
     say(f"wrote {len(result.written)} output files ({sum(result.written.values())} rows) to {args.output}; "
          f"{len(result.skipped)} were already done")
     return 0
