@@ -28,6 +28,7 @@ discarded. One run per output directory at a time.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -177,7 +178,6 @@ def embed_shard(embedder: Embedder, source: str, destination: str, *, output_for
     handed to ``embedder.embed`` at a time (memory stays bounded by it for Parquet inputs).
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from .sentence.textfiles import atomic_file
 
@@ -189,8 +189,8 @@ def embed_shard(embedder: Embedder, source: str, destination: str, *, output_for
     field = pa.field(embedder.embedding_column, pa.list_(pa.float32(), dim))
     os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
     rows = 0
-    with atomic_file(destination, "wb" if fmt == "parquet" else "w") as f:
-        writer = pq.ParquetWriter(f, schema.append(field)) if fmt == "parquet" else None
+    with atomic_file(destination, "wb" if fmt == "parquet" else "w") as f, \
+            _parquet_writer(f, schema.append(field), fmt) as writer:
         for batch in batches:
             texts = _check_texts(batch.column(embedder.text_column).to_pylist(), embedder.text_column, rows,
                                  f"{source}: ")
@@ -205,9 +205,28 @@ def embed_shard(embedder: Embedder, source: str, destination: str, *, output_for
             else:
                 _write_jsonl_rows(f, batch, embedder.embedding_column, embeddings)
             rows += batch.num_rows
-        if writer is not None:
-            writer.close()  # the footer; the file itself is synced and renamed into place on leaving the block
     return rows
+
+
+@contextlib.contextmanager
+def _parquet_writer(stream, schema, fmt: str):
+    """For Parquet output a ``pq.ParquetWriter`` on ``stream`` (else None), closed on leaving the block, before the
+    ``atomic_file`` around it closes the file: after the last batch it writes the footer; after an error it is
+    closed all the same, and the error goes on. (A writer left open would try to finish its file when garbage
+    collected, after the file is gone, and print "Exception ignored ... write to closed file" with a traceback.)"""
+    import pyarrow.parquet as pq
+
+    if fmt != "parquet":
+        yield None
+        return
+    writer = pq.ParquetWriter(stream, schema)
+    try:
+        yield writer
+    except BaseException:
+        with contextlib.suppress(Exception):
+            writer.close()
+        raise
+    writer.close()
 
 
 class ShardEmbedder:

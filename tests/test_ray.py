@@ -2,6 +2,7 @@
 exactly once, resumable shard output, killed actors retried.
 
 Ray is part of the dev extra: without it these tests fail at import (on purpose, never a silent skip)."""
+import gc
 import json
 import os
 import sys
@@ -188,6 +189,20 @@ def test_embed_shard_null_text_is_an_error_and_leaves_nothing(tiny_model, tmp_pa
         embed_shard(Embedder(tiny_model), str(tmp_path / "a.jsonl"), str(tmp_path / "out" / "a.jsonl"),
                     rows_per_call=1)
     assert (tmp_path / "out").is_dir() and not list((tmp_path / "out").iterdir())
+
+
+def test_embed_shard_closes_its_parquet_writer_on_a_bad_batch(tiny_model, tmp_path, monkeypatch):
+    """A Parquet shard failing after its first batch: the writer is closed before its temporary file goes, so
+    nothing is left for the garbage collector to report ("Exception ignored ... write to closed file")."""
+    pq.write_table(pa.table({"text": ["fine", "also fine", None]}), tmp_path / "a.parquet")
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with pytest.raises(ValueError, match=r"a.parquet: column .text. must hold strings; row 2 is None"):
+        embed_shard(Embedder(tiny_model), str(tmp_path / "a.parquet"), str(tmp_path / "out" / "a.parquet"),
+                    rows_per_call=2)
+    gc.collect()
+    assert [str(u.exc_value) for u in unraisable] == []
+    assert not list((tmp_path / "out").iterdir())
 
 
 class _RejectsSecondBatch(Embedder):
