@@ -23,16 +23,20 @@ Over files, with output shards named by input shard (what ``fastbert encode --ra
 Nothing lost, nothing twice: every input shard becomes exactly one output shard at the same relative path (its
 rows, in its order, plus the embedding column), written to a temporary file and renamed into place when complete.
 A run that crashes can simply be started again: finished shards are skipped, unfinished ones are redone from the
-start. An actor that dies mid-shard is restarted by Ray Data and its shard redone; what it had half written is
-discarded. One run per output directory at a time.
+start. The shards run on plain Ray actors (not Ray Data's): an actor that dies mid-shard is restarted by Ray from its
+constructor's arguments, which travel inline with it, and redoes its shard; what it had half written is discarded.
+One run per output directory at a time.
 """
 from __future__ import annotations
 
 import contextlib
 import glob
 import json
+import logging
 import os
-from collections.abc import Mapping, Sequence
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,11 +234,11 @@ def _parquet_writer(stream, schema, fmt: str):
 
 
 class ShardEmbedder:
-    """A Ray Data callable class over a dataset of shards (columns ``input``, ``output``): embeds each with
-    :func:`embed_shard` through one ``embedder_class(**embedder_kwargs)`` per actor and returns, per shard, the
-    rows written and the error (``""`` if none). A shard with bad data (``ValueError``, ``TypeError``,
-    ``OSError``: a missing column, a null text, an unreadable file) is reported, not written, and does not stop
-    the others; any other exception ends the run."""
+    """Embeds whole shards with :func:`embed_shard` through one ``embedder_class(**embedder_kwargs)``: the actor
+    class of :func:`embed_files` (:meth:`embed`, one shard per call), and a Ray Data callable class over a dataset
+    of shards (columns ``input``, ``output``; adds ``rows`` and ``error``). A shard with bad data (``ValueError``,
+    ``TypeError``, ``OSError``: a missing column, a null text, an unreadable file) is reported, not written, and
+    does not stop the others; any other exception ends the run."""
 
     def __init__(self, embedder_class: type = Embedder, embedder_kwargs: dict | None = None, *,
                  output_format: str | None = None, rows_per_call: int = 4096):
@@ -242,18 +246,19 @@ class ShardEmbedder:
         self.output_format = output_format
         self.rows_per_call = rows_per_call
 
+    def embed(self, source: str, destination: str) -> tuple[int, str]:
+        """One shard -> (rows written, ``""``), or (0, the error naming ``source``) if it has bad data."""
+        try:
+            return embed_shard(self.embedder, source, destination, output_format=self.output_format,
+                               rows_per_call=self.rows_per_call), ""
+        except (ValueError, TypeError, OSError) as e:
+            return 0, str(e) if source in str(e) else f"{source}: {e}"
+
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows, errors = [], []
-        for src, dst in zip(batch["input"], batch["output"]):
-            try:
-                rows.append(embed_shard(self.embedder, str(src), str(dst), output_format=self.output_format,
-                                        rows_per_call=self.rows_per_call))
-                errors.append("")
-            except (ValueError, TypeError, OSError) as e:
-                rows.append(0)
-                errors.append(str(e) if str(src) in str(e) else f"{src}: {e}")
-        return {"input": batch["input"], "output": batch["output"], "rows": np.asarray(rows, dtype=np.int64),
-                "error": np.asarray(errors, dtype=object)}
+        done = [self.embed(str(src), str(dst)) for src, dst in zip(batch["input"], batch["output"])]
+        return {"input": batch["input"], "output": batch["output"],
+                "rows": np.asarray([rows for rows, _ in done], dtype=np.int64),
+                "error": np.asarray([error for _, error in done], dtype=object)}
 
 
 @dataclass
@@ -285,20 +290,41 @@ def _remove_temp_files(destinations) -> None:
             os.remove(path)
 
 
+@contextlib.contextmanager
+def connected(address: str | None = None, *, verbose: bool = False):
+    """Connected to Ray for the block, as ``fastbert encode --ray`` is: ``ray.init(address)`` (None: the running
+    cluster, else a new local one) unless this process is connected already, and ``ray.shutdown()`` at the end if
+    it was not, so that Ray's goodbyes come before the caller's last word.
+
+    Ray's own INFO logs on this process ("Started a local Ray instance", "Connecting to existing Ray cluster")
+    are shown only when ``verbose``; its warnings and errors always, and whatever the actors print."""
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(address=address, logging_level=logging.INFO if verbose else logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 def embed_files(input: str | os.PathLike | Sequence[str | os.PathLike], output_dir: str | os.PathLike, *,
                 path: str | None = None, text_column: str = "text", embedding_column: str = "embedding",
                 output_format: str | None = None, concurrency: int | None = None, num_gpus: float | None = None,
                 num_cpus: float = 1, device: str | None = None, dtype: str | None = None, batch_size: int = 32,
                 rows_per_call: int = 4096, embedder_class: type = Embedder, encoder_kwargs: dict | None = None,
-                progress: bool = False, **encode_kwargs) -> EmbedFilesResult:
+                progress: bool | Callable[[str], None] = False, **encode_kwargs) -> EmbedFilesResult:
     """Embeds every input shard (see :func:`input_files`) into one output shard under ``output_dir``, on the Ray
     cluster this process is connected to (``ray.init`` first; a local one is started otherwise).
 
     ``num_gpus`` per actor (default: 1 when the cluster has GPUs, else 0); ``concurrency`` actors (default: as
     many as the cluster's GPUs / CPUs allow with ``num_gpus`` / ``num_cpus`` each, at most one per shard) each
-    load the model once and take shards one at a time. Shards whose output exists are skipped. A dying actor is restarted and its shard redone (Ray Data's default for actor pools: restarts and
-    retries without limit, so a shard that kills its process every time keeps being retried). ``embedder_class``
-    (an :class:`Embedder` subclass) and the remaining arguments configure what each actor builds.
+    load the model once and take shards one at a time. Shards whose output exists are skipped. An actor whose
+    process dies is restarted from its constructor's arguments and redoes its shard (without limit, as Ray Data
+    does for its actor pools, so a shard that kills its process every time keeps being retried).
+    ``embedder_class`` (an :class:`Embedder` subclass) and the remaining arguments configure what each actor
+    builds. ``progress``: True for a bar of shards and rows on stderr, a callable (e.g. ``print``) to be handed a
+    short line now and then (every :data:`PROGRESS_EVERY_S` seconds at most), False for nothing.
     Raises ``ValueError`` / ``OSError`` for bad arguments and inputs, before any work where it can tell (Parquet
     schemas); :class:`ShardsFailed` (a ``ValueError``) at the end when shards had bad data (null texts, JSON that
     does not parse): the good shards are written, so a run after fixing them only does the failed ones.
@@ -334,33 +360,106 @@ def embed_files(input: str | os.PathLike | Sequence[str | os.PathLike], output_d
 
     if not ray.is_initialized():
         ray.init()
+    num_gpus, concurrency = _pool_size(num_gpus, num_cpus, concurrency, len(todo))
+    embedder_kwargs = dict(path=path, text_column=text_column, embedding_column=embedding_column, device=device,
+                           dtype=dtype, batch_size=batch_size, encoder_kwargs=encoder_kwargs, **encode_kwargs)
+    actors = _start_actors(concurrency, num_cpus, num_gpus, embedder_class, embedder_kwargs,
+                           output_format=output_format, rows_per_call=rows_per_call)
+    done = {}
+    try:
+        with _Progress(progress, len(todo)) as shown:
+            for src, rows, error in _embed_on(actors, todo):
+                done[src] = rows, error
+                shown.update(rows)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        _remove_temp_files(targets.values())  # left by actors that died mid-shard, or were stopped by an error
+    for src, dst in todo:  # in input order
+        rows, error = done[src]
+        if error:
+            result.failed[src] = error
+        else:
+            result.written[dst] = rows
+    if result.failed:
+        raise ShardsFailed(result)
+    missing = [dst for _, dst in todo if not os.path.exists(dst)]
+    if missing:
+        raise RuntimeError(f"{len(missing)} output shards were not written, e.g. {missing[:3]}")
+    return result
+
+
+def _pool_size(num_gpus: float | None, num_cpus: float, concurrency: int | None, shards: int) -> tuple[float, int]:
+    """(GPUs per actor, actors) for :func:`embed_files`' defaults, from the connected cluster's resources."""
     resources = ray.cluster_resources()
     if num_gpus is None:
         num_gpus = 1 if resources.get("GPU", 0) >= 1 else 0
     if concurrency is None:
         concurrency = int(resources.get("GPU", 0) // num_gpus) if num_gpus else int(resources.get("CPU", 1) // num_cpus)
-    concurrency = max(1, min(concurrency, len(todo)))
-    embedder_kwargs = dict(path=path, text_column=text_column, embedding_column=embedding_column, device=device,
-                           dtype=dtype, batch_size=batch_size, encoder_kwargs=encoder_kwargs, **encode_kwargs)
-    shards = ray.data.from_items([{"input": src, "output": dst} for src, dst in todo], override_num_blocks=len(todo))
-    done = shards.map_batches(
-        ShardEmbedder, batch_size=1, compute=ray.data.ActorPoolStrategy(size=concurrency),
-        fn_constructor_kwargs={"embedder_class": embedder_class, "embedder_kwargs": embedder_kwargs,
-                               "output_format": output_format, "rows_per_call": rows_per_call},
-        num_cpus=num_cpus, num_gpus=num_gpus)
-    from tqdm import tqdm
+    return num_gpus, max(1, min(concurrency, shards))
 
-    with tqdm(total=len(todo), unit="shard", desc="embedding", disable=not progress) as bar:
-        for row in done.iter_rows():
-            if row["error"]:
-                result.failed[str(row["input"])] = str(row["error"])
-            else:
-                result.written[str(row["output"])] = int(row["rows"])
-            bar.update(1)
-    _remove_temp_files(targets.values())  # left by actors that died mid-shard
-    if result.failed:
-        raise ShardsFailed(result)
-    missing = [dst for _, dst in todo if not os.path.exists(dst)]
-    if missing or len(result.written) != len(todo):
-        raise RuntimeError(f"{len(missing)} output shards were not written, e.g. {missing[:3]}")
-    return result
+
+def _start_actors(count: int, num_cpus: float, num_gpus: float, *args, **kwargs) -> list:
+    """``count`` :class:`ShardEmbedder` actors, each restarted without limit when its process dies (its shard is
+    then redone: ``max_task_retries``).
+
+    The constructor's arguments are a class (pickled by name when importable) and a few plain values, a few hundred
+    bytes, which Ray sends inline with the actor's creation task (arguments under ``max_direct_call_object_size``,
+    100 KiB by default); a restart runs the constructor again from that copy, so it never depends on an object in
+    the object store that could go out of scope or be lost. Ray Data's actor pools pass their own arguments
+    through the object store, and Ray 2.60 logs an error-level line for each such actor that may be restarted."""
+    actor_class = ray.remote(ShardEmbedder).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=-1,
+                                                    max_task_retries=-1)
+    return [actor_class.remote(*args, **kwargs) for _ in range(count)]
+
+
+def _embed_on(actors: list, todo: list[tuple[str, str]]):
+    """Yields (input, rows, error) per shard as it finishes; each actor embeds one shard at a time and is handed
+    the next as soon as it is done, so slow shards hold up no one else."""
+    queue = todo[::-1]
+    running = {}
+
+    def hand_out(actor):
+        if queue:
+            src, dst = queue.pop()
+            running[actor.embed.remote(src, dst)] = actor, src
+
+    for actor in actors:
+        hand_out(actor)
+    while running:
+        [ref], _ = ray.wait(list(running), num_returns=1)
+        actor, src = running.pop(ref)
+        rows, error = ray.get(ref)
+        hand_out(actor)
+        yield src, rows, error
+
+
+PROGRESS_EVERY_S = 30.0  # at most one progress line this often (a line-oriented log: 120 lines in an hour)
+
+
+class _Progress:
+    """Shards and rows done so far: a tqdm bar on stderr (``progress=True``), a short line handed to ``progress``
+    (a callable) at most every :data:`PROGRESS_EVERY_S` seconds, or nothing (``progress=False``)."""
+
+    def __init__(self, progress: bool | Callable[[str], None], shards: int):
+        from tqdm import tqdm
+
+        self.report = progress if callable(progress) else None
+        self.bar = tqdm(total=shards, unit="shard", desc="embedding", file=sys.stderr, disable=progress is not True)
+        self.shards, self.done, self.rows = shards, 0, 0
+        self.start = self.last = time.monotonic()
+
+    def update(self, rows: int) -> None:
+        self.done, self.rows = self.done + 1, self.rows + rows
+        self.bar.set_postfix(rows=self.rows, refresh=False)
+        self.bar.update(1)
+        now = time.monotonic()
+        if self.report is not None and now - self.last >= PROGRESS_EVERY_S and self.done < self.shards:
+            self.last = now
+            self.report(f"embedded {self.done} of {self.shards} shards ({self.rows} rows) in {now - self.start:.0f} s")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()

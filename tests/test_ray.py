@@ -5,6 +5,7 @@ Ray is part of the dev extra: without it these tests fail at import (on purpose,
 import gc
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -16,6 +17,7 @@ import ray.cloudpickle
 import ray.data
 from sentence_model import random_texts, save_tiny_sentence_model
 
+import fastbert.ray
 from fastbert.cli import main
 from fastbert.parallel import load_encoder
 from fastbert.ray import Embedder, ShardsFailed, embed_files, embed_shard, input_files
@@ -25,11 +27,16 @@ FP32_BOUND = 1e-6  # max |difference| to single-process fp32 encode
 
 class DyingEmbedder(Embedder):
     """An Embedder whose process exits abruptly (no clean-up, like a crash or an OOM kill) on its ``die_on``-th
-    ``embed`` call with texts, once per cluster: the first actor to get there creates ``marker`` and dies."""
+    ``embed`` call with texts, once per cluster: the first actor to get there creates ``marker`` and dies.
+    ``starts``: a file to which each construction appends a line "ACTOR_ID RECONSTRUCTED" (a restart: True)."""
 
-    def __init__(self, *args, marker: str, die_on: int = 2, **kwargs):
+    def __init__(self, *args, marker: str, die_on: int = 2, starts: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.marker, self.die_on, self.calls = marker, die_on, 0
+        if starts is not None:
+            context = ray.get_runtime_context()
+            with open(starts, "a") as f:
+                f.write(f"{context.get_actor_id()} {context.was_current_actor_reconstructed}\n")
 
     def embed(self, texts):
         self.calls += bool(len(texts))
@@ -150,6 +157,36 @@ def test_embed_files_resumes_retries_and_keeps_shards(cluster, tiny_model, singl
     (src / "bad.jsonl").unlink()
     rerun = embed_files(src, dst, path=tiny_model)
     assert rerun.written == {} and len(rerun.skipped) == len(shards)
+
+
+def test_a_restarted_actor_finishes_the_shard_it_died_in(cluster, tiny_model, single, seed, tmp_path, monkeypatch):
+    """One actor, killed mid-shard (its first batch already in the temporary file): Ray restarts that same actor from
+    its constructor's arguments and the restarted actor finishes the shard, then the others. Progress lines come
+    as shards finish (every one here, with the interval at 0)."""
+    rng = np.random.default_rng(seed)
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    texts = {name: random_texts(rng, n) for name, n in (("a.parquet", 5), ("b.jsonl", 4), ("c.parquet", 3))}
+    for name, shard_texts in texts.items():
+        if name.endswith(".parquet"):
+            pq.write_table(pa.table({"text": shard_texts}), src / name)
+        else:
+            _write_jsonl(src / name, [{"text": t} for t in shard_texts])
+    marker, starts, lines = str(tmp_path / "died"), tmp_path / "starts", []
+    monkeypatch.setattr(fastbert.ray, "PROGRESS_EVERY_S", 0)
+    result = embed_files(src, dst, path=tiny_model, concurrency=1, rows_per_call=2, embedder_class=DyingEmbedder,
+                         marker=marker, die_on=2, starts=str(starts), progress=lines.append)
+    assert os.path.exists(marker), "no actor died: the restart was not exercised"
+    (actor, first), (again, restarted) = [line.split() for line in starts.read_text().splitlines()]
+    assert (actor, first, restarted) == (again, "False", "True"), "one actor, started once and restarted once"
+    assert result.written == {str(dst / name): len(t) for name, t in texts.items()}
+    for name, shard_texts in texts.items():
+        table = _read(str(dst / name))
+        assert table["text"].to_pylist() == shard_texts
+        assert np.abs(_embeddings(table) - single.encode(shard_texts)).max() <= FP32_BOUND
+    assert not list(dst.rglob("*.part"))
+    assert [re.sub(r"in \d+ s$", "in N s", line) for line in lines] == [
+        "embedded 1 of 3 shards (5 rows) in N s", "embedded 2 of 3 shards (9 rows) in N s"]
 
 
 def test_bad_inputs_fail_before_any_work(tiny_model, tmp_path):
