@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--text-column", default="text", metavar="NAME", help="with --ray: the column of texts")
     enc.add_argument("--workers", type=_positive_int, metavar="N",
                      help="with --ray: model replicas (default: one per GPU of the cluster, else one per CPU)")
+    enc.add_argument("--verbose", action="store_true", help="with --ray: Ray's own INFO logs as well")
     enc.set_defaults(func=encode_main)
     return parser
 
@@ -157,8 +158,8 @@ def encode_main(args) -> int:
 
     if args.ray is not None:
         return _encode_files_on_ray(args)
-    if args.workers is not None or args.text_column != "text":
-        raise _UsageError("--workers and --text-column go with --ray")
+    if args.workers is not None or args.text_column != "text" or args.verbose:
+        raise _UsageError("--workers, --text-column and --verbose go with --ray")
     if args.devices and args.device:
         raise _UsageError("give --device or --devices, not both")
 
@@ -205,20 +206,18 @@ def _encode_files_on_ray(args) -> int:
     if args.devices:
         raise _UsageError("--devices is for one machine; with --ray, Ray places the workers")
     try:
-        import ray
-
-        from .ray import embed_files
+        from .ray import connected, embed_files
     except ImportError:
         raise ValueError("--ray needs Ray Data: pip install 'fastbert[ray]'") from None
-    if not ray.is_initialized():
-        ray.init(address=args.ray or None)
-    result = embed_files(
-        args.input, args.output, path=args.model, text_column=args.text_column, concurrency=args.workers,
-        device=args.device, dtype=args.dtype, batch_size=args.batch_size, progress=_stderr_is_terminal(),
-        encoder_kwargs=dict(max_seq_length=args.max_length, pooling=args.pooling, normalize=args.normalize,
-                            quantize=args.quantize),
-        prompt_name=args.prompt_name, prompt=args.prompt, max_batch_tokens=args.max_batch_tokens,
-        truncation=not args.no_truncate)
+    with connected(args.ray or None, verbose=args.verbose):
+        result = embed_files(
+            args.input, args.output, path=args.model, text_column=args.text_column, concurrency=args.workers,
+            device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+            progress=True if _stderr_is_terminal() else _say,
+            encoder_kwargs=dict(max_seq_length=args.max_length, pooling=args.pooling, normalize=args.normalize,
+                                quantize=args.quantize),
+            prompt_name=args.prompt_name, prompt=args.prompt, max_batch_tokens=args.max_batch_tokens,
+            truncation=not args.no_truncate)
     _say(f"wrote {len(result.written)} output files ({sum(result.written.values())} rows) to {args.output}; "
          f"{len(result.skipped)} were already done")
     return 0

@@ -6,6 +6,7 @@ import gc
 import json
 import os
 import re
+import subprocess
 import sys
 
 import numpy as np
@@ -23,6 +24,10 @@ from fastbert.parallel import load_encoder
 from fastbert.ray import Embedder, ShardsFailed, embed_files, embed_shard, input_files
 
 FP32_BOUND = 1e-6  # max |difference| to single-process fp32 encode
+CLI_TIMEOUT_S = 300  # a hang guard for one `fastbert encode --ray` in a subprocess (a run took 7-14 s here)
+# An error-level line from Ray: its C++ log ("[2026-01-01 00:00:00,000 E 123 123] file.cc:1: ...") or its Python log
+# ("2026-01-01 00:00:00,000\tERROR file.py:1 -- ..."), alone or behind a "(worker pid=...)" prefix.
+RAY_ERROR_LINE = re.compile(r"\[[\d-]+ [\d:,.]+ [EF] \d+ \d+\]|\t(ERROR|CRITICAL) \S+:\d+ -- ")
 
 
 class DyingEmbedder(Embedder):
@@ -189,6 +194,36 @@ def test_a_restarted_actor_finishes_the_shard_it_died_in(cluster, tiny_model, si
         "embedded 1 of 3 shards (5 rows) in N s", "embedded 2 of 3 shards (9 rows) in N s"]
 
 
+def _run_cli_on_ray(*args) -> subprocess.CompletedProcess:
+    """`fastbert encode --ray ARGS` in a subprocess that starts its own local Ray, as a user's would."""
+    return subprocess.run([sys.executable, "-m", "fastbert", "encode", "--ray", *args], capture_output=True,
+                          text=True, timeout=CLI_TIMEOUT_S)
+
+
+def test_cli_ray_stderr(tiny_model, tmp_path):
+    """A run with a bad shard prints one line naming the file and the row, last, and no traceback (none from the
+    actor either); a normal run prints no error-level line (none of Ray's either) and none of Ray's INFO logs."""
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    pq.write_table(pa.table({"text": ["a good text", "another"]}), src / "good.parquet")
+    pq.write_table(pa.table({"text": ["fine", None, "fine"]}), src / "bad.parquet")
+    args = ["--input", str(src), "--output", str(dst), "--model", tiny_model, "--workers", "1"]
+    failing = _run_cli_on_ray(*args)
+    assert failing.returncode == 1, failing.stderr
+    assert "Traceback" not in failing.stderr and not RAY_ERROR_LINE.search(failing.stderr), failing.stderr
+    assert re.fullmatch(r"fastbert encode: error: 1 input shard\(s\) failed, e\.g\. \S+/bad\.parquet: column 'text' "
+                        r"must hold strings; row 1 is None; .*", failing.stderr.splitlines()[-1]), failing.stderr
+    assert sorted(p.name for p in dst.iterdir()) == ["good.parquet"]
+
+    pq.write_table(pa.table({"text": ["fine", "mended", "fine"]}), src / "bad.parquet")
+    normal = _run_cli_on_ray(*args)
+    assert normal.returncode == 0, normal.stderr
+    assert not RAY_ERROR_LINE.search(normal.stderr) and "Traceback" not in normal.stderr, normal.stderr
+    assert not re.search(r"\tINFO \S+:\d+ -- ", normal.stderr), normal.stderr
+    assert normal.stderr.splitlines()[-1] == f"fastbert encode: wrote 1 output files (3 rows) to {dst}; 1 were already done"
+    assert _read(str(dst / "bad.parquet"))["text"].to_pylist() == ["fine", "mended", "fine"]
+
+
 def test_bad_inputs_fail_before_any_work(tiny_model, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
@@ -295,6 +330,7 @@ def test_cli_ray(cluster, tiny_model, single, seed, tmp_path, capsys):
     (["a text", "--ray"], "--ray reads files"),
     (["--ray", "--input", "x"], "--ray reads files"),
     (["--ray", "--input", "x", "-o", "y", "--devices", "2"], "--devices is for one machine"),
+    (["a text", "--verbose"], "--verbose go with --ray"),
 ])
 def test_cli_ray_usage_errors(argv, message, capsys):
     assert main(["encode", *argv]) == 2
