@@ -1,9 +1,13 @@
 """Ray Data integration (fastbert.ray) on a local 2-CPU cluster: embeddings equal single-process encode, every row
-exactly once, resumable shard output, killed actors retried.
+exactly once, resumable shard output, killed actors restarted and their shards finished, and what `fastbert encode
+--ray` prints (one line for bad data, no traceback, no error-level line from Ray).
 
 Ray is part of the dev extra: without it these tests fail at import (on purpose, never a silent skip)."""
+import gc
 import json
 import os
+import re
+import subprocess
 import sys
 
 import numpy as np
@@ -15,20 +19,30 @@ import ray.cloudpickle
 import ray.data
 from sentence_model import random_texts, save_tiny_sentence_model
 
+import fastbert.embeddings.ray
 from fastbert.cli import main
 from fastbert.embeddings.sentence_encoder import load_encoder
 from fastbert.ray import Embedder, ShardsFailed, embed_files, embed_shard, input_files
 
 FP32_BOUND = 1e-6  # max |difference| to single-process fp32 encode
+CLI_TIMEOUT_S = 300  # a hang guard for one `fastbert encode --ray` in a subprocess (a run took 7-14 s here)
+# An error-level line from Ray: its C++ log ("[2026-01-01 00:00:00,000 E 123 123] file.cc:1: ...") or its Python log
+# ("2026-01-01 00:00:00,000\tERROR file.py:1 -- ..."), alone or behind a "(worker pid=...)" prefix.
+RAY_ERROR_LINE = re.compile(r"\[[\d-]+ [\d:,.]+ [EF] \d+ \d+\]|\t(ERROR|CRITICAL) \S+:\d+ -- ")
 
 
 class DyingEmbedder(Embedder):
     """An Embedder whose process exits abruptly (no clean-up, like a crash or an OOM kill) on its ``die_on``-th
-    ``embed`` call with texts, once per cluster: the first actor to get there creates ``marker`` and dies."""
+    ``embed`` call with texts, once per cluster: the first actor to get there creates ``marker`` and dies.
+    ``starts``: a file to which each construction appends a line "ACTOR_ID RECONSTRUCTED" (a restart: True)."""
 
-    def __init__(self, *args, marker: str, die_on: int = 2, **kwargs):
+    def __init__(self, *args, marker: str, die_on: int = 2, starts: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.marker, self.die_on, self.calls = marker, die_on, 0
+        if starts is not None:
+            context = ray.get_runtime_context()
+            with open(starts, "a") as f:
+                f.write(f"{context.get_actor_id()} {context.was_current_actor_reconstructed}\n")
 
     def embed(self, texts):
         self.calls += bool(len(texts))
@@ -151,6 +165,67 @@ def test_embed_files_resumes_retries_and_keeps_shards(cluster, tiny_model, singl
     assert rerun.written == {} and len(rerun.skipped) == len(shards)
 
 
+def test_a_restarted_actor_finishes_the_shard_it_died_in(cluster, tiny_model, single, seed, tmp_path, monkeypatch):
+    """One actor, killed mid-shard (its first batch already in the temporary file): Ray restarts that same actor from
+    its constructor's arguments and the restarted actor finishes the shard, then the others. Progress lines come
+    as shards finish (every one here, with the interval at 0)."""
+    rng = np.random.default_rng(seed)
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    texts = {name: random_texts(rng, n) for name, n in (("a.parquet", 5), ("b.jsonl", 4), ("c.parquet", 3))}
+    for name, shard_texts in texts.items():
+        if name.endswith(".parquet"):
+            pq.write_table(pa.table({"text": shard_texts}), src / name)
+        else:
+            _write_jsonl(src / name, [{"text": t} for t in shard_texts])
+    marker, starts, lines = str(tmp_path / "died"), tmp_path / "starts", []
+    monkeypatch.setattr(fastbert.embeddings.ray, "PROGRESS_EVERY_S", 0)
+    result = embed_files(src, dst, path=tiny_model, concurrency=1, rows_per_call=2, embedder_class=DyingEmbedder,
+                         marker=marker, die_on=2, starts=str(starts), progress=lines.append)
+    assert os.path.exists(marker), "no actor died: the restart was not exercised"
+    (actor, first), (again, restarted) = [line.split() for line in starts.read_text().splitlines()]
+    assert (actor, first, restarted) == (again, "False", "True"), "one actor, started once and restarted once"
+    assert result.written == {str(dst / name): len(t) for name, t in texts.items()}
+    for name, shard_texts in texts.items():
+        table = _read(str(dst / name))
+        assert table["text"].to_pylist() == shard_texts
+        assert np.abs(_embeddings(table) - single.encode(shard_texts)).max() <= FP32_BOUND
+    assert not list(dst.rglob("*.part"))
+    assert [re.sub(r"in \d+ s$", "in N s", line) for line in lines] == [
+        "embedded 1 of 3 shards (5 rows) in N s", "embedded 2 of 3 shards (9 rows) in N s"]
+
+
+def _run_cli_on_ray(*args) -> subprocess.CompletedProcess:
+    """`fastbert encode --ray ARGS` in a subprocess that starts its own local Ray, as a user's would."""
+    return subprocess.run([sys.executable, "-m", "fastbert", "encode", "--ray", *args], capture_output=True,
+                          text=True, timeout=CLI_TIMEOUT_S)
+
+
+def test_cli_ray_stderr(tiny_model, tmp_path):
+    """A run with a bad shard prints one line naming the file and the row, last, and no traceback (none from the
+    actor either); a normal run prints no error-level line (none of Ray's either) and none of Ray's INFO logs."""
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    pq.write_table(pa.table({"text": ["a good text", "another"]}), src / "good.parquet")
+    pq.write_table(pa.table({"text": ["fine", None, "fine"]}), src / "bad.parquet")
+    args = ["--input", str(src), "--output", str(dst), "--model", tiny_model, "--workers", "1"]
+    failing = _run_cli_on_ray(*args)
+    assert failing.returncode == 1, failing.stderr
+    assert "Traceback" not in failing.stderr and not RAY_ERROR_LINE.search(failing.stderr), failing.stderr
+    assert re.fullmatch(r"fastbert encode: error: 1 input shard\(s\) failed, e\.g\. \S+/bad\.parquet: column 'text' "
+                        r"must hold strings; row 1 is None; .*", failing.stderr.splitlines()[-1]), failing.stderr
+    assert sorted(p.name for p in dst.iterdir()) == ["good.parquet"]
+
+    pq.write_table(pa.table({"text": ["fine", "mended", "fine"]}), src / "bad.parquet")
+    normal = _run_cli_on_ray(*args)
+    assert normal.returncode == 0, normal.stderr
+    assert not RAY_ERROR_LINE.search(normal.stderr) and "Traceback" not in normal.stderr, normal.stderr
+    assert not re.search(r"\tINFO \S+:\d+ -- ", normal.stderr), normal.stderr
+    last = normal.stderr.splitlines()[-1]
+    assert last == f"fastbert encode: wrote 1 output files (3 rows) to {dst}; 1 were already done", normal.stderr
+    assert _read(str(dst / "bad.parquet"))["text"].to_pylist() == ["fine", "mended", "fine"]
+
+
 def test_bad_inputs_fail_before_any_work(tiny_model, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
@@ -188,6 +263,20 @@ def test_embed_shard_null_text_is_an_error_and_leaves_nothing(tiny_model, tmp_pa
         embed_shard(Embedder(tiny_model), str(tmp_path / "a.jsonl"), str(tmp_path / "out" / "a.jsonl"),
                     rows_per_call=1)
     assert (tmp_path / "out").is_dir() and not list((tmp_path / "out").iterdir())
+
+
+def test_embed_shard_closes_its_parquet_writer_on_a_bad_batch(tiny_model, tmp_path, monkeypatch):
+    """A Parquet shard failing after its first batch: the writer is closed before its temporary file goes, so
+    nothing is left for the garbage collector to report ("Exception ignored ... write to closed file")."""
+    pq.write_table(pa.table({"text": ["fine", "also fine", None]}), tmp_path / "a.parquet")
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with pytest.raises(ValueError, match=r"a.parquet: column .text. must hold strings; row 2 is None"):
+        embed_shard(Embedder(tiny_model), str(tmp_path / "a.parquet"), str(tmp_path / "out" / "a.parquet"),
+                    rows_per_call=2)
+    gc.collect()
+    assert [str(u.exc_value) for u in unraisable] == []
+    assert not list((tmp_path / "out").iterdir())
 
 
 class _RejectsSecondBatch(Embedder):
@@ -243,6 +332,7 @@ def test_cli_ray(cluster, tiny_model, single, seed, tmp_path, capsys):
     (["a text", "--ray"], "--ray reads files"),
     (["--ray", "--input", "x"], "--ray reads files"),
     (["--ray", "--input", "x", "-o", "y", "--devices", "2"], "--devices is for one machine"),
+    (["a text", "--verbose"], "--verbose go with --ray"),
 ])
 def test_cli_ray_usage_errors(argv, message, capsys):
     assert main(["encode", *argv]) == 2
