@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     "SentenceEncoder": "encoder",
     "TruncationError": "encoder",
+    "TokenizedTexts": "encoder",
     "token_budget_batches": "encoder",
     "DEFAULT_MAX_BATCH_TOKENS": "encoder",
     "read_folder": "folder",
@@ -24,7 +25,8 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
-    from .encoder import DEFAULT_MAX_BATCH_TOKENS, SentenceEncoder, TruncationError, token_budget_batches
+    from .encoder import (DEFAULT_MAX_BATCH_TOKENS, SentenceEncoder, TokenizedTexts, TruncationError,
+                          token_budget_batches)
     from .folder import POOLING_MODES, SentenceFolder, read_folder
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -39,6 +40,43 @@ class TruncationError(ValueError):
         self.indices, self.lengths, self.max_length = indices, lengths, max_length
         super().__init__(f"{len(indices)} of {total} texts are longer than max_seq_length={max_length} tokens "
                          f"(the first is texts[{indices[0]}], {lengths[0]} tokens)")
+
+
+@dataclass(frozen=True)
+class TokenizedTexts:
+    """Texts as ``encode`` feeds them to the model (prompt prepended, truncated), packed back to back.
+
+    ``ids`` [total] int64: every text's token ids in input order; ``offsets`` [N + 1] int64: text ``i`` is
+    ``ids[offsets[i]:offsets[i + 1]]``; ``truncated``: how many texts were cut to ``max_seq_length``;
+    ``prompt_length``: leading tokens pooling leaves out (0: none). Made by :meth:`SentenceEncoder.tokenize_texts`,
+    embedded by :meth:`SentenceEncoder.encode_tokenized`.
+    """
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    truncated: int = 0
+    prompt_length: int = 0
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Tokens per text, [N] int64."""
+        return np.diff(self.offsets)
+
+    @classmethod
+    def concat(cls, parts: Sequence["TokenizedTexts"]) -> "TokenizedTexts":
+        """The texts of ``parts`` one after the other, in order; all parts must share one ``prompt_length``."""
+        if not parts:
+            raise ValueError("concat needs at least one TokenizedTexts")
+        prompt_lengths = {p.prompt_length for p in parts}
+        if len(prompt_lengths) != 1:
+            raise ValueError(f"cannot concatenate texts with different prompt lengths {sorted(prompt_lengths)}")
+        starts = np.cumsum([0] + [len(p.ids) for p in parts[:-1]])
+        offsets = np.concatenate([parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, starts)])
+        return cls(np.concatenate([p.ids for p in parts]), offsets, sum(p.truncated for p in parts),
+                   parts[0].prompt_length)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -282,39 +320,12 @@ class SentenceEncoder:
                                  truncate_dim=truncate_dim, max_batch_tokens=max_batch_tokens, truncation=truncation)
             self.last_truncated = pool.last_truncated
             return result[0] if single else result
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if max_batch_tokens is not None and (not isinstance(max_batch_tokens, int) or max_batch_tokens < 1):
-            raise ValueError(f"max_batch_tokens must be a positive integer or None, got {max_batch_tokens!r}")
-        if truncate_dim is not None and (not isinstance(truncate_dim, int) or truncate_dim < 1):
-            raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
-        prompt = self._resolve_prompt(prompt, prompt_name)
-        if prompt:
-            texts_in = [prompt + t for t in texts]
-        else:
-            texts_in = texts
-        ids, offsets = self._tokenize(texts_in, truncation)
-        lengths = np.diff(offsets)
-        prompt_length = self._prompt_length(prompt) if prompt and not self.pooling.include_prompt else 0
-
+        _check_encode_options(batch_size, max_batch_tokens, truncate_dim)
+        tokens = self._tokenize_with_prompt(texts, self._resolve_prompt(prompt, prompt_name), truncation)
+        self.last_truncated = tokens.truncated
         as_tensor = convert_to_tensor or not convert_to_numpy
-        out_device = self.device if as_tensor else torch.device("cpu")
-        dim = self.embedding_dimension if truncate_dim is None else min(truncate_dim, self.embedding_dimension)
-        out = torch.full((len(texts), dim), float("nan"), device=out_device)  # a row never written would show
-        batches = token_budget_batches(lengths.tolist(), batch_size, max_batch_tokens)
-        from tqdm.auto import tqdm
-
-        with tqdm(total=len(texts), unit="text", desc="encoding", disable=not show_progress_bar,
-                  file=sys.stderr) as bar, torch.inference_mode():
-            for batch in batches:
-                emb = self._embed_batch(ids, offsets, batch, prompt_length)  # [b, D] float32
-                if truncate_dim is not None:
-                    emb = emb[:, :dim]
-                if normalize_embeddings:
-                    emb = P.normalize(emb)
-                out[torch.tensor(batch, device=out_device)] = emb.to(out_device)
-                bar.update(len(batch))
-
+        out = self._embed_tokens(tokens, batch_size, max_batch_tokens, truncate_dim, normalize_embeddings,
+                                 self.device if as_tensor else torch.device("cpu"), bool(show_progress_bar))
         if convert_to_tensor:
             result = out
         elif convert_to_numpy:
@@ -322,6 +333,50 @@ class SentenceEncoder:
         else:
             result = list(out.unbind(0))
         return result[0] if single else result
+
+    def tokenize_texts(self, texts: Sequence[str], prompt_name: str | None = None, prompt: str | None = None, *,
+                       truncation: bool = True) -> TokenizedTexts:
+        """The tokens ``encode(texts, prompt_name, prompt, truncation=truncation)`` would embed, without embedding
+        them (same prompt rule, same truncation, same :class:`TruncationError`). Changes nothing on ``self``, so it
+        may run on another thread than :meth:`encode_tokenized`."""
+        texts = _text_list(texts)
+        return self._tokenize_with_prompt(texts, self._resolve_prompt(prompt, prompt_name), truncation)
+
+    def encode_tokenized(self, tokens: TokenizedTexts, batch_size: int = 32, *, normalize_embeddings: bool = False,
+                         truncate_dim: int | None = None,
+                         max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS) -> np.ndarray:
+        """Embeddings of :meth:`tokenize_texts` output: float32 numpy [N, D], in order; exactly what ``encode``
+        returns for the same texts and options (``encode`` is ``tokenize_texts`` followed by this)."""
+        _check_encode_options(batch_size, max_batch_tokens, truncate_dim)
+        return self._embed_tokens(tokens, batch_size, max_batch_tokens, truncate_dim, normalize_embeddings,
+                                  torch.device("cpu"), False).numpy()
+
+    def _tokenize_with_prompt(self, texts: list[str], prompt: str | None, truncation: bool) -> TokenizedTexts:
+        texts_in = [prompt + t for t in texts] if prompt else texts
+        ids, offsets, truncated = self._tokenize(texts_in, truncation)
+        prompt_length = self._prompt_length(prompt) if prompt and not self.pooling.include_prompt else 0
+        return TokenizedTexts(ids, offsets, truncated, prompt_length)
+
+    def _embed_tokens(self, tokens: TokenizedTexts, batch_size: int, max_batch_tokens: int | None,
+                      truncate_dim: int | None, normalize_embeddings: bool, out_device: torch.device,
+                      progress: bool) -> torch.Tensor:
+        """Embeddings [N, D'] float32 on ``out_device`` (D' = ``truncate_dim`` when given), in order."""
+        dim = self.embedding_dimension if truncate_dim is None else min(truncate_dim, self.embedding_dimension)
+        out = torch.full((len(tokens), dim), float("nan"), device=out_device)  # a row never written would show
+        batches = token_budget_batches(tokens.lengths.tolist(), batch_size, max_batch_tokens)
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(tokens), unit="text", desc="encoding", disable=not progress,
+                  file=sys.stderr) as bar, torch.inference_mode():
+            for batch in batches:
+                emb = self._embed_batch(tokens.ids, tokens.offsets, batch, tokens.prompt_length)  # [b, D] float32
+                if truncate_dim is not None:
+                    emb = emb[:, :dim]
+                if normalize_embeddings:
+                    emb = P.normalize(emb)
+                out[torch.tensor(batch, device=out_device)] = emb.to(out_device)
+                bar.update(len(batch))
+        return out
 
     def start_multi_process_pool(self, target_devices=None, threads_per_worker: int | None = None):
         """Worker processes on ``target_devices`` (``["cuda:0", "cuda:1"]``, a number of CPU workers; ``None``:
@@ -353,8 +408,9 @@ class SentenceEncoder:
             return self.prompts.get(self.default_prompt_name)
         return None
 
-    def _tokenize(self, texts: list[str], truncation: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids of every text, truncated to ``max_seq_length``: (ids [total] int64, offsets [N + 1])."""
+    def _tokenize(self, texts: list[str], truncation: bool) -> tuple[np.ndarray, np.ndarray, int]:
+        """Token ids of every text, truncated to ``max_seq_length``: (ids [total] int64, offsets [N + 1], how many
+        were truncated)."""
         limit = self.max_seq_length
         rows: list[np.ndarray] = []
         long_indices: list[int] = []
@@ -372,11 +428,10 @@ class SentenceEncoder:
             rows += [np.asarray(row, dtype=np.int64) for row in full]
         if long_indices and not truncation:
             raise TruncationError(long_indices, long_lengths, len(texts), limit)
-        self.last_truncated = len(long_indices)
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum([len(r) for r in rows], out=offsets[1:])
         ids = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        return ids, offsets
+        return ids, offsets, len(long_indices)
 
     def _prompt_length(self, prompt: str) -> int:
         """Tokens of the prompt as sentence-transformers counts them: the prompt tokenized alone (truncated),
@@ -406,6 +461,15 @@ class SentenceEncoder:
                 x = P.dense(x, weights["linear.weight"], weights.get("linear.bias"), module.activation,
                             weights.get("residual.weight", module.use_residual or None))
         return x
+
+
+def _check_encode_options(batch_size, max_batch_tokens, truncate_dim) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if max_batch_tokens is not None and (not isinstance(max_batch_tokens, int) or max_batch_tokens < 1):
+        raise ValueError(f"max_batch_tokens must be a positive integer or None, got {max_batch_tokens!r}")
+    if truncate_dim is not None and (not isinstance(truncate_dim, int) or truncate_dim < 1):
+        raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
 
 
 def _text_list(texts) -> list[str]:
