@@ -117,7 +117,54 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--workers", type=_positive_int, metavar="N",
                      help="with --ray: model replicas (default: one per GPU of the cluster, else one per CPU)")
     enc.set_defaults(func=encode_main)
+    _add_serve_parser(sub)
     return parser
+
+
+_SERVE_HELP = """\
+Serve embeddings over HTTP (pip install 'fastbert[serve]'): OpenAI's POST /v1/embeddings, TEI's POST /embed,
+GET /v1/models, GET /health (200 once the model is loaded), GET /metrics (Prometheus). Requests from all clients
+are batched by --max-batch-tokens; each answer holds exactly what 'fastbert encode' gives. Past
+--max-concurrent-requests the server answers 429 with Retry-After. SIGTERM or Ctrl-C drains admitted requests,
+then exits 0 (130 after Ctrl-C). The API key may also come from FASTBERT_API_KEY.
+"""
+
+
+def _add_serve_parser(sub) -> None:
+    srv = sub.add_parser("serve", help="serve embeddings over HTTP (OpenAI and TEI APIs)", description=_SERVE_HELP,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    srv.add_argument("--model", metavar="FOLDER", help="local model folder (default: the bundled all-MiniLM-L6-v2)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free one, logged)")
+    srv.add_argument("--quantize", choices=["auto", "bfloat16", "int8"], help="reduced precision, as for encode")
+    srv.add_argument("--device", type=_device, help="cpu, cuda or cuda:N (default: cuda when available)")
+    srv.add_argument("--max-batch-tokens", type=_positive_int, default=16384, metavar="N",
+                     help="tokens per model batch, summed over requests (default 16384)")
+    srv.add_argument("--max-concurrent-requests", type=_positive_int, default=512, metavar="N",
+                     help="requests admitted at once; more get 429 (default 512)")
+    srv.add_argument("--max-client-batch-size", type=_positive_int, default=32, metavar="N",
+                     help="texts per request; more get 413 (default 32)")
+    srv.add_argument("--payload-limit", type=_positive_int, default=2_000_000, metavar="BYTES",
+                     help="request body size; larger get 413 (default 2000000)")
+    srv.add_argument("--api-key", metavar="KEY", default=os.environ.get("FASTBERT_API_KEY"),
+                     help="require 'Authorization: Bearer KEY' (all but /health)")
+    srv.add_argument("--served-model-name", metavar="NAME",
+                     help="the model id requests name (default: the folder's name; all-MiniLM-L6-v2 when bundled)")
+    srv.set_defaults(func=serve_main)
+
+
+def serve_main(args) -> int:
+    try:
+        from .embeddings.server import ServeSettings, serve
+    except ImportError as e:
+        raise ValueError(f"fastbert serve needs its extra ({e.name} is missing): pip install 'fastbert[serve]'") \
+            from None
+    settings = ServeSettings(
+        model=args.model, quantize=args.quantize, device=args.device, max_batch_tokens=args.max_batch_tokens,
+        max_concurrent_requests=args.max_concurrent_requests, max_client_batch_size=args.max_client_batch_size,
+        payload_limit=args.payload_limit, api_key=args.api_key, served_model_name=args.served_model_name)
+    stopped_by = serve(settings, host=args.host, port=args.port)
+    return EXIT_INTERRUPTED if stopped_by == signal.SIGINT else 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -241,9 +288,9 @@ def _write(path: str | None, fmt: str, texts: Sequence[str], embeddings) -> None
 # Entry point: every mistake is one line on stderr
 # ---------------------------------------------------------------------------------------------------------------
 
-def _say(message: str) -> None:
+def _say(message: str, command: str = "encode") -> None:
     if sys.stderr is not None:
-        print(f"fastbert encode: {message}", file=sys.stderr, flush=True)
+        print(f"fastbert {command}: {message}", file=sys.stderr, flush=True)
 
 
 def _stderr_is_terminal() -> bool:
@@ -292,20 +339,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        _say("interrupted")
+        _say("interrupted", args.command)
         return EXIT_INTERRUPTED
     except _Terminated:
-        _say("terminated")
+        _say("terminated", args.command)
         return EXIT_TERMINATED
     except _UsageError as e:
-        _say(f"error: {e} (see 'fastbert {args.command} --help')")
+        _say(f"error: {e} (see 'fastbert {args.command} --help')", args.command)
         return EXIT_USAGE
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, and keep Python from complaining at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
     except _user_errors() as e:
-        _say(f"error: {_one_line(e)}")
+        _say(f"error: {_one_line(e)}", args.command)
         return EXIT_ERROR
     finally:
         if in_main_thread:
