@@ -78,8 +78,12 @@ class ServerProcess:
             if self.url is None:
                 found = [m.group(1) for m in map(_LISTENING.search, list(self.log)) if m]
                 self.url = found[0] if found else None
-            elif httpx.get(self.url + "/health", timeout=5).status_code == 200:
-                return
+            else:
+                try:
+                    if httpx.get(self.url + "/health", timeout=5).status_code == 200:
+                        return
+                except httpx.TransportError:  # not accepting yet, or gone (the next poll() says)
+                    pass
             time.sleep(0.1)
         self.stop()
         raise TimeoutError(f"{self.argv} not ready after {timeout} s:\n" + "\n".join(self.log[-20:]))
