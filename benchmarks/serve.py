@@ -8,7 +8,10 @@ Servers, each a child process on a free loopback port, each with uvicorn (same l
 * ``fastbert`` -- ``fastbert serve`` (exact float32), and ``fastbert-bf16`` with ``--quantize bfloat16``;
 * ``st-threadpool`` -- a minimal Starlette app (in this file) that answers each ``POST /embed`` with one
   ``SentenceTransformer.encode`` of the request's texts in Starlette's thread pool: the plain way to serve a model;
-* ``st-serial`` -- the same with one ``encode`` at a time (a lock): plain too, and on few cores often faster.
+* ``st-serial`` -- the same with one ``encode`` at a time (a lock): plain too;
+* ``infinity`` -- infinity-emb (``--infinity PATH`` to its ``infinity_emb``; it needs transformers 4.x and
+  sentence-transformers 3.x, so it lives in a virtual environment of its own), torch engine on CPU, asked through
+  its OpenAI-style ``POST /embeddings``; without ``--infinity`` it is left out and the results say so.
 
 Load: ``--clients`` concurrent clients (asyncio + httpx), each sending ``--requests`` requests one after the other,
 each request 1-16 texts drawn at random from real prose paragraphs (``benchmarks/corpus.py``), as TEI's
@@ -36,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -44,7 +48,30 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu"
 MAX_TEXTS = 16
 ATOL = 2e-6  # float32 noise of a different batch composition (tests/test_sentence_encoder.py)
-_LISTENING = re.compile(r"listening on (http://\S+)")
+_LISTENING = re.compile(r"(?:listening on|Uvicorn running on) (http://[^\s/]+)")
+
+
+@dataclass(frozen=True)
+class Api:
+    """How a server is asked for embeddings: TEI's ``/embed`` or an OpenAI-style path with ``model``."""
+
+    path: str = "/embed"
+    model: str | None = None  # set: OpenAI's body and answer
+
+    def body(self, texts: list[str]) -> dict:
+        if self.model is None:
+            return {"inputs": texts, "normalize": False}
+        return {"input": texts, "model": self.model, "encoding_format": "float"}
+
+    def rows(self, answer: dict | list) -> np.ndarray:
+        """[k, D] float32 from the answer's JSON."""
+        if self.model is None:
+            return np.asarray(answer, dtype=np.float32)
+        return np.asarray([d["embedding"] for d in sorted(answer["data"], key=lambda d: d["index"])],
+                          dtype=np.float32)
+
+
+TEI = Api()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -55,9 +82,10 @@ class ServerProcess:
     """A server started as ``argv`` (it must log ``listening on http://HOST:PORT`` and answer ``GET /health``
     with 200 once ready); its log lines are kept in ``log``. A context manager: stops it with SIGTERM."""
 
-    def __init__(self, argv: Sequence[str], ready_timeout: float = 180.0):
-        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-        self.argv, self.log, self.url = list(argv), [], None
+    def __init__(self, argv: Sequence[str], ready_timeout: float = 180.0, api: Api = TEI):
+        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
+                   DO_NOT_TRACK="1", INFINITY_ANONYMOUS_USAGE_STATS="0")
+        self.argv, self.log, self.url, self.api = list(argv), [], None, api
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                      env=env)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -115,6 +143,20 @@ def baseline_server(mode: str) -> ServerProcess:
     return ServerProcess([sys.executable, "-m", "benchmarks.serve", "--baseline-server", mode])
 
 
+def infinity_server(executable: str) -> ServerProcess:
+    """infinity-emb's CLI (installed in a virtual environment of its own) on the bundled model, CPU, torch engine,
+    on a free loopback port; asked through its OpenAI-style ``POST /embeddings``."""
+    import socket
+
+    import fastbert
+
+    with socket.create_server(("127.0.0.1", 0)) as probe:  # a free port (infinity takes a number, not a socket)
+        port = probe.getsockname()[1]
+    model = fastbert.default_model_path()
+    return ServerProcess([executable, "v2", "--model-id", model, "--host", "127.0.0.1", "--port", str(port),
+                          "--device", "cpu", "--engine", "torch"], api=Api("/embeddings", model))
+
+
 def baseline_app(mode: str):
     """The plain sentence-transformers server: ``POST /embed`` {"inputs", "normalize"} -> one
     ``SentenceTransformer.encode`` per request (``threadpool``: concurrently in Starlette's thread pool; ``serial``:
@@ -164,18 +206,18 @@ def run_baseline_server(mode: str) -> int:
 # Load
 # ---------------------------------------------------------------------------------------------------------------
 
-async def _one_client(http, url: str, texts: Sequence[str], rng: random.Random, n: int, out: dict,
+async def _one_client(http, url: str, api: Api, texts: Sequence[str], rng: random.Random, n: int, out: dict,
                       reference: np.ndarray | None, disconnect_rate: float, deadline: float) -> None:
     for _ in range(n):
         if time.monotonic() > deadline:
             out["unsent"] += 1
             continue
         picks = [rng.randrange(len(texts)) for _ in range(rng.randint(1, MAX_TEXTS))]
-        body = {"inputs": [texts[i] for i in picks], "normalize": False}
+        body = api.body([texts[i] for i in picks])
         abandon = rng.uniform(0.0, 0.1) if rng.random() < disconnect_rate else None
         start = time.perf_counter()
         try:
-            answer = await asyncio.wait_for(http.post(url + "/embed", json=body), abandon)
+            answer = await asyncio.wait_for(http.post(url + api.path, json=body), abandon)
         except asyncio.TimeoutError:
             out["disconnected"] += 1
             continue
@@ -188,15 +230,15 @@ async def _one_client(http, url: str, texts: Sequence[str], rng: random.Random, 
         out["latencies"].append(time.perf_counter() - start)
         out["texts"] += len(picks)
         if reference is not None:
-            rows = np.asarray(answer.json(), dtype=np.float32)  # [k, D]
+            rows = api.rows(answer.json())  # [k, D]
             diff = np.abs(rows - reference[picks]).max() if rows.shape == reference[picks].shape else np.inf
             out["max_abs_diff"] = max(out["max_abs_diff"], float(diff))
             out["wrong"] += int(diff > ATOL)
 
 
-def run_load(url: str, texts: Sequence[str], *, clients: int, requests: int, seed: int,
+def run_load(url: str, texts: Sequence[str], *, clients: int, requests: int, seed: int, api: Api = TEI,
              reference: np.ndarray | None = None, disconnect_rate: float = 0.0, time_limit: float = 600.0) -> dict:
-    """``clients`` concurrent clients, ``requests`` each, on ``url``'s ``/embed``. Returns counts (answered,
+    """``clients`` concurrent clients, ``requests`` each, on ``url`` through ``api``. Returns counts (answered,
     disconnected, errors by status or exception, wrong answers, unsent past ``time_limit``), texts/s, latency
     percentiles (s) and, with ``reference`` [len(texts), D], the largest |difference| of any answered row."""
     import httpx
@@ -210,7 +252,7 @@ def run_load(url: str, texts: Sequence[str], *, clients: int, requests: int, see
             deadline = time.monotonic() + time_limit
             start = time.perf_counter()
             await asyncio.gather(*(
-                _one_client(http, url, texts, random.Random(seed * 1000 + c), requests, out, reference,
+                _one_client(http, url, api, texts, random.Random(seed * 1000 + c), requests, out, reference,
                             disconnect_rate, deadline) for c in range(clients)))
             return time.perf_counter() - start
 
@@ -228,17 +270,16 @@ def run_load(url: str, texts: Sequence[str], *, clients: int, requests: int, see
 # The benchmark
 # ---------------------------------------------------------------------------------------------------------------
 
-def _fetch_rows(url: str, texts: Sequence[str]) -> np.ndarray:
-    """Rows for ``texts`` from a server's ``/embed``, 16 at a time, [N, D]."""
+def _fetch_rows(server: ServerProcess, texts: Sequence[str]) -> np.ndarray:
+    """Rows for ``texts`` from a server, 16 at a time, [N, D]."""
     import httpx
 
     rows = []
     with httpx.Client(timeout=120) as http:
         for start in range(0, len(texts), MAX_TEXTS):
-            answer = http.post(url + "/embed", json={"inputs": list(texts[start:start + MAX_TEXTS]),
-                                                     "normalize": False})
+            answer = http.post(server.url + server.api.path, json=server.api.body(list(texts[start:start + MAX_TEXTS])))
             answer.raise_for_status()
-            rows.append(np.asarray(answer.json(), dtype=np.float32))
+            rows.append(server.api.rows(answer.json()))
     return np.concatenate(rows)
 
 
@@ -246,7 +287,7 @@ def fidelity(servers: dict, texts: Sequence[str], reference: np.ndarray) -> dict
     """fastbert's answers vs ``SentenceEncoder.encode``; sentence-transformers' vs fastbert's (cosine)."""
     out = {}
     for name, server in servers.items():
-        rows = _fetch_rows(server.url, texts)
+        rows = _fetch_rows(server, texts)
         cos = (rows * reference).sum(1) / (np.linalg.norm(rows, axis=1) * np.linalg.norm(reference, axis=1))
         out[name] = {"max_abs_diff_vs_encode": float(np.abs(rows - reference).max()),
                      "min_cosine_vs_encode": float(cos.min()), "mean_cosine_vs_encode": float(cos.mean())}
@@ -258,8 +299,8 @@ def measure(servers: dict, texts: Sequence[str], args) -> dict:
     rounds: dict[str, list[dict]] = {name: [] for name in servers}
     for r in range(args.rounds):
         for name, server in servers.items():
-            run_load(server.url, texts, clients=args.clients, requests=2, seed=10_000 + r)  # warm connections
-            result = run_load(server.url, texts, clients=args.clients, requests=args.requests, seed=r)
+            run_load(server.url, texts, clients=args.clients, requests=2, seed=10_000 + r, api=server.api)  # warm-up
+            result = run_load(server.url, texts, clients=args.clients, requests=args.requests, seed=r, api=server.api)
             print(f"round {r} {name}: {result['texts_per_s']:.1f} texts/s, p95 {result['p95_ms']:.0f} ms, "
                   f"errors {result['errors']}", file=sys.stderr, flush=True)
             rounds[name].append(result)
@@ -267,7 +308,7 @@ def measure(servers: dict, texts: Sequence[str], args) -> dict:
 
 
 def summarise(rounds: dict) -> dict:
-    baselines = [n for n in rounds if n.startswith("st-")]
+    baselines = [n for n in rounds if n.startswith("st-")]  # plain sentence-transformers servers
     best = max(baselines, key=lambda n: statistics.median(r["texts_per_s"] for r in rounds[n]))
     out = {"baseline": best, "servers": {}}
     for name, runs in rounds.items():
@@ -317,6 +358,9 @@ def markdown(results: dict) -> str:
                   f"{s['disconnect_rate']}); answered {check['answered']}, wrong or out of order {check['wrong']}, "
                   f"lost (errors) {check['errors'] or 0}, largest |difference| from `SentenceEncoder.encode` "
                   f"{check['max_abs_diff']:.1e}; {check['seconds']:.0f} s.", ""]
+    if results.get("infinity"):
+        lines += [f"`infinity`: {results['infinity']}, `--engine torch --device cpu`, in its own virtual "
+                  "environment.", ""]
     if results.get("skipped"):
         lines += [f"Not measured: {results['skipped']}", ""]
     load = results["load_average_1min"]
@@ -333,12 +377,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-requests", type=int, default=10_000, help="requests of the correctness run (0: none)")
     p.add_argument("--disconnect-rate", type=float, default=0.05)
     p.add_argument("--servers", default="fastbert,fastbert-bf16,st-threadpool,st-serial")
+    p.add_argument("--infinity", metavar="PATH", help="infinity-emb's infinity_emb executable (in a virtual "
+                   "environment of its own: it needs transformers 4.x); adds the server 'infinity'")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--baseline-server", choices=["threadpool", "serial"], help=argparse.SUPPRESS)
     return p
 
 
-def _start(name: str) -> ServerProcess:
+def _start(name: str, args) -> ServerProcess:
+    if name == "infinity":
+        return infinity_server(args.infinity)
     if name == "fastbert":
         return fastbert_server()
     if name == "fastbert-bf16":
@@ -362,8 +410,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     texts = corpus.first_paragraphs(args.pool)
     encoder = fastbert.SentenceEncoder(device="cpu")
     reference = encoder.encode(texts)  # [pool, D]
-    names = args.servers.split(",")
-    servers = {name: _start(name) for name in names}
+    names = args.servers.split(",") + (["infinity"] if args.infinity else [])
+    servers = {}
+    try:
+        for name in names:
+            servers[name] = _start(name, args)
+    except BaseException:
+        for server in servers.values():
+            server.stop()
+        raise
     try:
         results = {"rounds": measure(servers, texts, args)}
         results["summary"] = summarise(results["rounds"])
@@ -379,7 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["load_average_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     results["environment"] = environment(torch.device("cpu"))
     results["command"] = "python -m benchmarks.serve " + " ".join(argv if argv is not None else sys.argv[1:])
-    results["skipped"] = ("infinity-emb: " + INFINITY_SKIPPED) if INFINITY_SKIPPED else None
+    results["skipped"] = None if args.infinity else "infinity-emb (no --infinity PATH given)"
+    results["infinity"] = _infinity_version(args.infinity) if args.infinity else None
     results["settings"] = {
         "clients": args.clients, "requests": args.requests, "rounds": args.rounds, "pool": len(texts),
         "mean_tokens": round(float(encoder.tokenize_texts(texts).lengths.mean()), 1),
@@ -392,8 +448,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-# Why infinity-emb is not among the servers (checked by installing it in a scratch virtual environment).
-INFINITY_SKIPPED = "not tried yet"
+def _infinity_version(executable: str) -> str | None:
+    python = Path(executable).with_name("python")
+    found = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('infinity_emb'), "
+                            "m.version('sentence-transformers'), m.version('torch'))"], capture_output=True, text=True)
+    return "infinity-emb {} (sentence-transformers {}, torch {})".format(*found.stdout.split()) \
+        if found.returncode == 0 else None
 
 if __name__ == "__main__":
     sys.exit(main())
