@@ -12,7 +12,7 @@ from hypothesis import strategies as st  # noqa: E402
 from sentence_folders import real_texts  # noqa: E402
 
 import fastbert  # noqa: E402
-from fastbert.embeddings.batching import TruncationError, token_budget_batches  # noqa: E402
+from fastbert.embeddings.batching import TokenizedTexts, TruncationError, token_budget_batches  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,30 @@ def test_truncation_counted_or_refused(encoder):
     encoder.encode(texts[:1], truncation=False)
     assert encoder.last_truncated == 0
 
+
+
+def test_tokenize_texts_then_encode_tokenized_is_encode(encoder, texts):
+    """``encode`` in two steps (what a server does across threads): the same tokens, the same rows, also for
+    parts tokenized apart and joined; truncation counted per call without touching ``last_truncated``."""
+    options = dict(normalize_embeddings=True, truncate_dim=100)
+    reference = encoder.encode(texts, **options)
+    truncated = encoder.last_truncated
+    assert truncated >= 2  # real_texts(8, 2): two passages (and maybe a paragraph) over 256 tokens
+    encoder.last_truncated = -1
+    parts = [encoder.tokenize_texts(texts[:3]), encoder.tokenize_texts(texts[3:7]), encoder.tokenize_texts(texts[7:])]
+    joined = TokenizedTexts.concat(parts)
+    assert encoder.last_truncated == -1 and sum(p.truncated for p in parts) == joined.truncated == truncated
+    assert len(joined) == len(texts) and joined.lengths.max() == encoder.max_seq_length
+    whole = encoder.tokenize_texts(texts)
+    np.testing.assert_array_equal(joined.ids, whole.ids)
+    np.testing.assert_array_equal(joined.offsets, whole.offsets)
+    np.testing.assert_array_equal(encoder.encode_tokenized(joined, **options), reference)
+    np.testing.assert_array_equal(encoder.encode_tokenized(parts[1]), encoder.encode(texts[3:7]))
+    with pytest.raises(TruncationError) as info:
+        encoder.tokenize_texts(texts, truncation=False)
+    assert len(info.value.indices) == truncated
+    with pytest.raises(ValueError, match=r"different prompt lengths \[0, 3\]"):
+        TokenizedTexts.concat([parts[0], TokenizedTexts(parts[1].ids, parts[1].offsets, 0, 3)])
 
 def test_max_seq_length_is_settable_and_checked(encoder):
     long = "word " * 300

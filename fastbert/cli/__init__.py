@@ -1,8 +1,9 @@
 """The ``fastbert`` command line: ``fastbert encode`` embeds texts as sentence-transformers would.
 
-This package parses arguments and prints; the work is in :mod:`fastbert.embeddings`. torch and the model are imported
+``fastbert serve`` serves them over HTTP. This package parses arguments and prints; the work is in
+:mod:`fastbert.embeddings`. torch and the model are imported
 only once arguments are valid, so ``fastbert --help``, ``--version`` and argument mistakes answer at once. Each
-subcommand is one module (:mod:`.encode`) with ``add_parser`` and ``run``; :mod:`.common` holds what they share.
+subcommand is one module (:mod:`.encode`, :mod:`.serve`) with ``add_parser`` and ``run``; :mod:`.common` holds what they share.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import threading
 from typing import Sequence
 
 from .. import __version__
-from . import encode
+from . import encode, serve
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, Parser, UsageError, say
 
 _MAX_MESSAGE = 500  # characters of a library error message shown on the one error line
@@ -30,6 +31,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"fastbert {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     encode.add_parser(sub)
+    serve.add_parser(sub)
     return parser
 
 

@@ -3,6 +3,7 @@ batches within a token budget, and the padded ``[b, S]`` arrays of one batch. nu
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -19,6 +20,43 @@ class TruncationError(ValueError):
         self.indices, self.lengths, self.max_length = indices, lengths, max_length
         super().__init__(f"{len(indices)} of {total} texts are longer than max_seq_length={max_length} tokens "
                          f"(the first is texts[{indices[0]}], {lengths[0]} tokens)")
+
+
+@dataclass(frozen=True)
+class TokenizedTexts:
+    """Texts as ``encode`` feeds them to the model (prompt prepended, truncated), packed back to back.
+
+    ``ids`` [total] int64: every text's token ids in input order; ``offsets`` [N + 1] int64: text ``i`` is
+    ``ids[offsets[i]:offsets[i + 1]]``; ``truncated``: how many texts were cut to ``max_seq_length``;
+    ``prompt_length``: leading tokens pooling leaves out (0: none). Made by ``SentenceEncoder.tokenize_texts``,
+    embedded by ``SentenceEncoder.encode_tokenized``.
+    """
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    truncated: int = 0
+    prompt_length: int = 0
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Tokens per text, [N] int64."""
+        return np.diff(self.offsets)
+
+    @classmethod
+    def concat(cls, parts: Sequence["TokenizedTexts"]) -> "TokenizedTexts":
+        """The texts of ``parts`` one after the other, in order; all parts must share one ``prompt_length``."""
+        if not parts:
+            raise ValueError("concat needs at least one TokenizedTexts")
+        prompt_lengths = {p.prompt_length for p in parts}
+        if len(prompt_lengths) != 1:
+            raise ValueError(f"cannot concatenate texts with different prompt lengths {sorted(prompt_lengths)}")
+        starts = np.cumsum([0] + [len(p.ids) for p in parts[:-1]])
+        offsets = np.concatenate([parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, starts)])
+        return cls(np.concatenate([p.ids for p in parts]), offsets, sum(p.truncated for p in parts),
+                   parts[0].prompt_length)
 
 
 def text_list(texts) -> list[str]:

@@ -34,7 +34,7 @@ _LEGACY_POOLING_KEYS = {
     "pooling_mode_lasttoken": "lasttoken",
 }
 
-# Dense activations fastbert implements: the torch.nn class name -> the name `fastbert.sentence.pooling` uses.
+# Dense activations fastbert implements: the torch.nn class name -> the name `fastbert.embeddings.pooling` uses.
 # sentence-transformers builds them with no arguments, so their default parameters apply.
 DENSE_ACTIVATIONS = {
     "Identity": "identity",

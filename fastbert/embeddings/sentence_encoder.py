@@ -23,14 +23,14 @@ import torch
 
 from ..encoder.config import BertConfig
 from . import pooling as P
-from .batching import (DEFAULT_MAX_BATCH_TOKENS, TruncationError, check_encode_options, padded_batch, text_list,
-                       token_budget_batches, tokenize)
+from .batching import (DEFAULT_MAX_BATCH_TOKENS, TokenizedTexts, TruncationError, check_encode_options,
+                       padded_batch, text_list, token_budget_batches, tokenize)
 from .folder import SentenceFolder, default_model_path, read_folder
 from .head import EmbeddingHead
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _DEVICE = re.compile(r"(cpu|cuda)(:\d+)?")
-__all__ = ["SentenceEncoder", "TruncationError", "DEFAULT_MAX_BATCH_TOKENS", "load_encoder", "resolve_device",
+__all__ = ["SentenceEncoder", "TokenizedTexts", "TruncationError", "DEFAULT_MAX_BATCH_TOKENS", "load_encoder", "resolve_device",
            "resolve_dtype", "token_budget_batches"]
 
 
@@ -242,27 +242,53 @@ class SentenceEncoder:
                                           max_batch_tokens, truncation)
             return result[0] if single else result
         check_encode_options(batch_size, max_batch_tokens, truncate_dim)
-        prompt = self._resolve_prompt(prompt, prompt_name)
-        ids, offsets, self.last_truncated = tokenize(self.tokenizer, [prompt + t for t in texts] if prompt else texts,
-                                                     self.max_seq_length, truncation)
-        prompt_length = self._prompt_length(prompt) if prompt and not self.pooling.include_prompt else 0
-
+        tokens = self._tokenize_with_prompt(texts, self._resolve_prompt(prompt, prompt_name), truncation)
+        self.last_truncated = tokens.truncated
         as_tensor = convert_to_tensor or not convert_to_numpy
-        out_device = self.device if as_tensor else torch.device("cpu")
+        out = self._embed_tokens(tokens, batch_size, max_batch_tokens, truncate_dim, normalize_embeddings,
+                                 self.device if as_tensor else torch.device("cpu"), bool(show_progress_bar))
+        result = out if convert_to_tensor else out.numpy() if convert_to_numpy else list(out.unbind(0))
+        return result[0] if single else result
+
+    def tokenize_texts(self, texts: Sequence[str], prompt_name: str | None = None, prompt: str | None = None, *,
+                       truncation: bool = True) -> TokenizedTexts:
+        """The tokens ``encode(texts, prompt_name, prompt, truncation=truncation)`` would embed, without embedding
+        them (same prompt rule, same truncation, same :class:`TruncationError`). Changes nothing on ``self``, so it
+        may run on another thread than :meth:`encode_tokenized`."""
+        return self._tokenize_with_prompt(text_list(texts), self._resolve_prompt(prompt, prompt_name), truncation)
+
+    def encode_tokenized(self, tokens: TokenizedTexts, batch_size: int = 32, *, normalize_embeddings: bool = False,
+                         truncate_dim: int | None = None,
+                         max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS) -> np.ndarray:
+        """Embeddings of :meth:`tokenize_texts` output: float32 numpy [N, D], in order; exactly what ``encode``
+        returns for the same texts and options (``encode`` is ``tokenize_texts`` followed by this)."""
+        check_encode_options(batch_size, max_batch_tokens, truncate_dim)
+        return self._embed_tokens(tokens, batch_size, max_batch_tokens, truncate_dim, normalize_embeddings,
+                                  torch.device("cpu"), False).numpy()
+
+    def _tokenize_with_prompt(self, texts: list[str], prompt: str | None, truncation: bool) -> TokenizedTexts:
+        texts_in = [prompt + t for t in texts] if prompt else texts
+        ids, offsets, truncated = tokenize(self.tokenizer, texts_in, self.max_seq_length, truncation)
+        prompt_length = self._prompt_length(prompt) if prompt and not self.pooling.include_prompt else 0
+        return TokenizedTexts(ids, offsets, truncated, prompt_length)
+
+    def _embed_tokens(self, tokens: TokenizedTexts, batch_size: int, max_batch_tokens: int | None,
+                      truncate_dim: int | None, normalize_embeddings: bool, out_device: torch.device,
+                      progress: bool) -> torch.Tensor:
+        """Embeddings [N, D'] float32 on ``out_device`` (D' = ``truncate_dim`` when given), in order."""
         dim = self.embedding_dimension if truncate_dim is None else min(truncate_dim, self.embedding_dimension)
-        out = torch.full((len(texts), dim), float("nan"), device=out_device)  # a row never written would show
+        out = torch.full((len(tokens), dim), float("nan"), device=out_device)  # a row never written would show
         from tqdm.auto import tqdm
 
-        with tqdm(total=len(texts), unit="text", desc="encoding", disable=not show_progress_bar,
+        with tqdm(total=len(tokens), unit="text", desc="encoding", disable=not progress,
                   file=sys.stderr) as bar, torch.inference_mode():
-            for batch in token_budget_batches(np.diff(offsets).tolist(), batch_size, max_batch_tokens):
-                emb = self._embed_batch(ids, offsets, batch, prompt_length)[:, :dim]  # [b, D] float32
+            for batch in token_budget_batches(tokens.lengths.tolist(), batch_size, max_batch_tokens):
+                emb = self._embed_batch(tokens.ids, tokens.offsets, batch, tokens.prompt_length)[:, :dim]  # [b, D']
                 if normalize_embeddings:
                     emb = P.normalize(emb)
                 out[torch.tensor(batch, device=out_device)] = emb.to(out_device)
                 bar.update(len(batch))
-        result = out if convert_to_tensor else out.numpy() if convert_to_numpy else list(out.unbind(0))
-        return result[0] if single else result
+        return out
 
     def _encode_on_pool(self, pool, texts, batch_size, prompt_name, prompt, show_progress_bar, convert_to_numpy,
                         convert_to_tensor, normalize_embeddings, truncate_dim, max_batch_tokens, truncation):
