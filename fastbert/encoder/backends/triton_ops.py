@@ -27,6 +27,9 @@ def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_emb
 def linear(x, weight, bias, activation=None) -> torch.Tensor:
     if isinstance(weight, Int8Weight):
         raise ValueError("int8-quantized weights run on the torch backend, not 'triton'")
+    if weight.dtype != x.dtype:
+        raise ValueError(f"mixed-precision linears ({weight.dtype} weights, {x.dtype} activations: "
+                         "quantize='bfloat16') run on the torch backend, not 'triton'")
     return gemm.linear(x, weight, bias, activation)
 
 
