@@ -1,8 +1,8 @@
-"""CPU sentence embeddings: fastbert's modes against sentence-transformers (torch, ONNX, ONNX dynamic int8).
+"""CPU sentence embeddings: fastbert's modes against sentence-transformers (torch, ONNX, ONNX dynamic int8, OpenVINO).
 
     python -m benchmarks.cpu_encode                          # 1,500 real paragraphs, 3 interleaved rounds
     python -m benchmarks.cpu_encode --texts 300 --rounds 2   # a quicker look
-    python -m benchmarks.cpu_encode --onnx-python .venv/onnx-side/venv/bin/python
+    python -m benchmarks.cpu_encode --onnx-python ONNX_VENV/bin/python --ov-python OV_VENV/bin/python
 
 Rows (``--rows``):
 
@@ -11,12 +11,20 @@ Rows (``--rows``):
 * ``fastbert``      -- fastbert's default (exact) mode: ``fastbert.SentenceEncoder(folder, device="cpu")
   .encode(texts, batch_size=64)``, ``fastbert encode``'s path (C++ tokenizer, length-sorted batches, padding-free
   float32 encoder on oneDNN).
-* ``fastbert-bf16`` -- the same with ``quantize="bfloat16"`` (``fastbert encode --quantize bfloat16``): bf16 weights
-  and activations.
-* ``fastbert-int8`` -- ``quantize="int8"``: int8 per-channel weights, per-token int8 activations.
+* ``fastbert-bf16`` -- the same with ``quantize="bfloat16"`` (``fastbert encode --quantize bfloat16``): bf16 GEMMs and
+  attention, float32 residual stream.
 * ``st-onnx``       -- sentence-transformers ``backend="onnx"`` (Optimum export, ONNX Runtime, default session).
 * ``st-onnx-int8``  -- the same after ``export_dynamic_quantized_onnx_model`` (Optimum's ``avx512_vnni`` config,
   or ``avx512``/``avx2`` on CPUs without VNNI/AVX-512).
+* ``st-openvino``   -- sentence-transformers ``backend="openvino"`` (optimum-intel export, OpenVINO's defaults: it runs
+  bf16 on CPUs with AMX or AVX512-BF16).
+* ``st-openvino-f32`` -- the same with ``INFERENCE_PRECISION_HINT=f32``.
+* ``st-openvino-int8`` -- NNCF static int8 through optimum-intel's ``OVQuantizer``, calibrated on the 300 corpus
+  paragraphs that follow the benchmark's texts (local; nothing from a hub).
+
+The OpenVINO rows run in a worker too (``--ov-python``): optimum-intel 2.2 pins transformers 5.5, so it lives in its
+own environment (``pip install torch==2.13.0 openvino==2026.4.1 optimum-intel==2.2.0 nncf==3.4.0
+sentence-transformers==6.3.0``).
 
 The ONNX rows run in a worker process (``--onnx-python``, default this Python): sentence-transformers' ONNX
 backend needs ``optimum-onnx``, whose only release (0.1.0) pins ``transformers<4.58`` while the project tests
@@ -67,9 +75,13 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu"
 REPO = Path(__file__).resolve().parents[1]
-ROWS = ("st-torch", "fastbert", "fastbert-bf16", "fastbert-int8", "st-onnx", "st-onnx-int8")
+ROWS = ("st-torch", "fastbert", "fastbert-bf16", "st-onnx", "st-onnx-int8", "st-openvino", "st-openvino-f32",
+        "st-openvino-int8")
 ONNX_ROWS = ("st-onnx", "st-onnx-int8")
-FASTBERT_MODES = {"fastbert": None, "fastbert-bf16": "bfloat16", "fastbert-int8": "int8"}
+OV_ROWS = ("st-openvino", "st-openvino-f32", "st-openvino-int8")
+SIDE_ROWS = {**{r: "onnx" for r in ONNX_ROWS}, **{r: "openvino" for r in OV_ROWS}}  # row -> worker group
+FASTBERT_MODES = {"fastbert": None, "fastbert-bf16": "bfloat16"}
+CALIBRATION_TEXTS = 300  # OpenVINO static int8: the corpus paragraphs after the benchmark's texts
 ST_BATCH = 32  # SentenceTransformer.encode's default
 FASTBERT_BATCH = 64  # fastbert encode's default (max_batch_tokens: SentenceEncoder's default)
 ENCODER_BATCHES = (1, 8, 32)
@@ -148,6 +160,26 @@ class STOnnx:
         return self.model.encode(texts, batch_size=ST_BATCH)
 
 
+class STOpenVINO:
+    """Runs inside the OpenVINO worker process."""
+
+    def __init__(self, row: str):
+        self.row = row
+
+    def load(self, folder: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        kwargs = {"st-openvino": {}, "st-openvino-f32": {"ov_config": {"INFERENCE_PRECISION_HINT": "f32"}},
+                  "st-openvino-int8": {"file_name": OV_INT8_FILE}}[self.row]
+        self.model = SentenceTransformer(folder, device="cpu", backend="openvino", model_kwargs=kwargs)
+
+    def encode(self, texts):
+        return self.model.encode(texts, batch_size=ST_BATCH)
+
+
+OV_INT8_FILE = "openvino/openvino_model_qint8_static_local.xml"
+
+
 def make_impl(row: str):
     if row == "st-torch":
         return STTorch()
@@ -155,6 +187,8 @@ def make_impl(row: str):
         return Fastbert(FASTBERT_MODES[row])
     if row in ONNX_ROWS:
         return STOnnx(int8=row == "st-onnx-int8")
+    if row in OV_ROWS:
+        return STOpenVINO(row)
     raise ValueError(f"unknown row {row!r}; expected one of {ROWS}")
 
 
@@ -176,6 +210,33 @@ def prepare_onnx_folder(folder: str) -> str:
     return str(cache)
 
 
+def prepare_openvino_folder(folder: str, calibration: list[str]) -> str:
+    """A copy of ``folder`` with sentence-transformers' OpenVINO export and an NNCF static int8 model calibrated on
+    ``calibration`` (local texts), made once into ``~/.cache/fastbert/benchmarks/`` (worker side)."""
+    from optimum.intel import OVConfig, OVQuantizationConfig, OVQuantizer
+    from sentence_transformers import SentenceTransformer
+
+    cache = Path.home() / ".cache" / "fastbert" / "benchmarks" / f"openvino-{Path(folder).parent.name}"
+    if (cache / OV_INT8_FILE).is_file():
+        return str(cache)
+    if cache.exists():
+        shutil.rmtree(cache)
+    shutil.copytree(folder, cache)
+    model = SentenceTransformer(str(cache), device="cpu", backend="openvino")  # exports to OpenVINO IR
+    model.save_pretrained(str(cache))
+    tokenizer = model.tokenizer
+    samples = [dict(tokenizer(t, truncation=True, max_length=model.max_seq_length)) for t in calibration]
+    quantizer = OVQuantizer.from_pretrained(model[0].auto_model)
+    out = cache / "openvino-int8-tmp"
+    quantizer.quantize(calibration_dataset=samples, save_directory=str(out),
+                       ov_config=OVConfig(quantization_config=OVQuantizationConfig(num_samples=len(samples))))
+    for suffix in (".xml", ".bin"):
+        target = cache / OV_INT8_FILE.replace(".xml", suffix)
+        shutil.move(str(out / "openvino" / f"openvino_model{suffix}"), str(target))
+    shutil.rmtree(out)
+    return str(cache)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Timing
 # ----------------------------------------------------------------------------------------------------------------
@@ -188,13 +249,15 @@ def timed_encode(impl, texts) -> tuple[np.ndarray, float, float]:
 
 
 class Worker:
-    """The ONNX rows, in a child process speaking JSON lines on stdin/stdout (see :func:`worker_main`)."""
+    """The ONNX or OpenVINO rows (``group``), in a child process speaking JSON lines on stdin/stdout (see
+    :func:`worker_main`)."""
 
-    def __init__(self, python: str, folder: str, texts_file: str):
+    def __init__(self, python: str, folder: str, texts_file: str, group: str = "onnx",
+                 calibration_file: str | None = None):
         self.proc = subprocess.Popen([python, "-m", "benchmarks.cpu_encode", "--worker"], cwd=REPO,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"})
-        self.folder = self.call(op="prepare", folder=folder)["folder"]
+        self.folder = self.call(op="prepare", folder=folder, group=group, calibration=calibration_file)["folder"]
         self.texts_file = texts_file
         self.python = python
 
@@ -229,14 +292,29 @@ class RemoteImpl:
             return np.load(out), reply["wall_s"], reply["cpu_s"]
 
 
+def _leave_checkout() -> None:
+    """Take the checkout off ``sys.path`` once this module and fastbert's CPU probe are imported: its ``kernels/``
+    folder would otherwise shadow Hugging Face's ``kernels`` for the transformers of a side environment."""
+    from fastbert.encoder.backends.cpu_features import cpu_flags
+
+    cpu_flags()
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO]
+
+
 def worker_main() -> int:
-    """The ONNX worker: requests ``prepare``, ``load``, ``encode`` on stdin, one JSON reply per line on stdout."""
+    """The side worker: requests ``prepare``, ``load``, ``encode`` on stdin, one JSON reply per line on stdout."""
+    _leave_checkout()
+    replies, sys.stdout = sys.stdout, sys.stderr  # libraries' prints (export, NNCF progress) must not mix in
     impls, folder, texts = {}, None, None
     for line in sys.stdin:
         request = json.loads(line)
         try:
             if request["op"] == "prepare":
-                folder = prepare_onnx_folder(request["folder"])
+                if request.get("group") == "openvino":
+                    with open(request["calibration"], encoding="utf-8") as f:
+                        folder = prepare_openvino_folder(request["folder"], json.load(f))
+                else:
+                    folder = prepare_onnx_folder(request["folder"])
                 reply = {"folder": folder}
             elif request["op"] == "texts":
                 with open(request["path"], encoding="utf-8") as f:
@@ -255,7 +333,7 @@ def worker_main() -> int:
                 reply = {"error": f"unknown op {request['op']!r}"}
         except Exception as e:  # reported to the parent, which marks the row
             reply = {"error": f"{type(e).__name__}: {e}"[:800]}
-        print(json.dumps(reply), flush=True)
+        print(json.dumps(reply), file=replies, flush=True)
     return 0
 
 
@@ -268,9 +346,11 @@ def startup_main(row: str, folder: str, texts_file: str | None) -> int:
     peak RSS. Prints one JSON line."""
     t0 = time.perf_counter()
     impl = make_impl(row)
+    if row in SIDE_ROWS:
+        _leave_checkout()
     if row in FASTBERT_MODES:
         import fastbert.embeddings.sentence_encoder  # noqa: F401
-    elif row == "st-torch" or row in ONNX_ROWS:
+    else:
         import sentence_transformers  # noqa: F401
     t1 = time.perf_counter()
     impl.load(folder)
@@ -358,7 +438,7 @@ def cosines(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return num / (np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1))
 
 
-def environment(onnx_python: str) -> dict:
+def environment(onnx_python: str, ov_python: str) -> dict:
     import sentence_transformers
     import torch
     import transformers
@@ -381,12 +461,40 @@ def environment(onnx_python: str) -> dict:
         "onnx_worker": {"python": onnx_python,
                         "versions (sentence-transformers, transformers, onnxruntime)":
                             versions.stdout.strip() or versions.stderr.strip().splitlines()[-1:]},
+        "openvino_worker": {"python": ov_python, "versions (openvino, optimum-intel, sentence-transformers, "
+                            "transformers), default inference precision": _side_versions(ov_python)},
         "cpu": cpu_features(),
         "cores": os.cpu_count(),
         # OpenMP waiting decides how threads fare on a loaded machine (spinning threads burn the cores others need)
         "openmp_env": {k: os.environ[k] for k in OPENMP_ENV if k in os.environ},
         "load_average_before": os.getloadavg(),  # the run adds "load_average_after"
     }
+
+
+def _side_versions(python: str) -> str:
+    code = ("import sys; from pathlib import Path; sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != "
+            f"Path({str(REPO)!r})]; import openvino, importlib.metadata as m, sentence_transformers, transformers; "
+            "print(openvino.__version__, m.version('optimum-intel'), sentence_transformers.__version__, "
+            "transformers.__version__, openvino.Core().get_property('CPU', 'INFERENCE_PRECISION_HINT'))")
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=REPO)
+    return out.stdout.strip() or (out.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def op_shares(mode: str | None, texts: list[str], top: int = 12) -> list[dict]:
+    """fastbert's per-operator share of CPU time (torch profiler) over one encode of ``texts`` in ``mode``."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from fastbert.embeddings.sentence_encoder import SentenceEncoder
+
+    encoder = SentenceEncoder(model_dir(), device="cpu", quantize=mode)
+    encoder.encode(texts[:16])
+    with profile(activities=[ProfilerActivity.CPU]) as prof, torch.inference_mode():
+        encoder.encode(texts, batch_size=FASTBERT_BATCH)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    return [{"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count} for e in events[:top]]
 
 
 def run(args) -> dict:
@@ -399,33 +507,41 @@ def run(args) -> dict:
     folder = model_dir()
     from .corpus import first_paragraphs
 
-    texts = first_paragraphs(args.texts)
+    pool = first_paragraphs(args.texts + CALIBRATION_TEXTS)
+    texts, calibration = pool[:args.texts], pool[args.texts:]
     lengths = np.array([len(ids) for ids in BertTokenizer.from_pretrained(folder)(
         texts, truncation=True, max_length=max_seq_length(folder))["input_ids"]])
     tmp = tempfile.mkdtemp(prefix="fastbert-cpu-encode-")
     texts_file = os.path.join(tmp, "texts.json")
     with open(texts_file, "w", encoding="utf-8") as f:
         json.dump(texts, f)
-    onnx_python = args.onnx_python or sys.executable
-    env = environment(onnx_python)
+    calibration_file = os.path.join(tmp, "calibration.json")
+    with open(calibration_file, "w", encoding="utf-8") as f:
+        json.dump(calibration, f)
+    pythons = {"onnx": args.onnx_python or sys.executable, "openvino": args.ov_python or sys.executable}
+    env = environment(pythons["onnx"], pythons["openvino"])
 
-    impls, status = {}, {}
-    worker = None
+    impls, status, workers = {}, {}, {}
     for row in args.rows:
+        group = SIDE_ROWS.get(row)
         try:
-            if row in ONNX_ROWS:
-                if worker is None:
-                    worker = Worker(onnx_python, folder, texts_file)
-                    worker.call(op="texts", path=texts_file)
-                impl = RemoteImpl(worker, row)
+            if group is not None:
+                if group not in workers:
+                    workers[group] = None  # a failed start marks the group's rows
+                    workers[group] = Worker(pythons[group], folder, texts_file, group, calibration_file)
+                    workers[group].call(op="texts", path=texts_file)
+                if workers[group] is None:
+                    status[row] = status.get(f"worker:{group}", "not run: the worker did not start")
+                    continue
+                impl = RemoteImpl(workers[group], row)
             else:
                 impl = make_impl(row)
             impl.load(folder)
             impls[row] = impl
         except Exception as e:  # an implementation that cannot run here is a row saying why
             status[row] = f"not run: {type(e).__name__}: {e}"[:600]
-            if row in ONNX_ROWS and worker is None:
-                status.update({r: status[row] for r in args.rows if r in ONNX_ROWS})
+            if group is not None and workers.get(group) is None:
+                status[f"worker:{group}"] = status[row]
 
     def once(row):
         impl = impls[row]
@@ -439,8 +555,9 @@ def run(args) -> dict:
             _, wall, cpu = once(row)
             walls[row].append(wall)
             cpus[row].append(cpu)
-    if worker is not None:
-        worker.close()
+    for worker in workers.values():
+        if worker is not None:
+            worker.close()
     ref = embeddings.get("st-torch")
     ref_wall = float(np.median(walls["st-torch"])) if "st-torch" in walls else None
     ref_cpu = float(np.median(cpus["st-torch"])) if "st-torch" in cpus else None
@@ -465,9 +582,17 @@ def run(args) -> dict:
     if not args.no_startup:
         for r in rows:
             if r["status"] == "ok":
-                python = onnx_python if r["row"] in ONNX_ROWS else sys.executable
-                folder_for = worker.folder if r["row"] in ONNX_ROWS else folder
+                group = SIDE_ROWS.get(r["row"])
+                python = pythons[group] if group else sys.executable
+                folder_for = workers[group].folder if group else folder
                 r["startup"] = measure_startup(r["row"], python, folder_for, texts_file)
+                r["whole_process_s"] = r["startup"].get("process_s")  # start, load, embed all texts, exit
+        st_whole = (_row({"rows": rows}, "st-torch") or {}).get("whole_process_s")
+        for r in rows:
+            if st_whole and r.get("whole_process_s"):
+                r["whole_speedup_vs_st_torch"] = st_whole / r["whole_process_s"]
+    shares = {row: op_shares(FASTBERT_MODES[row], texts[:args.profile_texts]) for row in args.rows
+              if row in FASTBERT_MODES and row in impls} if args.profile_texts else {}
     encoder = encoder_section(args.rounds, args.seed) if not args.no_encoder else None
     shutil.rmtree(tmp, ignore_errors=True)
     env["load_average_after"] = os.getloadavg()
@@ -485,6 +610,7 @@ def run(args) -> dict:
                    "against st-torch's embeddings; start-up and peak RSS from a fresh process per row"),
         "rows": rows,
         "encoder": encoder,
+        "op_shares": shares,
         "goals": GOALS,
     }
     results["verdicts"] = verdicts(results)
@@ -544,20 +670,25 @@ def markdown(results: dict) -> str:
         f"- **Versions**: torch {env['torch']}, transformers {env['transformers']}, sentence-transformers "
         f"{env['sentence_transformers']}, fastbert {env['fastbert']}, Python "
         f"{env['python']}; ONNX worker (sentence-transformers, transformers, onnxruntime): "
-        f"{env['onnx_worker']['versions (sentence-transformers, transformers, onnxruntime)']}",
+        f"{env['onnx_worker']['versions (sentence-transformers, transformers, onnxruntime)']}; OpenVINO worker "
+        f"(openvino, optimum-intel, sentence-transformers, transformers, default precision): "
+        f"{list(env.get('openvino_worker', {}).values())[-1] if env.get('openvino_worker') else '–'}",
         f"- **Texts**: {t['count']} real paragraphs ({t['source']}), {t['tokens']} tokens, "
         f"mean {t['mean_tokens']:.0f}, "
         f"median {t['p50_tokens']:.0f}, max {t['max_tokens']} (truncation {t['truncation']})",
         f"- **Method**: {results['method']}; {results['settings']['rounds']} rounds; ONNX int8 config "
         f"`{results['settings']['onnx_quantization_config']}`.",
         "",
-        "| row | texts/s | tokens/s | × st-torch (wall) | × st-torch (CPU time) | min cos | mean cos | start-up s "
-        "(import / load / first) | peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "In-process: texts/s with the model loaded (median of rounds). Whole process: a fresh process that starts, "
+        "loads, embeds all texts and exits.",
+        "",
+        "| row | texts/s in-process | tokens/s | × st-torch in-process | × st-torch (CPU time) | whole process s | "
+        "× st-torch whole | min cos | mean cos | start-up s (import / load / first) | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in results["rows"]:
         if r.get("status") != "ok":
-            lines.append(f"| {r['row']} | {r.get('status')} |  |  |  |  |  |  |  |")
+            lines.append(f"| {r['row']} | {r.get('status')} |  |  |  |  |  |  |  |  |  |")
             continue
         s = r.get("startup") or {}
         startup = ("–" if not s or "error" in s else
@@ -565,6 +696,7 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {r['row']} | {r['texts_per_s']:.1f} | {r['tokens_per_s']:,.0f} | "
             f"{_f(r.get('speedup_vs_st_torch'), '.2f')} | {_f(r.get('cpu_speedup_vs_st_torch'), '.2f')} | "
+            f"{_f(r.get('whole_process_s'), '.1f')} | {_f(r.get('whole_speedup_vs_st_torch'), '.2f')} | "
             f"{_f(r.get('min_cos'), '.6f')} | {_f(r.get('mean_cos'), '.6f')} | {startup} | "
             f"{_f(s.get('peak_rss_mib'), '.0f')} |")
     if results.get("encoder"):
@@ -575,6 +707,10 @@ def markdown(results: dict) -> str:
         for e in results["encoder"]:
             lines.append(f"| {e['batch']} | {e['padded_length']} | {e['real_tokens']} | {e['fastbert_ms']:.1f} | "
                          f"{e['hf_sdpa_ms']:.1f} | {e['speedup']:.2f} | {e['max_abs_err_vs_hf_eager_fp32']:.1e} |")
+    for row, ops_ in (results.get("op_shares") or {}).items():
+        lines += ["", f"## Where {row}'s CPU time goes (torch profiler, self time, top operators)", "",
+                  "| operator | share | calls |", "|---|---:|---:|"]
+        lines += [f"| `{o['op']}` | {100 * o['share']:.1f}% | {o['calls']} |" for o in ops_]
     lines += ["", "## Goals (issue 12)", "", "| goal | measured | target | verdict |", "|---|---:|---:|---|"]
     for v in results["verdicts"]:
         lines.append(f"| {v['goal']} | {_f(v['value'], '.6g')} | {v['target']} | {v['verdict']} |")
@@ -618,6 +754,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=3, help="timed rounds per row (default 3)")
     p.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
     p.add_argument("--onnx-python", help="Python with sentence-transformers' ONNX backend (default: this one)")
+    p.add_argument("--ov-python", help="Python with sentence-transformers' OpenVINO backend (default: this one)")
+    p.add_argument("--profile-texts", type=int, default=300,
+                   help="texts for the per-operator profile of fastbert's rows (0: skip; default 300)")
     p.add_argument("--threads", type=int, help="torch threads in this process (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-startup", action="store_true", help="skip the fresh-process start-up/memory runs")

@@ -55,8 +55,8 @@ def add_parser(sub) -> None:
                      help="padded tokens per batch (default 16384)")
     enc.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
                      help="auto: float16 on CUDA, float32 on CPU")
-    enc.add_argument("--quantize", choices=["auto", "bfloat16", "int8"],
-                     help="reduced precision (CPU): bfloat16 (bf16 GEMMs, float32 residual stream; min cosine >= 0.9999 vs float32), int8 (>= 0.98), auto "
+    enc.add_argument("--quantize", choices=["auto", "bfloat16"],
+                     help="reduced precision (CPU): bfloat16 (bf16 GEMMs, float32 residual stream; min cosine >= 0.9999 vs float32), auto "
                           "(bfloat16 on CPUs with AMX-BF16, else float32); see fastbert.encoder.precision")
     enc.add_argument("--device", type=device, help="cpu, cuda or cuda:N (default: cuda when available)")
     enc.add_argument("--devices", type=devices, metavar="LIST|N",

@@ -89,7 +89,7 @@ class SentenceEncoder:
         normalize: ``True`` appends an L2 normalisation, ``False`` drops the folder's Normalize modules;
             ``None`` keeps the folder's.
         backend: the op seam's backend (``None``: automatic, see :mod:`fastbert.ops`).
-        quantize: a reduced-precision mode applied after loading: ``"bfloat16"``, ``"int8"`` or ``"auto"``
+        quantize: a reduced-precision mode applied after loading: ``"bfloat16"`` or ``"auto"``
             (see :mod:`fastbert.quantize`; ``dtype`` then becomes the model's); ``None``: none.
 
     Settings fastbert cannot reproduce raise ``ValueError`` (naming file, module and setting), a missing folder or
@@ -105,11 +105,9 @@ class SentenceEncoder:
                  dtype: str | torch.dtype | None = None, *, max_seq_length: int | None = None,
                  pooling: str | Sequence[str] | None = None, normalize: bool | None = None,
                  backend: str | None = None, quantize: str | None = None):
-        from ..encoder.precision import MODES
+        from ..encoder.precision import check_mode
 
-        if quantize is not None and quantize not in MODES:
-            raise ValueError(f"unknown quantize mode {quantize!r}; expected one of {MODES}")
-        self.quantize = quantize
+        self.quantize = None if quantize is None else check_mode(quantize)
         if path is None:
             path = default_model_path()
         self.folder: SentenceFolder = read_folder(path)

@@ -4,7 +4,7 @@ Read in this order: :mod:`.families` (each family as data: config translation, w
 (``BertConfig``) -> :mod:`.weights` (checkpoint reading, ``remap_state_dict``, strict load) -> :mod:`.inputs`
 (checks) -> :mod:`.packing` (the layout decided once at the edge) -> :mod:`.model` (the forward pass) ->
 :mod:`.ops` (the op seam) -> :mod:`.layout` and :mod:`.backends` (one module per backend: PyTorch/oneDNN, Triton;
-int8 weights; CPU features). :mod:`.precision` turns a loaded model into a reduced-precision one; :mod:`.swap` runs
+CPU features). :mod:`.precision` turns a loaded model into a reduced-precision one; :mod:`.swap` runs
 the same forward pass inside a ``transformers`` model (``fastbert.optimize``). The public names are exported by
 ``fastbert`` itself; this package imports nothing on its own, so its JSON-only parts load without torch.
 """

@@ -11,7 +11,7 @@ Backends (one module each under :mod:`fastbert.encoder.backends`, with the same 
 :func:`resolve_backend` makes the choice once per forward: an explicit ``backend`` argument wins, then the
 ``FASTBERT_BACKEND`` environment variable (``torch`` | ``triton`` | ``auto``), then ``auto``, which takes Triton
 on CUDA when it is importable and PyTorch otherwise. When gradients are needed the differentiable torch path is
-taken whatever was asked for, so autograd never silently loses its graph. A precision (bf16, int8 weights) is a
+taken whatever was asked for, so autograd never silently loses its graph. A precision (the mixed bf16 mode) is a
 property of the weights the model holds, chosen once at load (:mod:`fastbert.encoder.precision`); the backends
 dispatch on it.
 
@@ -133,7 +133,7 @@ def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_emb
 
 def linear(x: torch.Tensor, weight, bias: torch.Tensor | None, activation: str | None = None, *,
            backend: str = "torch") -> torch.Tensor:
-    """act(x @ weight.T + bias): x ``[N, K]``, weight ``[M, K]`` (nn.Linear layout, or an ``Int8Weight``), bias
+    """act(x @ weight.T + bias): x ``[N, K]``, weight ``[M, K]`` (nn.Linear layout), bias
     ``[M]`` -> ``[N, M]``. ``activation``: None, ``"gelu"`` (exact, erf), ``"gelu_tanh"`` (HF's gelu_new) or
     ``"relu"``."""
     if activation not in ACTIVATIONS:

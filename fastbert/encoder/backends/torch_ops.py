@@ -1,11 +1,10 @@
 """The PyTorch backend: plain PyTorch, differentiable, any device; the reference path.
 
 On CPU, when no autograd graph is needed, each linear is one oneDNN primitive with its bias, activation or residual
-fused as post-ops, and :class:`~fastbert.encoder.backends.int8.Int8Weight` weights run an int8 GEMM. A bfloat16
-weight given float32 activations is the mixed mode of :func:`fastbert.encoder.precision.quantize`: the activations
-are rounded to bfloat16 for the GEMM (whose output is bfloat16), while residuals and LayerNorm stay float32. Packed tokens run
-in length buckets (:func:`fastbert.encoder.layout.bucketed_layout`): attention is one SDPA call per bucket on views of
-the token rows. Every function here has the signature of its namesake in :mod:`fastbert.encoder.ops`.
+fused as post-ops. A bfloat16 weight given float32 activations is the mixed mode of
+:func:`fastbert.encoder.precision.quantize`: the activations are rounded to bfloat16 for the GEMM (whose output is
+bfloat16), while residuals and LayerNorm stay float32. Packed tokens run in length buckets
+(:func:`fastbert.encoder.layout.bucketed_layout`): attention is one SDPA call per bucket on views of the token rows. Every function here has the signature of its namesake in :mod:`fastbert.encoder.ops`.
 """
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from ..layout import AttentionLayout, Bucket, length_buckets
-from .int8 import Int8Weight, int8_linear
 
 
 def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings, token_type_embeddings,
@@ -27,8 +25,6 @@ def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_emb
 
 
 def linear(x, weight, bias, activation=None) -> torch.Tensor:
-    if isinstance(weight, Int8Weight):
-        return _activate(int8_linear(x, weight, bias), activation)
     if _mixed_bf16(x, weight):
         x = x.to(torch.bfloat16)  # [N, K]: the GEMM's input in bf16; its output is bf16
     if _onednn_linear_ok(x, weight):
@@ -150,11 +146,11 @@ def _attention_varlen(q, k, v, layout: AttentionLayout) -> torch.Tensor:
 def linear_residual_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps) -> torch.Tensor:
     """On CPU the residual and bias are post-ops of the oneDNN GEMM (one pass over the output and one rounding
     instead of three); elsewhere the linear then :func:`bias_residual_layernorm`."""
-    if not isinstance(weight, Int8Weight) and _mixed_bf16(residual, weight):
+    if _mixed_bf16(residual, weight):
         # mixed bf16: the bf16 GEMM, then the residual sum and LayerNorm in float32
         h = torch.add(residual, linear(x, weight, bias))  # [N, H] float32
         return F.layer_norm(h, (h.shape[-1],), ln_weight, ln_bias, eps)
-    if not isinstance(weight, Int8Weight) and _onednn_linear_ok(x, weight) \
+    if _onednn_linear_ok(x, weight) \
             and residual.dtype == x.dtype and residual.shape == (x.shape[0], weight.shape[0]):
         h = torch.ops.mkldnn._linear_pointwise.binary(x.contiguous(), residual.contiguous(), weight, bias, "add")
         return F.layer_norm(h, (h.shape[-1],), ln_weight, ln_bias, eps)

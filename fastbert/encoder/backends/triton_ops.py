@@ -12,7 +12,6 @@ from ...kernels import attention as attn
 from ...kernels import embedding, gemm, layernorm
 from ..layout import AttentionLayout
 from . import torch_ops
-from .int8 import Int8Weight
 
 
 def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings, token_type_embeddings,
@@ -25,8 +24,6 @@ def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_emb
 
 
 def linear(x, weight, bias, activation=None) -> torch.Tensor:
-    if isinstance(weight, Int8Weight):
-        raise ValueError("int8-quantized weights run on the torch backend, not 'triton'")
     if weight.dtype != x.dtype:
         raise ValueError(f"mixed-precision linears ({weight.dtype} weights, {x.dtype} activations: "
                          "quantize='bfloat16') run on the torch backend, not 'triton'")
