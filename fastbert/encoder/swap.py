@@ -1,8 +1,8 @@
 """Swap fastbert into an existing ``transformers`` model of the BERT family, in place.
 
 ``optimize(model)`` finds the model's base encoder (``BertModel``, ``RobertaModel``, ``XLMRobertaModel``,
-``DistilBertModel``, ``ElectraModel`` or ``AlbertModel``: the model itself, or its ``bert``/``roberta``/
-``distilbert``/``electra``/``albert`` attribute inside any task head) and gives that one instance a forward that
+``DistilBertModel``, ``ElectraModel``, ``AlbertModel`` or ``MPNetModel``: the model itself, or its ``bert``/
+``roberta``/``distilbert``/``electra``/``albert``/``mpnet`` attribute inside any task head) and gives that one instance a forward that
 runs fastbert's encoder (:func:`fastbert.encoder.model.bert_forward`) on the HF module's own parameters, found through the
 family's names (:data:`fastbert.encoder.families.NAMES`). Nothing is copied or renamed (ALBERT's shared layer is used for
 every layer application): the task heads, HF's output classes, ``state_dict`` and ``save_pretrained`` see the model
@@ -156,6 +156,7 @@ def _fast_forward(base, *args, **kwargs):
         attention_mask = key_mask(attention_mask, tuple(reference.shape[:2]), config.num_attention_heads,
                                   hf_config._attn_implementation, check=s.validate_inputs)
     grad = needs_grad(base, inputs_embeds)
+    relative = _module(base, s.modules["relative_bias"]) if "relative_bias" in s.modules else None  # MPNet
     out = bert_forward(
         config, embeddings, layers, pooler, input_ids, attention_mask, inputs.get("token_type_ids"),
         inputs.get("position_ids"),
@@ -165,6 +166,7 @@ def _fast_forward(base, *args, **kwargs):
         output_hidden_states=bool(output_hidden_states),
         needs_grad=grad,
         padding_free=s.padding_free,
+        relative_bias=relative.weight if relative is not None else None,
     )
     fields = dict(last_hidden_state=out.last_hidden_state)
     if "pooler_output" in s.output.__dataclass_fields__:
