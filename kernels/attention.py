@@ -125,8 +125,9 @@ def _prune_attention_configs(configs, named_args, **kwargs):
     return kept or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
 
 
-# Long on purpose: one program's whole life (locate the row block, stream K/V tiles with the online softmax, write
-# out) reads best in one body; about 40 of its lines are the argument list with each argument's shape.
+# Long on purpose: one program's whole life (locate the row block, stream K/V tiles with the online softmax and the
+# optional relative-position bias, write out) reads best in one body; about 45 of its lines are the argument list
+# with each argument's shape.
 @triton.autotune(
     configs=ATTENTION_CONFIGS,
     key=["SEQ_BUCKET", "BLOCK_D", "HAS_MASK", "VARLEN", "HAS_BIAS"],

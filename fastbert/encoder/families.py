@@ -7,7 +7,8 @@ BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT and MPNet run the same e
   relative-position attention bias);
 * ``names``: where it keeps each of fastbert's modules (:class:`Names`), which serves both checkpoint loading
   (:mod:`fastbert.encoder.weights`) and the in-place swap (:mod:`fastbert.encoder.swap`);
-* ``hf_model`` / ``hf_output``: the ``transformers`` base-model class and the output class its forward returns.
+* ``hf_model`` / ``hf_output``: the ``transformers`` base-model class and the output class its forward returns
+  (``tuple_keeps_pooler``: how its ``return_dict=False`` tuple reads).
 
 A new family is a new entry here (plus, if its attention differs, one attention variant behind the op seam); the
 forward pass never branches on the family. Anything in a config that would change the math in a way fastbert does not
@@ -32,6 +33,9 @@ class Family(NamedTuple):
     names: Names
     hf_model: str  # the transformers base-model class
     hf_output: str  # the output class its forward returns
+    # return_dict=False: the tuple keeps a None pooler_output in second place (MPNet's forward builds it by hand;
+    # its heads read hidden states at index 2), instead of dropping the Nones as ModelOutput.to_tuple() does
+    tuple_keeps_pooler: bool = False
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -181,7 +185,7 @@ FAMILIES: dict[str, Family] = {
     "distilbert": Family(distilbert_config, _DISTILBERT_NAMES, "DistilBertModel", "BaseModelOutput"),
     "electra": Family(electra_config, _ELECTRA_NAMES, "ElectraModel", "BaseModelOutputWithPastAndCrossAttentions"),
     "albert": Family(albert_config, _ALBERT_NAMES, "AlbertModel", "BaseModelOutputWithPooling"),
-    "mpnet": Family(mpnet_config, _MPNET_NAMES, "MPNetModel", "BaseModelOutputWithPooling"),
+    "mpnet": Family(mpnet_config, _MPNET_NAMES, "MPNetModel", "BaseModelOutputWithPooling", tuple_keeps_pooler=True),
 }
 NAMES: dict[str, Names] = {model_type: family.names for model_type, family in FAMILIES.items()}
 

@@ -56,6 +56,7 @@ class _Settings(NamedTuple):
     modules: dict[str, tuple[str, ...]]  # fastbert module -> attribute path in the HF base model
     arg_names: tuple[str, ...]  # the original forward's parameters, for positional arguments
     output: type  # the transformers output class the original forward returns
+    tuple_keeps_pooler: bool  # return_dict=False keeps a None pooler_output in place (the family's Family entry)
 
 
 def _find_base(model: nn.Module) -> tuple[nn.Module, str]:
@@ -174,7 +175,12 @@ def _fast_forward(base, *args, **kwargs):
     if out.hidden_states is not None:
         fields["hidden_states"] = _select(out.hidden_states, output_hidden_states)
     result = s.output(**fields)
-    return result if return_dict else result.to_tuple()
+    if return_dict:
+        return result
+    values = result.to_tuple()
+    if s.tuple_keeps_pooler and out.pooler_output is None:
+        values = values[:1] + (None,) + values[1:]
+    return values
 
 
 def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: bool = True,
@@ -213,7 +219,7 @@ def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: b
     if padding_free not in (None, True, False):
         raise TypeError(f"padding_free must be None, True or False, got {padding_free!r}")
     settings = _Settings(config, check_backend(backend), bool(validate_inputs), padding_free, modules, arg_names,
-                         getattr(outputs, FAMILIES[model_type].hf_output))
+                         getattr(outputs, FAMILIES[model_type].hf_output), FAMILIES[model_type].tuple_keeps_pooler)
     object.__setattr__(base, _ATTR, settings)
     # An instance attribute shadows the class's forward for this one module only; restore() deletes it.
     object.__setattr__(base, "forward", functools.partial(_fast_forward, base))
