@@ -71,12 +71,14 @@ SHAPES = {
 class Batch:
     """One forward's token layout. ``layout``: ``"dense"`` (padded path, no padding: no key mask), ``"left"``
     (padded path with a key mask; left padding keeps the padded path), ``"packed"`` (padding-free: ``lengths``
-    packed back to back). ``pooler``: the pooler GEMM runs on ``len(lengths)`` rows."""
+    packed back to back). ``pooler``: the pooler GEMM runs on ``len(lengths)`` rows. ``bias``: attention adds
+    MPNet's relative-position bias (a ``[heads, 257]`` table; packed: per-token positions)."""
 
     name: str
     layout: str
     lengths: tuple[int, ...]
     pooler: bool = True
+    bias: bool = False
 
     @property
     def batch(self) -> int:
@@ -100,6 +102,9 @@ BATCHES = {
     "b4-s384-left": Batch("b4-s384-left", "left", (384, 300, 211, 97)),
     "b64-packed-s64": Batch("b64-packed-s64", "packed", _packed(64, 64, 17)),
     "b32-packed-s512": Batch("b32-packed-s512", "packed", _packed(32, 512, 200)),
+    # MPNet (all-mpnet-base-v2): the relative-position bias, padded with left padding and packed
+    "b8-s128-left-mpnet": Batch("b8-s128-left-mpnet", "left", _packed(8, 128, 40), bias=True),
+    "b64-packed-s64-mpnet": Batch("b64-packed-s64-mpnet", "packed", _packed(64, 64, 17), bias=True),
 }
 DTYPES = ("float32", "float16", "bfloat16")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
@@ -126,8 +131,9 @@ def full_matrix() -> list[Case]:
 
 def quick_matrix() -> list[Case]:
     """The subset the test suite compiles: every kernel and every constexpr variant at MiniLM's shape in fp16 (dense
-    short, left-padded, packed), bf16 and fp32 packed, and BERT-base's head dim 64 in fp16 packed and fp32 short
-    (the fp32 short-sequence tiles at head dim 64 spilled under triton 3.6 before they were changed)."""
+    short, left-padded, packed), bf16 and fp32 packed, BERT-base's head dim 64 in fp16 packed and fp32 short
+    (the fp32 short-sequence tiles at head dim 64 spilled under triton 3.6 before they were changed), and MPNet's
+    relative-position bias at that head dim (fp16 left-padded and packed, fp32 packed)."""
     return [
         Case("minilm", "float16", "b1-s7"),
         Case("minilm", "float16", "b8-s128-left"),
@@ -136,6 +142,9 @@ def quick_matrix() -> list[Case]:
         Case("minilm", "float32", "b64-packed-s64"),
         Case("bert-base", "float16", "b64-packed-s64"),
         Case("bert-base", "float32", "b32-s16"),
+        Case("bert-base", "float16", "b8-s128-left-mpnet"),
+        Case("bert-base", "float16", "b64-packed-s64-mpnet"),
+        Case("bert-base", "float32", "b64-packed-s64-mpnet"),
     ]
 
 
@@ -228,15 +237,17 @@ def batch_launches(shape: Shape, dtype: str, batch: Batch, activation: str, name
         qkv = gemm.linear(x, w(3 * hidden, hidden), w(3 * hidden))
         q, k, v = qkv.view(rows, 3, heads, head_dim).unbind(1)  # 3 x [N, heads, D] views, token stride 3H
         label[0] = f"{name}: attention"
+        bias = torch.zeros(heads, 257) if batch.bias else None  # [heads, 2 * 128 + 1] fp32
         if packed:
             cu = torch.tensor([0, *torch.tensor(batch.lengths).cumsum(0).tolist()], dtype=torch.int32)
-            ctx = attention.attention_varlen(q, k, v, cu, batch.seqlen)
+            positions = torch.zeros(rows, dtype=torch.int32) if batch.bias else None
+            ctx = attention.attention_varlen(q, k, v, cu, batch.seqlen, bias, positions)
         else:
             b, s = batch.batch, batch.seqlen
             mask = None
             if batch.layout == "left":
                 mask = torch.arange(s)[None, :] >= (s - torch.tensor(batch.lengths))[:, None]  # [B, S]
-            ctx = attention.attention(*(t.unflatten(0, (b, s)) for t in (q, k, v)), mask).flatten(0, 1)
+            ctx = attention.attention(*(t.unflatten(0, (b, s)) for t in (q, k, v)), mask, bias).flatten(0, 1)
         label[0] = f"{name}: attn-out"
         h = gemm.linear(ctx.reshape(rows, hidden), w(hidden, hidden), None)
         label[0] = f"{name}: layernorm"
@@ -868,6 +879,7 @@ def write_report(report: dict, out_dir: str, command: str) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.static_gpu", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the test suite's subset instead of the full matrix")
+    parser.add_argument("--only", help="compile only the cases whose name contains this (e.g. mpnet)")
     parser.add_argument("--arch", type=int, nargs="+", default=[80, 90], choices=sorted(TARGETS))
     parser.add_argument("--workers", type=int, default=None, help="compile processes (default: all cores)")
     parser.add_argument("--json", help="write the raw report here (and no Markdown)")
@@ -900,6 +912,8 @@ def main(argv=None) -> int:
             print(json.dumps(first_call(arch)))
         return 0
     cases = quick_matrix() if args.quick else full_matrix()
+    if args.only:
+        cases = [c for c in cases if args.only in str(c)]
     reuse = None
     if args.reuse:
         with open(args.reuse) as f:

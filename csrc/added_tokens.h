@@ -55,9 +55,10 @@ class AddedTokens {
     bool empty() const { return patterns_.empty(); }
 
     // Splits `text` into plain segments and added tokens, in order: on_text(std::string_view segment) and
-    // on_token(int32_t id, size_t begin, size_t end) with the token's byte range in `text` (whitespace taken
-    // by lstrip/rstrip included; it may start before the end of the previous token when that token took the
-    // whitespace this one starts with). Segments may be empty. With skip_special, special tokens are not matched.
+    // on_token(int32_t id, size_t begin, size_t end, size_t content_begin, size_t content_end) with the token's
+    // byte range in `text` (whitespace taken by lstrip/rstrip included; it may start before the end of the
+    // previous token when that token took the whitespace this one starts with) and the range of the match itself.
+    // Segments may be empty. With skip_special, special tokens are not matched.
     template <class OnText, class OnToken>
     void split(std::string_view text, bool skip_special, OnText&& on_text, OnToken&& on_token) const {
         if (patterns_.empty()) {
@@ -87,6 +88,7 @@ class AddedTokens {
             }
             if (!match) break;
             size_t begin = at, end = at + match->text.size();
+            const size_t content_begin = begin, content_end = end;
             pos = end;  // as Hugging Face: the next search starts after this match, kept or not
             if (skip_special && match->special) continue;
             if (match->single_word && (touches_word_before(data, begin) || touches_word_after(data, end, n)))
@@ -95,7 +97,7 @@ class AddedTokens {
             if (match->rstrip) end = whitespace_after(data, end, n);
             // A match may start inside whitespace an rstrip token before it took: as in Hugging Face, both keep it.
             on_text(std::string_view(data + segment, begin > segment ? begin - segment : 0));
-            on_token(match->id, begin, end);
+            on_token(match->id, begin, end, content_begin, content_end);
             segment = end;
         }
         on_text(std::string_view(data + segment, n - segment));

@@ -322,8 +322,10 @@ PYBIND11_MODULE(_C, m) {
                          const std::vector<std::tuple<std::string, int32_t, bool, bool, bool, bool, bool>>& added_tokens,
                          int32_t unk_id, int32_t cls_id, int32_t sep_id, int32_t pad_id, int32_t pad_type_id,
                          bool lowercase, std::optional<bool> strip_accents, bool handle_chinese_chars, bool clean_text,
-                         const std::string& continuing_subword_prefix, size_t max_input_chars_per_word) {
+                         const std::string& continuing_subword_prefix, size_t max_input_chars_per_word,
+                         bool double_sep) {
                  fastbert::SpecialIds ids;
+                 ids.double_sep = double_sep;
                  ids.unk = unk_id;
                  ids.cls = cls_id;
                  ids.sep = sep_id;
@@ -341,12 +343,14 @@ PYBIND11_MODULE(_C, m) {
              py::arg("pad_id"), py::arg("pad_type_id") = 0, py::arg("lowercase") = true,
              py::arg("strip_accents") = py::none(), py::arg("handle_chinese_chars") = true,
              py::arg("clean_text") = true, py::arg("continuing_subword_prefix") = "##",
-             py::arg("max_input_chars_per_word") = 100,
+             py::arg("max_input_chars_per_word") = 100, py::arg("double_sep") = false,
              "Builds a tokenizer.\n\n"
              "vocab: (token, id) pairs. added_tokens: (content, id, single_word, lstrip, rstrip, normalized, special)\n"
              "tuples, found in the text and kept whole ([CLS], [MASK], ...): normalized=False ones in the raw text,\n"
              "the others (by their normalized content) in the normalized text. unk_id must be a valid id (ValueError\n"
-             "otherwise); cls/sep/pad ids may be -1 when unused. strip_accents=None follows lowercase, as in BERT.")
+             "otherwise); cls/sep/pad ids may be -1 when unused. strip_accents=None follows lowercase, as in BERT.\n"
+             "double_sep: pairs as RoBERTa/MPNet lay them out, cls A sep sep B sep, all of type 0 (default: BERT's\n"
+             "cls A sep B sep, B of type 1).")
         .def("encode_batch", &encode_batch, py::arg("text"), py::arg("text_pair") = py::none(),
              py::arg("is_split_into_words") = false, py::arg("add_special_tokens") = true,
              py::arg("truncation") = "do_not_truncate", py::arg("max_length") = py::none(), py::arg("stride") = 0,

@@ -113,18 +113,26 @@ void Tokenizer::encode_piece(std::string_view text, int32_t word, bool split_spe
                     }
                     scratch.pre.finish(on_word);
                 },
-                [&](int32_t id, size_t begin, size_t end) {
+                [&](int32_t id, size_t begin, size_t end, size_t content_begin, size_t content_end) {
+                    if (special_.double_sep) begin = content_begin, end = content_end;  // trimmed (see SpecialIds)
                     emit(id, sources[begin], sources[end - 1] + 1, word_of());
                 });
         },
-        [&](int32_t id, size_t begin, size_t end) {
+        [&](int32_t id, size_t begin, size_t end, size_t content_begin, size_t content_end) {
             // begin >= ci_byte, except after an rstrip token (see AddedTokens::split)
             const int32_t start = begin >= ci_byte
                                       ? ci + static_cast<int32_t>(unicode::count_chars(text.data() + ci_byte, begin - ci_byte))
                                       : ci - static_cast<int32_t>(unicode::count_chars(text.data() + begin, ci_byte - begin));
             ci = start + static_cast<int32_t>(unicode::count_chars(text.data() + begin, end - begin));
             ci_byte = end;
-            emit(id, start, ci, word_of());
+            if (!special_.double_sep) {
+                emit(id, start, ci, word_of());
+                return;
+            }
+            // RoBERTa's post-processor trims the whitespace lstrip/rstrip took from the token's offsets
+            const int32_t lead = static_cast<int32_t>(unicode::count_chars(text.data() + begin, content_begin - begin));
+            const int32_t trail = static_cast<int32_t>(unicode::count_chars(text.data() + content_end, end - content_end));
+            emit(id, start + lead, ci - trail, word_of());
         });
 }
 
@@ -157,11 +165,13 @@ std::shared_ptr<Encodings> Tokenizer::encode_batch(const Sequences& first, const
     const bool has_pair = second != nullptr;
     if (has_pair && second->size() != n) throw std::invalid_argument("text and text_pair differ in length");
     const bool specials = options.add_special_tokens;
-    const size_t n_added = specials ? (has_pair ? 3 : 2) : 0;
+    const size_t n_added = specials ? special_.added(has_pair) : 0;
+    const char* layout = !has_pair ? "text ([CLS] A [SEP])"
+                         : special_.double_sep ? "pair (<s> A </s></s> B </s>)" : "pair ([CLS] A [SEP] B [SEP])";
     if (options.truncation != Truncation::kNone && options.max_length < n_added)
         throw std::invalid_argument(
             "max_length=" + std::to_string(options.max_length) + " is smaller than the " + std::to_string(n_added) +
-            " special tokens added to each " + (has_pair ? "pair ([CLS] A [SEP] B [SEP])" : "text ([CLS] A [SEP])") +
+            " special tokens added to each " + layout +
             ": truncation cannot reach it (use max_length >= " + std::to_string(n_added) +
             " or add_special_tokens=False)");
     // Hugging Face checks this when truncation is set, with the 2 special tokens of a single text.
@@ -264,14 +274,16 @@ template <class Cell>
 void Encodings::for_each_cell(size_t r, Cell&& cell) const {
     const Row& row = rows_[r];
     const Token* tokens = chunks_[chunk_of_[row.sample]].data() + begin_[row.sample];
-    const uint32_t content = row.a.size() + row.b.size() + (specials_ ? (has_pair_ ? 3 : 2) : 0);
+    const uint32_t content = row.a.size() + row.b.size() + (specials_ ? special_.added(has_pair_) : 0);
     if (row.pad_left) cell(0, nullptr, special_.pad_type_id, row.pad_left);
     if (specials_) cell(1, nullptr, 0, 1);
     if (row.a.size()) cell(2, tokens + row.a.begin, 0, row.a.size());
     if (specials_) cell(1, nullptr, 0, 1);
     if (has_pair_) {
-        if (row.b.size()) cell(3, tokens + len_a_[row.sample] + row.b.begin, 1, row.b.size());
-        if (specials_) cell(1, nullptr, 1, 1);
+        const int32_t type_b = special_.double_sep ? 0 : 1;
+        if (specials_ && special_.double_sep) cell(1, nullptr, 0, 1);
+        if (row.b.size()) cell(3, tokens + len_a_[row.sample] + row.b.begin, type_b, row.b.size());
+        if (specials_) cell(1, nullptr, type_b, 1);
     }
     const uint32_t right = row.length - row.pad_left - content;
     if (right) cell(0, nullptr, special_.pad_type_id, right);

@@ -36,6 +36,11 @@ struct Scratch;  // per-thread working memory of Tokenizer (tokenizer.cpp)
 struct SpecialIds {
     int32_t unk = -1, cls = -1, sep = -1, pad = -1;
     int32_t pad_type_id = 0;
+    // The pair template: false, BERT's [CLS] A [SEP] B [SEP] (B and its [SEP] of type 1); true, RoBERTa's
+    // <s> A </s></s> B </s> (MPNet's WordPiece tokenizer), every type id 0, and the offsets of an added token
+    // exclude the whitespace its lstrip/rstrip took (RoBERTa's post-processor trims them: trim_offsets).
+    bool double_sep = false;
+    size_t added(bool pair) const { return pair ? (double_sep ? 4 : 3) : 2; }  // special tokens per row
 };
 
 // One token of a sequence: vocabulary id, its span in the input in characters, and its word: the index of the
@@ -57,7 +62,7 @@ struct Sequences {
 };
 
 // The encoded batch: one row per input, or with overflowing tokens one row per window. Rows are laid out as
-// [pads (left padding)] [CLS] A [SEP] (B [SEP]) [pads (right padding)].
+// [pads (left padding)] [CLS] A [SEP] ([SEP] if double_sep) (B [SEP]) [pads (right padding)].
 class Encodings {
   public:
     // Destinations of write(); null fields are skipped. Each holds total() entries (offsets: 2 * total()).

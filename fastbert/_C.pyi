@@ -30,6 +30,7 @@ class Tokenizer:
         clean_text: bool = True,
         continuing_subword_prefix: str = "##",
         max_input_chars_per_word: int = 100,
+        double_sep: bool = False,
     ) -> None: ...
     def encode_batch(
         self,

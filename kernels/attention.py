@@ -2,8 +2,14 @@
 
 Math, per sequence and head, with ``D`` the head dim and ``valid(j)`` whether key ``j`` is a real token::
 
-    s_ij   = q_i . k_j / sqrt(D)                      for valid(j), -inf otherwise
+    s_ij   = q_i . k_j / sqrt(D) + bias_ij            for valid(j), -inf otherwise
     out_i  = sum_j softmax_j(s_ij) v_j
+
+``bias_ij`` is zero unless a relative-position bias is given (MPNet, :mod:`fastbert.encoder.position_bias`):
+``bias_ij = distances[h, clamp(p_j - p_i, -M, M) + M]`` with ``distances`` ``[heads, 2M + 1]`` and ``p`` each
+token's column in its row -- the row index itself on the padded layout, ``positions[t]`` on the packed one (holes
+packed out keep their distances). The kernel computes the clamped distance of each query/key pair of its tile and
+gathers the bias from the small table (L1/L2-resident); nothing ``S x S`` is stored.
 
 computed without the ``S x S`` matrix: a program owns ``BLOCK_M`` query rows of one (sequence, head), streams the
 keys/values in ``BLOCK_N`` blocks and keeps an online softmax in fp32 -- running max ``m``, running sum ``l`` and
@@ -63,6 +69,9 @@ _TILES = {
     (4, "mma", "short"): [(32, 32, 4, 2), (16, 32, 2, 2)],
     (4, "mma", "medium"): [(64, 32, 4, 3), (64, 32, 8, 2)],
     (4, "mma", "long"): [(64, 32, 4, 3), (64, 32, 8, 2)],
+    # fp32 with MPNet's relative-position bias at head dim > 32 on mma: the fp32 64-row tiles already sit at 255
+    # registers and the bias' distance and gather tiles made them spill; any sequence class takes these.
+    (4, "mma", "bias"): [(32, 32, 4, 2), (16, 32, 2, 2)],
 }
 _SEQ_CLASSES = ((32, "short"), (128, "medium"), (None, "long"))
 
@@ -98,7 +107,11 @@ def _prune_attention_configs(configs, named_args, **kwargs):
     target = current_target()
     elem = named_args["Q_ptr"].element_size()
     block_d = kwargs["BLOCK_D"]
-    wanted = _TILES[(elem, "wgmma" if target.wgmma else "mma", _seq_class(named_args["SEQ_BUCKET"]))]
+    kind = "wgmma" if target.wgmma else "mma"
+    seq_class = _seq_class(named_args["SEQ_BUCKET"])
+    if (elem, kind) == (4, "mma") and kwargs.get("HAS_BIAS") and block_d > 32:
+        seq_class = "bias"
+    wanted = _TILES[(elem, kind, seq_class)]
     kept = []
     for cfg in configs:
         bm, bn = cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"]
@@ -112,11 +125,12 @@ def _prune_attention_configs(configs, named_args, **kwargs):
     return kept or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
 
 
-# Long on purpose: one program's whole life (locate the row block, stream K/V tiles with the online softmax, write
-# out) reads best in one body; about 40 of its lines are the argument list with each argument's shape.
+# Long on purpose: one program's whole life (locate the row block, stream K/V tiles with the online softmax and the
+# optional relative-position bias, write out) reads best in one body; about 45 of its lines are the argument list
+# with each argument's shape.
 @triton.autotune(
     configs=ATTENTION_CONFIGS,
-    key=["SEQ_BUCKET", "BLOCK_D", "HAS_MASK", "VARLEN"],
+    key=["SEQ_BUCKET", "BLOCK_D", "HAS_MASK", "VARLEN", "HAS_BIAS"],
     prune_configs_by={"early_config_prune": _prune_attention_configs},
     cache_results=True,  # chosen configs persist in Triton's cache dir: a second process does not tune again
 )
@@ -126,6 +140,8 @@ def _attention_fwd_kernel(
     O_ptr,  # like q, contiguous
     Mask_ptr,  # [B, S] uint8 key mask, 1 = real token (HAS_MASK only)
     CuSeqlens_ptr,  # [B + 1] int32 sequence starts (VARLEN only)
+    Pos_ptr,  # [T] int32 column of each packed token (HAS_BIAS and VARLEN only)
+    Bias_ptr,  # [heads, 2 * MAX_DISTANCE + 1] fp32 bias per clamped key - query distance (HAS_BIAS only)
     S,  # padded: sequence length; VARLEN: unused
     num_heads,
     SEQ_BUCKET,  # seq_bucket(max sequence length): autotune key only
@@ -134,11 +150,14 @@ def _attention_fwd_kernel(
     stride_vb, stride_vs, stride_vh, stride_vd,
     stride_ob, stride_os, stride_oh,
     stride_mb, stride_ms,
+    stride_bias_h,
     qk_scale,  # log2(e) / sqrt(D)
     HEAD_DIM: tl.constexpr,  # D
     BLOCK_D: tl.constexpr,  # next_pow2(D), >= 16
     HAS_MASK: tl.constexpr,
     VARLEN: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    MAX_DISTANCE: tl.constexpr,  # M: distances are clamped to [-M, M]
     FP32: tl.constexpr,  # fp32 operands: tf32x3 products (fp32 accuracy on tensor cores)
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -174,6 +193,12 @@ def _attention_fwd_kernel(
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < HEAD_DIM
     row_ok = offs_m < row_end
+    if HAS_BIAS:
+        bias_base = Bias_ptr + h * stride_bias_h + MAX_DISTANCE
+        if VARLEN:
+            pos_m = tl.load(Pos_ptr + tok0 + offs_m, mask=offs_m < seqlen, other=0)  # [BLOCK_M] columns
+        else:
+            pos_m = offs_m
 
     q_base = Q_ptr + b.to(tl.int64) * stride_qb + tok0 * stride_qs + h * stride_qh
     k_base = K_ptr + b.to(tl.int64) * stride_kb + tok0 * stride_ks + h * stride_kh
@@ -202,6 +227,13 @@ def _attention_fwd_kernel(
         else:
             s = tl.dot(q, k)
         s = s * qk_scale  # [BLOCK_M, BLOCK_N] fp32, base-2 logits
+        if HAS_BIAS:
+            if VARLEN:
+                pos_n = tl.load(Pos_ptr + tok0 + offs_n, mask=n_ok, other=0)  # [BLOCK_N] columns
+            else:
+                pos_n = offs_n
+            dist = tl.minimum(tl.maximum(pos_n[None, :] - pos_m[:, None], -MAX_DISTANCE), MAX_DISTANCE)
+            s += tl.load(bias_base + dist) * 1.4426950408889634  # [BLOCK_M, BLOCK_N], to base 2
         valid = n_ok
         if HAS_MASK:
             valid = valid & (tl.load(Mask_ptr + b * stride_mb + offs_n * stride_ms, mask=n_ok, other=0) != 0)
@@ -247,7 +279,7 @@ def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ndim: int, lay
 
 
 def _launch(q, k, v, out, mask, cu_seqlens, batch, seqlen_arg, max_seqlen, q_strides, k_strides, v_strides,
-            o_strides, mask_strides):
+            o_strides, mask_strides, bias=None, positions=None):
     heads, head_dim = q.shape[-2], q.shape[-1]
     block_d = max(16, triton.next_power_of_2(head_dim))
 
@@ -258,25 +290,45 @@ def _launch(q, k, v, out, mask, cu_seqlens, batch, seqlen_arg, max_seqlen, q_str
         q, k, v, out,
         mask if mask is not None else out,
         cu_seqlens if cu_seqlens is not None else out,
+        positions if positions is not None else out,
+        bias if bias is not None else out,
         seqlen_arg, heads, seq_bucket(max_seqlen),
         *q_strides, *k_strides, *v_strides, *o_strides, *mask_strides,
+        bias.stride(0) if bias is not None else 0,
         _LOG2E / math.sqrt(head_dim),
         HEAD_DIM=head_dim,
         BLOCK_D=block_d,
         HAS_MASK=mask is not None,
         VARLEN=cu_seqlens is not None,
+        HAS_BIAS=bias is not None,
+        MAX_DISTANCE=(bias.shape[1] - 1) // 2 if bias is not None else 0,
         FP32=q.dtype == torch.float32,
     )
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-    """softmax(q k^T / sqrt(D), keys masked by ``key_mask``) v.
+def _check_bias(bias: torch.Tensor | None, q: torch.Tensor, heads: int) -> torch.Tensor | None:
+    """The relative-position bias table ``[heads, 2M + 1]`` as the kernel reads it: fp32, unit column stride."""
+    if bias is None:
+        return None
+    if bias.dim() != 2 or bias.shape[0] != heads or bias.shape[1] % 2 != 1 or not bias.is_floating_point():
+        raise ValueError(f"bias must be a float [heads={heads}, 2 * max_distance + 1] tensor, got "
+                         f"{list(bias.shape)} of {bias.dtype}")
+    if bias.device != q.device:
+        raise ValueError(f"bias is on {bias.device} but q is on {q.device}")
+    return bias.float().contiguous()
 
-    q, k, v: ``[B, S, heads, D]``, any strides; key_mask: ``[B, S]`` bool (True = real token) or None.
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+              bias: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(D) + bias, keys masked by ``key_mask``) v.
+
+    q, k, v: ``[B, S, heads, D]``, any strides; key_mask: ``[B, S]`` bool (True = real token) or None; bias: None or
+    ``[heads, 2M + 1]``, the bias of each key - query distance clamped to ``[-M, M]`` (module docstring).
     Returns ``[B, S, heads, D]`` contiguous, q's dtype. See the module docstring for rows without valid keys.
     """
     _check_qkv(q, k, v, 4, "[B, S, heads, D]")
     batch, seqlen, heads, head_dim = q.shape
+    bias = _check_bias(bias, q, heads)
     if key_mask is not None:
         if key_mask.shape != (batch, seqlen) or key_mask.dtype != torch.bool:
             raise ValueError(
@@ -292,18 +344,29 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch
     _launch(
         q, k, v, out, key_mask, None, batch, seqlen, seqlen,
         q.stride(), k.stride(), v.stride(), out.stride()[:3],
-        key_mask.stride() if key_mask is not None else (0, 0),
+        key_mask.stride() if key_mask is not None else (0, 0), bias,
     )
     return out
 
 
 def attention_varlen(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
+    bias: torch.Tensor | None = None, positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention within each packed sequence: q, k, v ``[T, heads, D]`` (any strides), sequence ``i`` in rows
     ``cu_seqlens[i]:cu_seqlens[i+1]`` (int32 ``[B + 1]``, non-decreasing, ``cu_seqlens[-1] <= T``), ``max_seqlen``
-    >= the longest sequence. Returns ``[T, heads, D]`` contiguous; rows outside every sequence are left unwritten."""
+    >= the longest sequence. ``bias`` ``[heads, 2M + 1]`` (as :func:`attention`) with ``positions`` ``[T]`` (each
+    token's column, any integer dtype), or neither. Returns ``[T, heads, D]`` contiguous; rows outside every
+    sequence are left unwritten."""
     _check_qkv(q, k, v, 3, "[T, heads, D]")
+    bias = _check_bias(bias, q, q.shape[1])
+    if (bias is None) != (positions is None):
+        raise ValueError("bias and positions go together: the bias reads each token's position")
+    if positions is not None:
+        if positions.shape != (q.shape[0],) or positions.dtype.is_floating_point or positions.device != q.device:
+            raise ValueError(f"positions must be an integer [{q.shape[0]}] tensor on {q.device}, got "
+                             f"{list(positions.shape)} of {positions.dtype} on {positions.device}")
+        positions = positions.to(torch.int32).contiguous()
     if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 1 or cu_seqlens.dtype != torch.int32:
         raise ValueError(f"cu_seqlens must be a 1-D int32 tensor [B + 1], got {list(cu_seqlens.shape)} "
                          f"of {cu_seqlens.dtype}")
@@ -320,7 +383,7 @@ def attention_varlen(
         return out
     _launch(
         q, k, v, out, None, cu_seqlens, batch, 0, int(max_seqlen),
-        (0, *q.stride()), (0, *k.stride()), (0, *v.stride()), (0, *out.stride()[:2]), (0, 0),
+        (0, *q.stride()), (0, *k.stride()), (0, *v.stride()), (0, *out.stride()[:2]), (0, 0), bias, positions,
     )
     return out
 
@@ -330,17 +393,23 @@ def attention_varlen(
 # ----------------------------------------------------------------------------------------------------------------
 
 def _attend_ref(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_ok: torch.Tensor, upcast: bool
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_ok: torch.Tensor, upcast: bool,
+    bias: torch.Tensor | None = None, positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One sequence: q, k, v ``[L, heads, D]``, key_ok ``[L]`` bool -> ``[L, heads, D]`` fp32 (zeros when no key is
-    valid). ``upcast``: float64 math. Otherwise eager attention in q's dtype -- scores and probabilities rounded to
-    it, products accumulated in fp32 -- the "same dtype" baseline that low-precision tolerances are relative to."""
+    valid). ``bias`` ``[heads, 2M + 1]`` with ``positions`` ``[L]``: the relative-position bias. ``upcast``: float64
+    math. Otherwise eager attention in q's dtype -- scores and probabilities rounded to it, products accumulated in
+    fp32 -- the "same dtype" baseline that low-precision tolerances are relative to."""
     if not bool(key_ok.any()):
         return torch.zeros(q.shape, dtype=torch.float32, device=q.device)
     dtype = q.dtype
     work = torch.float64 if upcast else torch.float32
     q, k, v = (t.to(work).transpose(0, 1) for t in (q, k, v))  # [heads, L, D]
     scores = q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])  # [heads, L, L]
+    if bias is not None:
+        span = (bias.shape[1] - 1) // 2
+        dist = (positions[None, :] - positions[:, None]).clamp(-span, span) + span  # [L, L]
+        scores = scores + bias.to(work)[:, dist]  # [heads, L, L]
     if not upcast:
         scores = scores.to(dtype).to(work)
     scores = scores.masked_fill(~key_ok[None, None, :], float("-inf"))
@@ -351,26 +420,28 @@ def _attend_ref(
 
 
 def attention_ref(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, upcast: bool = True
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, upcast: bool = True,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Reference for :func:`attention` in q's dtype, with the module docstring's output contract: zeros for a
     sequence without valid keys and for query rows at or after its last valid key + 1. ``upcast`` as in
-    :func:`_attend_ref`."""
+    :func:`_attend_ref`; ``bias`` as in :func:`attention` (positions: the row index)."""
     batch, seqlen = q.shape[:2]
     if key_mask is None:
         key_mask = torch.ones((batch, seqlen), dtype=torch.bool, device=q.device)
+    positions = torch.arange(seqlen, device=q.device)
     out = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
     for i in range(batch):
         real = key_mask[i].nonzero()
         end = int(real.max()) + 1 if real.numel() else 0
         if end:
-            out[i, :end] = _attend_ref(q[i], k[i], v[i], key_mask[i], upcast)[:end]
+            out[i, :end] = _attend_ref(q[i], k[i], v[i], key_mask[i], upcast, bias, positions)[:end]
     return out.to(q.dtype)
 
 
 def attention_varlen_ref(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
-    upcast: bool = True,
+    upcast: bool = True, bias: torch.Tensor | None = None, positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Reference for :func:`attention_varlen` in q's dtype; rows outside every sequence are zero here."""
     out = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
@@ -378,5 +449,6 @@ def attention_varlen_ref(
     for start, end in zip(bounds[:-1], bounds[1:]):
         if end > start:
             ok = torch.ones(end - start, dtype=torch.bool, device=q.device)
-            out[start:end] = _attend_ref(q[start:end], k[start:end], v[start:end], ok, upcast)
+            pos = None if positions is None else positions[start:end].long()
+            out[start:end] = _attend_ref(q[start:end], k[start:end], v[start:end], ok, upcast, bias, pos)
     return out.to(q.dtype)

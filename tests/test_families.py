@@ -1,4 +1,4 @@
-"""The BERT family against transformers in float32: RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA and ALBERT.
+"""The BERT family against transformers in float32: RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT and MPNet.
 
 Random-weight models at awkward sizes (hidden 96 with 6 heads, ALBERT/ELECTRA embeddings of 48), every task head
 transformers has for each family, a batch with right padding, left padding and holes; bound 2e-5 x max(1, |ref|)
@@ -33,12 +33,14 @@ CONFIGS = {
     "albert-groups": lambda: transformers.AlbertConfig(**dict(
         _COMMON, num_hidden_layers=3, num_hidden_groups=2, inner_group_num=2, embedding_size=48, hidden_act="relu",
         classifier_dropout_prob=0.0)),
+    "mpnet": lambda: transformers.MPNetConfig(**dict(_COMMON, max_position_embeddings=66)),
 }
 _HEADS = ["Model", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering", "ForMaskedLM",
           "ForMultipleChoice"]
 PREFIX = {"roberta": "Roberta", "xlm-roberta": "XLMRoberta", "distilbert": "DistilBert", "electra": "Electra",
-          "albert": "Albert", "albert-groups": "Albert"}
-HEADS = [(family, PREFIX[family] + head) for family in ["roberta", "xlm-roberta", "distilbert", "electra", "albert"]
+          "albert": "Albert", "albert-groups": "Albert", "mpnet": "MPNet"}
+HEADS = [(family, PREFIX[family] + head)
+         for family in ["roberta", "xlm-roberta", "distilbert", "electra", "albert", "mpnet"]
          for head in _HEADS + (["ForPreTraining"] if family in ("electra", "albert") else [])]
 HEADS += [("albert-groups", "AlbertModel"), ("albert-groups", "AlbertForSequenceClassification")]
 
@@ -46,6 +48,10 @@ HEADS += [("albert-groups", "AlbertModel"), ("albert-groups", "AlbertForSequence
 def _model(family, name):
     model = getattr(transformers, name)(CONFIGS[family]()).eval()
     model.set_attn_implementation("eager")
+    with torch.no_grad():  # MPNet's relative-position bias: large enough that getting it wrong shows
+        for key, p in model.named_parameters():
+            if key.endswith("relative_attention_bias.weight"):
+                p.normal_(0.0, 1.0)
     return model
 
 
@@ -174,7 +180,8 @@ def test_auto_model_base_checkpoint_bin(name, config, tmp_path, seed):
 
 @pytest.mark.parametrize("model_type, config_class", [
     ("bert", "BertConfig"), ("roberta", "RobertaConfig"), ("xlm-roberta", "XLMRobertaConfig"),
-    ("distilbert", "DistilBertConfig"), ("electra", "ElectraConfig"), ("albert", "AlbertConfig")])
+    ("distilbert", "DistilBertConfig"), ("electra", "ElectraConfig"), ("albert", "AlbertConfig"),
+    ("mpnet", "MPNetConfig")])
 def test_family_defaults_are_transformers_defaults(model_type, config_class):
     """A config.json that leaves keys out means transformers' defaults for its family."""
     assert fastbert.BertConfig.from_dict({"model_type": model_type}) == \
@@ -233,7 +240,7 @@ def test_albert_shared_layer_is_reused_not_copied():
     assert grouped.num_layer_weights == 4 and grouped.layer_schedule == (0, 1, 0, 1, 2, 3)
 
 
-@pytest.mark.parametrize("family", ["roberta", "electra", "albert", "distilbert"])
+@pytest.mark.parametrize("family", ["roberta", "electra", "albert", "distilbert", "mpnet"])
 def test_inputs_embeds(family, seed):
     """inputs_embeds replace the word lookup at the embedding width (48 for ELECTRA/ALBERT); RoBERTa then counts
     positions from pad_token_id + 1 for every token."""

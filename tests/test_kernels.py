@@ -154,6 +154,45 @@ def test_attention_matches_padded_and_packed(seed):
     assert err(packed, padded[key_mask]) <= 1e-6
 
 
+def _distance_bias(heads, max_distance=128):
+    """A random relative-position bias per clamped distance [heads, 2 * max_distance + 1], large enough to matter."""
+    return torch.randn(heads, 2 * max_distance + 1, device=DEVICE) * 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("mask_kind", ["none", "right", "left", "holes"])
+@pytest.mark.parametrize("seqlen,head_dim", [(1, 32), (7, 64), (129, 64), (140, 48)])
+def test_attention_relative_bias_padded(poisoned, seed, seqlen, head_dim, mask_kind, dtype):
+    """MPNet's bias by key - query distance (clamped at 128: 129 and 140 reach it), position = row index."""
+    q, k, v = _qkv(2, seqlen, 3, head_dim, dtype, scale=2.0)
+    key_mask, bias = _key_mask(mask_kind, 2, seqlen), _distance_bias(3)
+    out = attn.attention(q, k, v, key_mask, bias)
+    _check_attention(out, q, k, v, lambda upcast: attn.attention_ref(q, k, v, key_mask, upcast=upcast, bias=bias))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("lengths,head_dim", [([1], 32), ([7, 0, 129, 1], 64), ([140, 5], 48)])
+def test_attention_relative_bias_varlen(poisoned, seed, lengths, head_dim, dtype):
+    """Packed sequences whose positions skip (holes packed out keep their distances): positions read per token."""
+    heads, total = 2, sum(lengths)
+    cu_seqlens = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device=DEVICE)
+    q, k, v = (torch.randn(total, 3, heads, head_dim, device=DEVICE).mul(2).to(dtype)).unbind(1)
+    positions = torch.cat([torch.sort(torch.randperm(2 * n + 1)[:n]).values for n in lengths]).to(DEVICE)
+    bias = _distance_bias(heads)
+    out = attn.attention_varlen(q, k, v, cu_seqlens, max(lengths), bias, positions)
+    _check_attention(out, q, k, v, lambda upcast: attn.attention_varlen_ref(
+        q, k, v, cu_seqlens, max(lengths), upcast=upcast, bias=bias, positions=positions))
+
+
+def test_attention_relative_bias_rejects_bad_input():
+    q, k, v = _qkv(1, 4, 2, 16, torch.float32)
+    with pytest.raises(ValueError, match=r"bias must be a float \[heads=2, 2 \* max_distance \+ 1\]"):
+        attn.attention(q, k, v, None, torch.zeros(3, 257, device=DEVICE))
+    with pytest.raises(ValueError, match="bias and positions go together"):
+        attn.attention_varlen(q[0], k[0], v[0], torch.tensor([0, 4], dtype=torch.int32, device=DEVICE), 4,
+                              _distance_bias(2))
+
+
 def test_attention_rejects_bad_input():
     q, k, v = _qkv(2, 4, 2, 16, torch.float32)
     with pytest.raises(ValueError, match=r"\[2, 4\]"):

@@ -99,7 +99,8 @@ def test_unsupported_configs(overrides, message):
 
 def test_unsupported_model_type():
     with pytest.raises(ValueError, match="unsupported model_type 'deberta-v2'; fastbert implements "
-                                         "\\['albert', 'bert', 'distilbert', 'electra', 'roberta', 'xlm-roberta'\\]"):
+                                         "\\['albert', 'bert', 'distilbert', 'electra', 'mpnet', 'roberta', "
+                                         "'xlm-roberta'\\]"):
         fastbert.BertConfig.from_dict({"model_type": "deberta-v2"})
 
 

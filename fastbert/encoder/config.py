@@ -1,7 +1,7 @@
 """One encoder configuration for the BERT family, read from a Hugging Face ``config.json``.
 
-BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA and ALBERT run the same encoder math; they differ in names,
-position ids, embedding width (plus a projection) and weight sharing. Each family enters as data
+BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT and MPNet run the same encoder math; they differ in names,
+position ids, embedding width (plus a projection), weight sharing and (MPNet) a relative-position attention bias. Each family enters as data
 (:mod:`fastbert.encoder.families`): a function mapping its HF config dict onto :class:`BertConfig`, and its weight
 names.
 
@@ -54,6 +54,9 @@ class BertConfig:
     # that attend only within themselves, as transformers >= 5.25 reads them for these families (the input format
     # of its DataCollatorWithFlattening); False: one sequence per row, as older transformers did.
     packed_position_ids: bool = False
+    # MPNet: rows of the [buckets, heads] relative-position bias table every layer's attention adds (T5-style log
+    # buckets of key minus query position, fastbert.encoder.position_bias); None: no bias.
+    relative_attention_buckets: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.hidden_act, str):
@@ -67,9 +70,9 @@ class BertConfig:
         for name, least in (("vocab_size", 1), ("hidden_size", 1), ("num_hidden_layers", 1),
                             ("num_attention_heads", 1), ("intermediate_size", 1), ("max_position_embeddings", 1),
                             ("type_vocab_size", 0), ("embedding_size", 1), ("position_offset", 0),
-                            ("num_hidden_groups", 1), ("inner_group_num", 1)):
+                            ("num_hidden_groups", 1), ("inner_group_num", 1), ("relative_attention_buckets", 32)):
             value = getattr(self, name)
-            if value is None and name in ("embedding_size", "num_hidden_groups"):
+            if value is None and name in ("embedding_size", "num_hidden_groups", "relative_attention_buckets"):
                 continue
             if not _is_int(value):
                 raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")

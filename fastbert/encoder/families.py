@@ -1,12 +1,14 @@
 """The BERT family as data: one :class:`Family` record per ``model_type``.
 
-BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA and ALBERT run the same encoder math. Each differs only in
+BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT and MPNet run the same encoder math. Each differs only in
 
 * ``config``: a function from its Hugging Face ``config.json`` dict to :class:`~fastbert.encoder.config.BertConfig`
-  fields (names, defaults, position ids, embedding projection, layer sharing, how position_ids are read);
+  fields (names, defaults, position ids, embedding projection, layer sharing, how position_ids are read, a
+  relative-position attention bias);
 * ``names``: where it keeps each of fastbert's modules (:class:`Names`), which serves both checkpoint loading
   (:mod:`fastbert.encoder.weights`) and the in-place swap (:mod:`fastbert.encoder.swap`);
-* ``hf_model`` / ``hf_output``: the ``transformers`` base-model class and the output class its forward returns.
+* ``hf_model`` / ``hf_output``: the ``transformers`` base-model class and the output class its forward returns
+  (``tuple_keeps_pooler``: how its ``return_dict=False`` tuple reads).
 
 A new family is a new entry here (plus, if its attention differs, one attention variant behind the op seam); the
 forward pass never branches on the family. Anything in a config that would change the math in a way fastbert does not
@@ -31,6 +33,9 @@ class Family(NamedTuple):
     names: Names
     hf_model: str  # the transformers base-model class
     hf_output: str  # the output class its forward returns
+    # return_dict=False: the tuple keeps a None pooler_output in second place (MPNet's forward builds it by hand;
+    # its heads read hidden states at index 2), instead of dropping the Nones as ModelOutput.to_tuple() does
+    tuple_keeps_pooler: bool = False
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -93,6 +98,18 @@ def albert_config(d: Mapping[str, Any]) -> dict:
     return dict(out, embedding_projection=True)
 
 
+def mpnet_config(d: Mapping[str, Any]) -> dict:
+    """MPNet: BERT's fields without token types; positions counted as RoBERTa's from the padding index + 1, and a
+    relative-position bias in every layer's attention (:mod:`fastbert.encoder.position_bias`) read from one shared
+    ``[relative_attention_num_buckets, heads]`` table.
+
+    transformers' MPNet hard-codes the padding index 1 (word and position tables, position ids) whatever the config's
+    ``pad_token_id`` says, so fastbert does too."""
+    out = _read(d, dict(_BERT_DEFAULTS, vocab_size=30527, relative_attention_num_buckets=32))
+    return dict(out, type_vocab_size=0, pad_token_id=1, position_offset=2, padding_aware_positions=True,
+                relative_attention_buckets=out.pop("relative_attention_num_buckets"))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Weight names
 # ----------------------------------------------------------------------------------------------------------------
@@ -148,6 +165,17 @@ _DISTILBERT_NAMES = Names(
      "ffn_down": "ffn.lin2", "ffn_norm": "output_layer_norm"},
 )
 
+_MPNET_NAMES = Names(
+    "mpnet",
+    {"embeddings.word": "embeddings.word_embeddings", "embeddings.position": "embeddings.position_embeddings",
+     "embeddings.norm": "embeddings.LayerNorm", "pooler": "pooler.dense",
+     "relative_bias": "encoder.relative_attention_bias"},
+    _encoder_layer,
+    {"qkv.query": "attention.attn.q", "qkv.key": "attention.attn.k", "qkv.value": "attention.attn.v",
+     "attn_out": "attention.attn.o", "attn_norm": "attention.LayerNorm", "ffn_up": "intermediate.dense",
+     "ffn_down": "output.dense", "ffn_norm": "output.LayerNorm"},
+)
+
 _WITH_POOLING = "BaseModelOutputWithPoolingAndCrossAttentions"
 FAMILIES: dict[str, Family] = {
     "bert": Family(bert_config, Names("bert", _BERT_MODULES, _encoder_layer, _BERT_LAYER), "BertModel",
@@ -157,6 +185,7 @@ FAMILIES: dict[str, Family] = {
     "distilbert": Family(distilbert_config, _DISTILBERT_NAMES, "DistilBertModel", "BaseModelOutput"),
     "electra": Family(electra_config, _ELECTRA_NAMES, "ElectraModel", "BaseModelOutputWithPastAndCrossAttentions"),
     "albert": Family(albert_config, _ALBERT_NAMES, "AlbertModel", "BaseModelOutputWithPooling"),
+    "mpnet": Family(mpnet_config, _MPNET_NAMES, "MPNetModel", "BaseModelOutputWithPooling", tuple_keeps_pooler=True),
 }
 NAMES: dict[str, Names] = {model_type: family.names for model_type, family in FAMILIES.items()}
 
@@ -183,6 +212,10 @@ def check_supported(d: Mapping[str, Any]) -> None:
         problems.append("is_decoder=True (fastbert is a bidirectional encoder)")
     if d.get("add_cross_attention"):
         problems.append("add_cross_attention=True (cross-attention is not supported)")
+    buckets = d.get("relative_attention_num_buckets")
+    if d.get("model_type") == "mpnet" and buckets is not None and not (isinstance(buckets, int) and buckets >= 32):
+        problems.append(f"relative_attention_num_buckets={buckets!r} (transformers' MPNet always computes 32 "
+                        "buckets, so its table needs at least 32 rows)")
     if d.get("model_type") == "distilbert" and d.get("sinusoidal_pos_embds") not in (None, False, True):
         problems.append(f"sinusoidal_pos_embds={d['sinusoidal_pos_embds']!r}")
     if problems:

@@ -7,7 +7,7 @@ tokens (``N = total_tokens``), or packed tokens rearranged into length buckets.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -41,6 +41,9 @@ class AttentionLayout:
     buckets: tuple[Bucket, ...] | None = None
     slots: torch.Tensor | None = None
     token_rows: torch.Tensor | None = None
+    # A relative-position bias every attention call on this layout adds (MPNet), in the form the backend that
+    # prepared it reads (ops.position_bias, once per forward); None: no bias.
+    bias: Any = None
 
     @property
     def packed(self) -> bool:

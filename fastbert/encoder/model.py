@@ -29,6 +29,7 @@ from torch import nn
 from . import ops
 from .config import BertConfig
 from .packing import TokenRows, packed_rows, padded_rows
+from .position_bias import distance_bias
 from .weights import load_pretrained
 
 
@@ -122,10 +123,13 @@ def bert_forward(
     output_hidden_states: bool = False,
     needs_grad: bool = False,
     padding_free: bool | None = None,
+    relative_bias: torch.Tensor | None = None,
 ) -> BertOutput:
     """Embeddings (-> projection) -> encoder layers -> pooler.
 
     ``layers``: the weights of each layer application, in order (ALBERT passes its shared weights repeatedly).
+    ``relative_bias``: MPNet's ``[buckets, heads]`` relative-position table, added in every layer's attention (the
+    bias is prepared once here, :func:`fastbert.encoder.ops.position_bias`); None: no bias.
 
     Padded input: ``input_ids`` ``[B, S]`` (or ``inputs_embeds`` ``[B, S, E]``) with an optional 0/1
     ``attention_mask``; outputs are ``[B, S, H]``. Packed input: ``input_ids`` ``[T]`` with ``cu_seqlens``
@@ -147,10 +151,13 @@ def bert_forward(
                            device=device, dtype=embeddings.word.dtype, backend=backend, validate=validate,
                            padding_free=padding_free)
 
+    layout = rows.layout
+    if relative_bias is not None:  # one bias for every layer (MPNet)
+        layout = ops.position_bias(layout, distance_bias(relative_bias), rows.columns, backend=backend)
     x = embed_rows(rows, embeddings, config, backend, needs_grad)  # [N, H]
     hidden_states = [x] if output_hidden_states else None
     for w in layers:
-        x = encoder_layer(x, w, rows.layout, config, backend)
+        x = encoder_layer(x, w, layout, config, backend)
         if hidden_states is not None:
             hidden_states.append(x)
 
@@ -303,6 +310,8 @@ class BertModel(nn.Module):
         self.embeddings = BertEmbeddings(config)
         self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_layer_weights))
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
+        buckets = config.relative_attention_buckets  # MPNet: one [buckets, heads] table shared by every layer
+        self.relative_bias = nn.Embedding(buckets, config.num_attention_heads) if buckets else None
 
     def forward(
         self,
@@ -340,6 +349,7 @@ class BertModel(nn.Module):
             output_hidden_states=output_hidden_states,
             needs_grad=grad,
             padding_free=self.padding_free,
+            relative_bias=self.relative_bias.weight if self.relative_bias is not None else None,
         )
 
     @property
@@ -379,7 +389,7 @@ class BertModel(nn.Module):
 
 class AutoModel:
     """The encoder of any supported family, picked by the ``model_type`` in its ``config.json`` as transformers'
-    ``AutoModel`` does: ``bert``, ``roberta``, ``xlm-roberta``, ``distilbert``, ``electra``, ``albert``."""
+    ``AutoModel`` does: ``bert``, ``roberta``, ``xlm-roberta``, ``distilbert``, ``electra``, ``albert``, ``mpnet``."""
 
     @staticmethod
     def from_pretrained(path: str | os.PathLike, **kwargs) -> BertModel:

@@ -143,12 +143,26 @@ def linear(x: torch.Tensor, weight, bias: torch.Tensor | None, activation: str |
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: AttentionLayout, *,
               backend: str = "torch") -> torch.Tensor:
-    """softmax(q k^T / sqrt(D) + mask) v per sequence and head.
+    """softmax(q k^T / sqrt(D) + bias + mask) v per sequence and head (``bias``: the layout's relative-position
+    bias, if :func:`position_bias` gave it one).
 
     q, k, v: ``[N, heads, D]`` (any strides, e.g. views into a fused QKV projection) -> ``[N, heads, D]``.
     Keys whose mask is 0 get no weight; a query row whose keys are all masked gets finite output.
     """
     return _backend(backend).attention(q, k, v, layout)
+
+
+def position_bias(layout: AttentionLayout, distances: torch.Tensor, columns: torch.Tensor | None, *,
+                  backend: str = "torch") -> AttentionLayout:
+    """``layout`` with a relative-position bias that every :func:`attention` call on it adds to the scaled scores:
+    ``distances[h, clamp(col_j - col_i, -M, M) + M]`` for query row ``i``, key row ``j`` and head ``h``, where
+    ``distances`` is ``[heads, 2M + 1]`` (:func:`fastbert.encoder.position_bias.distance_bias`) and ``col`` a
+    token's column in the caller's row: ``columns`` ``[N]`` int64 for a packed layout, the row index within the
+    sequence for a padded one (``columns`` None). Called once per forward; the backend prepares the bias its
+    attention reads (PyTorch: additive masks per length bucket; Triton: the table and the columns, read in-kernel)."""
+    if layout.packed and columns is None:
+        raise ValueError("a packed layout needs the column of every token row for a relative-position bias")
+    return _backend(backend).position_bias(layout, distances, columns)
 
 
 def linear_residual_layernorm(x: torch.Tensor, weight, bias: torch.Tensor | None, residual: torch.Tensor,

@@ -124,6 +124,8 @@ class TokenRows:
     batch). ``indices`` ``[T]``: where each packed token sits in the caller's flattened ``[B * S]`` batch (padded
     input run packed). ``shape``: the caller's ``(B, S)`` (None: the packed API, results stay ``[T, ...]``).
     ``empty`` ``[B]`` bool: sequences of the packed API with no token (their pooled output is zero).
+    ``columns`` ``[N]`` int64: each packed row's column in the caller's row (the packed API: its index in its
+    sequence), which a relative-position bias reads; None for padded rows, whose column is their index in the row.
     """
 
     input_ids: torch.Tensor | None
@@ -136,6 +138,7 @@ class TokenRows:
     first: torch.Tensor | None = None
     indices: torch.Tensor | None = None
     empty: torch.Tensor | None = None
+    columns: torch.Tensor | None = None
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Layer output ``[N, H]`` -> the real tokens ``[T, H]`` in packed order (or ``[B * S, H]`` padded)."""
@@ -204,7 +207,8 @@ def padded_rows(config: BertConfig, input_ids, attention_mask, token_type_ids, p
 def _packed(ids, indices, cu_seqlens, first, shape, backend) -> TokenRows:
     """The padded tensors ``ids`` gathered at ``indices`` ``[T]`` into sequences ``cu_seqlens``."""
     packed = tuple(None if t is None else t.flatten(0, 1).index_select(0, indices) for t in ids)  # [T, ...]
-    return _rows(packed, cu_seqlens, shape[1], backend, shape=shape, first=first, indices=indices)
+    columns = indices % shape[1]  # [T]: each token's column in its row
+    return _rows(packed, cu_seqlens, shape[1], backend, columns, shape=shape, first=first, indices=indices)
 
 
 def packed_rows(config: BertConfig, input_ids, cu_seqlens, max_seqlen, token_type_ids, position_ids, *,
@@ -225,16 +229,20 @@ def packed_rows(config: BertConfig, input_ids, cu_seqlens, max_seqlen, token_typ
     first = cu_seqlens[:-1].long().clamp(max=total - 1)  # [B]
     empty = cu_seqlens[1:] == cu_seqlens[:-1]  # [B]
     ids = (input_ids, token_type_ids, position_ids, None)
-    return _rows(ids, cu_seqlens, max_seqlen, backend, shape=None, first=first, empty=empty)
+    columns = positions_in_sequence(cu_seqlens, total)  # [T]
+    return _rows(ids, cu_seqlens, max_seqlen, backend, columns, shape=None, first=first, empty=empty)
 
 
-def _rows(ids, cu_seqlens, seqlen, backend, **finish) -> TokenRows:
-    """Packed ``[T, ...]`` tensors -> token rows in the backend's layout for packed tokens (the rows themselves
-    for Triton, length buckets for PyTorch), each ``[1, N, ...]``."""
+def _rows(ids, cu_seqlens, seqlen, backend, columns, **finish) -> TokenRows:
+    """Packed ``[T, ...]`` tensors (and each token's column ``[T]``) -> token rows in the backend's layout for
+    packed tokens (the rows themselves for Triton, length buckets for PyTorch), each ``[1, N, ...]``; columns
+    ``[N]``."""
     layout = ops.packed_layout(cu_seqlens.shape[0] - 1, seqlen, cu_seqlens, backend)
     rows = ids[0].shape[0] if ids[0] is not None else ids[3].shape[0]
     if layout.slots is not None:  # the op seam runs the tokens in its own row order
         rows = layout.slots.shape[0]
         ids = tuple(None if t is None else t.index_select(0, layout.slots) for t in ids)
+        columns = columns.index_select(0, layout.slots)
     input_ids, token_type_ids, position_ids, inputs_embeds = (None if t is None else t.unsqueeze(0) for t in ids)
-    return TokenRows(input_ids, token_type_ids, position_ids, inputs_embeds, layout=layout, rows=rows, **finish)
+    return TokenRows(input_ids, token_type_ids, position_ids, inputs_embeds, layout=layout, rows=rows,
+                     columns=columns, **finish)

@@ -1,8 +1,8 @@
 """Swap fastbert into an existing ``transformers`` model of the BERT family, in place.
 
 ``optimize(model)`` finds the model's base encoder (``BertModel``, ``RobertaModel``, ``XLMRobertaModel``,
-``DistilBertModel``, ``ElectraModel`` or ``AlbertModel``: the model itself, or its ``bert``/``roberta``/
-``distilbert``/``electra``/``albert`` attribute inside any task head) and gives that one instance a forward that
+``DistilBertModel``, ``ElectraModel``, ``AlbertModel`` or ``MPNetModel``: the model itself, or its ``bert``/
+``roberta``/``distilbert``/``electra``/``albert``/``mpnet`` attribute inside any task head) and gives that one instance a forward that
 runs fastbert's encoder (:func:`fastbert.encoder.model.bert_forward`) on the HF module's own parameters, found through the
 family's names (:data:`fastbert.encoder.families.NAMES`). Nothing is copied or renamed (ALBERT's shared layer is used for
 every layer application): the task heads, HF's output classes, ``state_dict`` and ``save_pretrained`` see the model
@@ -56,6 +56,7 @@ class _Settings(NamedTuple):
     modules: dict[str, tuple[str, ...]]  # fastbert module -> attribute path in the HF base model
     arg_names: tuple[str, ...]  # the original forward's parameters, for positional arguments
     output: type  # the transformers output class the original forward returns
+    tuple_keeps_pooler: bool  # return_dict=False keeps a None pooler_output in place (the family's Family entry)
 
 
 def _find_base(model: nn.Module) -> tuple[nn.Module, str]:
@@ -156,6 +157,7 @@ def _fast_forward(base, *args, **kwargs):
         attention_mask = key_mask(attention_mask, tuple(reference.shape[:2]), config.num_attention_heads,
                                   hf_config._attn_implementation, check=s.validate_inputs)
     grad = needs_grad(base, inputs_embeds)
+    relative = _module(base, s.modules["relative_bias"]) if "relative_bias" in s.modules else None  # MPNet
     out = bert_forward(
         config, embeddings, layers, pooler, input_ids, attention_mask, inputs.get("token_type_ids"),
         inputs.get("position_ids"),
@@ -165,6 +167,7 @@ def _fast_forward(base, *args, **kwargs):
         output_hidden_states=bool(output_hidden_states),
         needs_grad=grad,
         padding_free=s.padding_free,
+        relative_bias=relative.weight if relative is not None else None,
     )
     fields = dict(last_hidden_state=out.last_hidden_state)
     if "pooler_output" in s.output.__dataclass_fields__:
@@ -172,7 +175,12 @@ def _fast_forward(base, *args, **kwargs):
     if out.hidden_states is not None:
         fields["hidden_states"] = _select(out.hidden_states, output_hidden_states)
     result = s.output(**fields)
-    return result if return_dict else result.to_tuple()
+    if return_dict:
+        return result
+    values = result.to_tuple()
+    if s.tuple_keeps_pooler and out.pooler_output is None:
+        values = values[:1] + (None,) + values[1:]
+    return values
 
 
 def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: bool = True,
@@ -211,7 +219,7 @@ def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: b
     if padding_free not in (None, True, False):
         raise TypeError(f"padding_free must be None, True or False, got {padding_free!r}")
     settings = _Settings(config, check_backend(backend), bool(validate_inputs), padding_free, modules, arg_names,
-                         getattr(outputs, FAMILIES[model_type].hf_output))
+                         getattr(outputs, FAMILIES[model_type].hf_output), FAMILIES[model_type].tuple_keeps_pooler)
     object.__setattr__(base, _ATTR, settings)
     # An instance attribute shadows the class's forward for this one module only; restore() deletes it.
     object.__setattr__(base, "forward", functools.partial(_fast_forward, base))

@@ -6,8 +6,9 @@
 Which tokenizer (``TOKENIZERS``, picked by ``tokenizer_class`` in ``tokenizer_config.json``, else by ``model_type``
 in ``config.json``):
 
-- WordPiece (BERT, DistilBERT, ELECTRA): fastbert's C++ :class:`~fastbert.tokenizers.BertTokenizer`. DistilBERT's
-  inputs have no ``token_type_ids`` (its ``model_input_names``), as with transformers.
+- WordPiece (BERT, DistilBERT, ELECTRA, MPNet): fastbert's C++ :class:`~fastbert.tokenizers.BertTokenizer`.
+  DistilBERT's and MPNet's inputs have no ``token_type_ids`` (their ``model_input_names``), as with transformers;
+  MPNet's has RoBERTa's special tokens and pair template (``<s> A </s></s> B </s>``).
 - Byte-level BPE (RoBERTa) and Unigram/SentencePiece (XLM-RoBERTa, ALBERT): :class:`TokenizersTokenizer`, a thin
   wrapper over the Rust ``tokenizers`` library with ``BertTokenizer``'s call signature and ``BatchEncoding``
   (``families.py``).
@@ -55,7 +56,7 @@ class AutoTokenizer:
         kind = TOKENIZERS[name]
         names = kwargs.pop("model_input_names", None) or config.get("model_input_names") or kind.model_input_names
         if kind.pipeline is None:
-            tokenizer = BertTokenizer.from_pretrained(path, **kwargs)
+            tokenizer = BertTokenizer.from_pretrained(path, defaults={**kind.specials, **kind.wordpiece}, **kwargs)
             tokenizer.model_input_names = list(names)
             return tokenizer
         unknown = sorted(set(kwargs) - _OPTIONS)
@@ -174,7 +175,9 @@ def with_lowercase(tokenizer: BertTokenizer | TokenizersTokenizer) -> BertTokeni
         if tokenizer.do_lower_case:
             return tokenizer
         lowered = BertTokenizer.from_pretrained(tokenizer.name_or_path, do_lower_case=True,
-                                                strip_accents=bool(tokenizer.strip_accents))
+                                                strip_accents=bool(tokenizer.strip_accents),
+                                                pair_template=tokenizer.pair_template, bos_token=tokenizer.bos_token,
+                                                eos_token=tokenizer.eos_token)
         lowered.model_input_names = list(tokenizer.model_input_names)
         return lowered
     from tokenizers import normalizers

@@ -65,13 +65,13 @@ def extra_special_tokens(config: Mapping[str, Any]) -> list[str | None]:
     return [token_content(t) for t in extra]
 
 
-def wordpiece_options(path: str) -> dict[str, Any]:
+def wordpiece_options(path: str, specials: tuple[str, ...] = BERT_SPECIALS) -> dict[str, Any]:
     """``BertTokenizer``'s arguments from a checkpoint folder: ``tokenizer.json`` if present, else ``vocab.txt``,
-    with the options of ``tokenizer_config.json`` and ``special_tokens_map.json`` and the added tokens (with their
-    flags) of ``added_tokens_decoder`` (else of ``tokenizer.json``)."""
+    with the options of ``tokenizer_config.json`` and ``special_tokens_map.json`` (the named tokens of ``specials``)
+    and the added tokens (with their flags) of ``added_tokens_decoder`` (else of ``tokenizer.json``)."""
     config = tokenizer_options(path)
     options: dict[str, Any] = {key: config[key] for key in _WORDPIECE_OPTIONS if key in config}
-    options.update({key: token_content(config[key]) for key in BERT_SPECIALS if key in config})
+    options.update({key: token_content(config[key]) for key in specials if key in config})
     options["extra_special_tokens"] = extra_special_tokens(config)
     added = [{**t, "id": int(i)} if isinstance(t, Mapping) else {"content": token_content(t), "id": int(i)}
              for i, t in (config.get("added_tokens_decoder") or {}).items()]
@@ -122,9 +122,12 @@ def save_wordpiece(tokenizer, save_directory: str | os.PathLike) -> tuple[str, .
         raise ValueError("save_pretrained needs vocabulary ids 0..n-1 (vocab.txt gives ids by line)")
     if any("\n" in token for token, _ in by_id):
         raise ValueError("save_pretrained cannot write a vocabulary token that holds a newline to vocab.txt")
-    specials = {name: getattr(tokenizer, name) for name in BERT_SPECIALS if getattr(tokenizer, name) is not None}
+    names = BERT_SPECIALS + ("bos_token", "eos_token")
+    specials = {name: getattr(tokenizer, name) for name in names if getattr(tokenizer, name) is not None}
+    # transformers' WordPiece class with RoBERTa's pair template is MPNet's
+    tokenizer_class = "MPNetTokenizer" if tokenizer.pair_template == "roberta" else "BertTokenizer"
     config = {
-        "tokenizer_class": "BertTokenizer", "do_lower_case": tokenizer.do_lower_case,
+        "tokenizer_class": tokenizer_class, "do_lower_case": tokenizer.do_lower_case,
         "strip_accents": tokenizer.strip_accents, "tokenize_chinese_chars": tokenizer.tokenize_chinese_chars,
         "model_max_length": tokenizer.model_max_length, "padding_side": tokenizer.padding_side,
         "truncation_side": tokenizer.truncation_side,

@@ -102,6 +102,7 @@ class TokenizerKind:
     pipeline: Callable[[dict, Mapping[str, Any], Mapping[str, int]], dict] | None = None
     specials: Mapping[str, str] = field(default_factory=dict)
     model_input_names: tuple[str, ...] = ("input_ids", "token_type_ids", "attention_mask")
+    wordpiece: Mapping[str, Any] = field(default_factory=dict)  # BertTokenizer options under the files' (MPNet's)
 
 
 _ROBERTA_SPECIALS = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", sep_token="</s>", pad_token="<pad>",
@@ -116,9 +117,13 @@ TOKENIZERS: dict[str, TokenizerKind] = {
     "AlbertTokenizer": TokenizerKind("Unigram", albert_pipeline, dict(
         bos_token="[CLS]", eos_token="[SEP]", unk_token="<unk>", sep_token="[SEP]", pad_token="<pad>",
         cls_token="[CLS]", mask_token="[MASK]"), _NO_TYPES),
+    # MPNet: fastbert's C++ WordPiece with RoBERTa's special tokens and pair template
+    "MPNetTokenizer": TokenizerKind("WordPiece", specials=dict(_ROBERTA_SPECIALS, unk_token="[UNK]"),
+                                    model_input_names=_NO_TYPES, wordpiece=dict(pair_template="roberta")),
     "PreTrainedTokenizerFast": TokenizerKind("", file_pipeline),
     "TokenizersBackend": TokenizerKind("", file_pipeline),
 }
 # config.json model_type -> tokenizer class, when tokenizer_config.json names none.
 MODEL_TYPES = {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer", "electra": "ElectraTokenizer",
-               "roberta": "RobertaTokenizer", "xlm-roberta": "XLMRobertaTokenizer", "albert": "AlbertTokenizer"}
+               "roberta": "RobertaTokenizer", "xlm-roberta": "XLMRobertaTokenizer", "albert": "AlbertTokenizer",
+               "mpnet": "MPNetTokenizer"}

@@ -33,7 +33,7 @@ from .files import read_vocab_txt, save_wordpiece, wordpiece_options
 from .options import (VERY_LARGE_INTEGER, CallOptions, check_side, non_negative, output_fields, resolve_strategies,
                       tensor_kind)
 from .padding import Padding
-from .special_tokens import SpecialTokens
+from .special_tokens import BERT_SPECIALS, SpecialTokens
 from .tensors import to_py
 from .truncation import split_inputs
 
@@ -66,6 +66,9 @@ class BertTokenizer(CallSignature, Padding, Decoding, SpecialTokens, AddedVocabu
         clean_text: drop control characters, map whitespace to spaces.
         unk_token, sep_token, pad_token, cls_token, mask_token: the special tokens (added as special tokens;
             one missing from the vocabulary gets the next free id, as in transformers).
+        bos_token, eos_token: further named special tokens (MPNet's ``<s>``/``</s>``); BERT has none.
+        pair_template: how special tokens frame a pair: ``"bert"``, ``[CLS] A [SEP] B [SEP]`` with B of token type
+            1; ``"roberta"``, ``<s> A </s></s> B </s>`` all of type 0 (MPNet's tokenizer).
         added_tokens: further tokens kept whole: ``AddedToken``s, serialized AddedToken dicts (with ``id``), or
             legacy ``(content, id)`` pairs (matched verbatim).
         extra_special_tokens: further special tokens (transformers' ``extra_special_tokens``).
@@ -80,7 +83,9 @@ class BertTokenizer(CallSignature, Padding, Decoding, SpecialTokens, AddedVocabu
     is_fast = True
     pad_token_type_id = 0
     name_or_path = ""
-    bos_token = eos_token = bos_token_id = eos_token_id = None  # BERT has none
+    PAIR_TEMPLATES = ("bert", "roberta")
+    pair_template = "bert"
+    bos_token = eos_token = None  # BERT has none
 
     def __init__(self, vocab_file: str | None = None, *, vocab: Mapping[str, int] | None = None,
                  do_lower_case: bool = True, strip_accents: bool | None = None, tokenize_chinese_chars: bool = True,
@@ -90,7 +95,8 @@ class BertTokenizer(CallSignature, Padding, Decoding, SpecialTokens, AddedVocabu
                  model_max_length: int = VERY_LARGE_INTEGER, padding_side: str = "right",
                  truncation_side: str = "right", clean_up_tokenization_spaces: bool = False,
                  split_special_tokens: bool = False, continuing_subword_prefix: str = "##",
-                 max_input_chars_per_word: int = 100, num_threads: int | None = None):
+                 max_input_chars_per_word: int = 100, num_threads: int | None = None,
+                 bos_token: str | None = None, eos_token: str | None = None, pair_template: str = "bert"):
         if vocab is None:
             if vocab_file is None:
                 raise ValueError("BertTokenizer needs a vocab_file or a vocab")
@@ -98,6 +104,9 @@ class BertTokenizer(CallSignature, Padding, Decoding, SpecialTokens, AddedVocabu
                 raise OSError(f"vocabulary file not found: {vocab_file!r}")
             vocab = read_vocab_txt(vocab_file)
         self._vocab = dict(vocab)
+        if pair_template not in self.PAIR_TEMPLATES:
+            raise ValueError(f"pair_template must be one of {self.PAIR_TEMPLATES}, got {pair_template!r}")
+        self.pair_template = pair_template
         check_side(padding_side, "padding_side")
         check_side(truncation_side, "truncation_side")
         self.do_lower_case = do_lower_case
@@ -107,6 +116,7 @@ class BertTokenizer(CallSignature, Padding, Decoding, SpecialTokens, AddedVocabu
         self.unk_token, self.sep_token, self.pad_token = (token_content(unk_token), token_content(sep_token),
                                                           token_content(pad_token))
         self.cls_token, self.mask_token = token_content(cls_token), token_content(mask_token)
+        self.bos_token, self.eos_token = token_content(bos_token), token_content(eos_token)
         self.extra_special_tokens = [token_content(t) for t in extra_special_tokens]
         self.model_max_length = model_max_length
         self.padding_side, self.truncation_side = padding_side, truncation_side
@@ -118,7 +128,8 @@ class BertTokenizer(CallSignature, Padding, Decoding, SpecialTokens, AddedVocabu
         self._added = read_added_tokens(added_tokens)
         if self.unk_token is None or (self.unk_token not in self._vocab and self.unk_token not in self._added):
             raise ValueError(f"the vocabulary has no unknown token {unk_token!r}")
-        named = [(t, True) for t in (pad_token, unk_token, cls_token, sep_token, mask_token) if t is not None]
+        named = [(t, True) for t in (pad_token, unk_token, cls_token, sep_token, mask_token, bos_token, eos_token)
+                 if t is not None]
         self._register_tokens(named + [(t, True) for t in extra_special_tokens])
         self._build()
 
@@ -137,7 +148,7 @@ class BertTokenizer(CallSignature, Padding, Decoding, SpecialTokens, AddedVocabu
             pad_type_id=self.pad_token_type_id, lowercase=self.do_lower_case, strip_accents=self.strip_accents,
             handle_chinese_chars=self.tokenize_chinese_chars, clean_text=self.clean_text,
             continuing_subword_prefix=self.continuing_subword_prefix,
-            max_input_chars_per_word=self.max_input_chars_per_word)
+            max_input_chars_per_word=self.max_input_chars_per_word, double_sep=self.pair_template == "roberta")
         size = max(ids.values()) + 1
         table: list[str | None] = [None] * size
         for token, index in self._vocab.items():
@@ -157,14 +168,18 @@ class BertTokenizer(CallSignature, Padding, Decoding, SpecialTokens, AddedVocabu
         self._build()
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **kwargs) -> BertTokenizer:
+    def from_pretrained(cls, path: str | os.PathLike, *, defaults: Mapping | None = None, **kwargs) -> BertTokenizer:
         """Loads a local checkpoint directory: ``tokenizer.json`` if present, else ``vocab.txt``, with the options
         of ``tokenizer_config.json`` and ``special_tokens_map.json`` and the added tokens (with their flags) of
-        ``added_tokens_decoder`` (else of ``tokenizer.json``). Keyword arguments override them."""
+        ``added_tokens_decoder`` (else of ``tokenizer.json``). Keyword arguments override them; ``defaults`` (a
+        family's special tokens and ``pair_template``, from ``AutoTokenizer``) sit under them. The files' ``bos_token``
+        and ``eos_token`` are read when ``defaults`` names them."""
         path = os.fspath(path)
         if not os.path.isdir(path):
             raise OSError(f"not a checkpoint directory: {path!r}")
-        tokenizer = cls(**{**wordpiece_options(path), **kwargs})
+        defaults = dict(defaults or {})
+        specials = BERT_SPECIALS + tuple(name for name in ("bos_token", "eos_token") if name in defaults)
+        tokenizer = cls(**{**defaults, **wordpiece_options(path, specials), **kwargs})
         tokenizer.name_or_path = path
         return tokenizer
 
@@ -191,7 +206,7 @@ class BertTokenizer(CallSignature, Padding, Decoding, SpecialTokens, AddedVocabu
         return len(self.vocab)
 
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
-        return 3 if pair else 2
+        return (4 if self.pair_template == "roberta" else 3) if pair else 2
 
     @property
     def max_len_single_sentence(self) -> int:
@@ -199,7 +214,7 @@ class BertTokenizer(CallSignature, Padding, Decoding, SpecialTokens, AddedVocabu
 
     @property
     def max_len_sentences_pair(self) -> int:
-        return self.model_max_length - 3
+        return self.model_max_length - self.num_special_tokens_to_add(pair=True)
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str] | None) -> int | list[int] | None:
         """Id of a token (the unknown token's id if absent), or ids of a list of tokens."""
@@ -294,4 +309,4 @@ class BertTokenizer(CallSignature, Padding, Decoding, SpecialTokens, AddedVocabu
         return (f"BertTokenizer(vocab_size={self.vocab_size}, do_lower_case={self.do_lower_case}, "
                 f"strip_accents={self.strip_accents}, tokenize_chinese_chars={self.tokenize_chinese_chars}, "
                 f"model_max_length={self.model_max_length}, padding_side={self.padding_side!r}, "
-                f"truncation_side={self.truncation_side!r})")
+                f"truncation_side={self.truncation_side!r}, pair_template={self.pair_template!r})")

@@ -8,6 +8,7 @@ bfloat16), while residuals and LayerNorm stay float32. Packed tokens run in leng
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import torch
@@ -80,16 +81,50 @@ def _onednn_linear(x, weight, bias, activation):
     return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, attr, [], algorithm)
 
 
+def position_bias(layout: AttentionLayout, distances: torch.Tensor, columns: torch.Tensor | None) -> AttentionLayout:
+    """The layout with its relative-position bias as additive SDPA masks, built once per forward: one per length
+    bucket (``[count | 1, heads, span, span]``), or one for the padded batch (``[B | 1, heads, S, S]``), padded keys
+    folded in as ``finfo.min``. A mask is shared by a whole bucket (``[1, ...]``, no copy per sequence) when no key is
+    padded and every sequence's columns count from 0 (no holes)."""
+    if layout.buckets is not None:
+        masks = []
+        for b in layout.buckets:
+            cols = columns[b.start:b.start + b.count * b.span].view(b.count, b.span)  # [count, span]
+            masks.append(_bias_mask(distances, cols, b.key_mask))
+        return dataclasses.replace(layout, bias=tuple(masks))
+    if layout.packed:
+        raise ValueError("the PyTorch backend runs packed tokens in length buckets (ops.packed_layout); "
+                         "a relative-position bias needs that layout")
+    cols = torch.arange(layout.seqlen, device=distances.device)[None]  # [1, S]
+    return dataclasses.replace(layout, bias=_bias_mask(distances, cols, layout.key_mask))
+
+
+def _bias_mask(distances: torch.Tensor, cols: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    """columns ``[n, L]`` of the sequences of one SDPA call, key_mask ``[n, L]`` or None -> additive mask
+    ``[n | 1, heads, L, L]`` in ``distances``' dtype."""
+    span = distances.shape[1] // 2
+    if key_mask is None and cols.shape[0] > 1 and bool((cols == cols[:1]).all()):
+        cols = cols[:1]  # every sequence sees the same distances: one mask broadcast over the bucket
+    rel = (cols[:, None, :] - cols[:, :, None]).clamp(-span, span) + span  # [n, L(query), L(key)]
+    mask = distances[:, rel].transpose(0, 1)  # [heads, n, L, L] -> [n, heads, L, L]
+    if key_mask is not None:
+        mask = mask.expand(key_mask.shape[0], -1, -1, -1).masked_fill(~key_mask[:, None, None, :],
+                                                                      torch.finfo(mask.dtype).min)
+    return mask
+
+
 def attention(q, k, v, layout: AttentionLayout) -> torch.Tensor:
     if layout.buckets is not None:
-        return _attention_buckets(q, k, v, layout.buckets)
+        return _attention_buckets(q, k, v, layout.buckets, layout.bias)
     if layout.packed:  # packed rows in their own order (the encoder itself runs them bucketed)
         return _attention_varlen(q, k, v, layout)
     b, s = layout.batch, layout.seqlen
     # [N, h, D] -> [B, h, S, D]
     q, k, v = (t.unflatten(0, (b, s)).transpose(1, 2) for t in (q, k, v))
     mask = None
-    if layout.key_mask is not None:
+    if layout.bias is not None:  # relative-position bias, padded keys already folded in
+        mask = layout.bias.to(q.dtype)
+    elif layout.key_mask is not None:
         # Additive mask as in HF's eager path: a fully masked row then softmaxes to uniform weights (finite).
         mask = torch.zeros(layout.key_mask.shape, dtype=q.dtype, device=q.device)
         mask.masked_fill_(~layout.key_mask, torch.finfo(q.dtype).min)
@@ -98,14 +133,17 @@ def attention(q, k, v, layout: AttentionLayout) -> torch.Tensor:
     return out.transpose(1, 2).flatten(0, 1)  # [B, h, S, D] -> [N, h, D]
 
 
-def _attention_buckets(q, k, v, buckets: tuple[Bucket, ...]) -> torch.Tensor:
-    """Bucketed rows: one SDPA call per bucket on views of q, k, v (no copies in), padded keys masked."""
+def _attention_buckets(q, k, v, buckets: tuple[Bucket, ...], bias: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
+    """Bucketed rows: one SDPA call per bucket on views of q, k, v (no copies in), padded keys masked (by the
+    bucket's additive bias mask when the layout has a relative-position bias)."""
     outs = []
-    for b in buckets:
+    for i, b in enumerate(buckets):
         # rows [start, start + count * span) -> [count, h, span, D] views
         qb, kb, vb = (t[b.start:b.start + b.count * b.span].unflatten(0, (b.count, b.span)).transpose(1, 2)
                       for t in (q, k, v))
         mask = None if b.key_mask is None else b.key_mask[:, None, None, :]  # [count, 1, 1, span]
+        if bias is not None:
+            mask = bias[i].to(qb.dtype)  # [count | 1, heads, span, span]
         ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask)  # [count, h, span, D]
         outs.append(ob.transpose(1, 2).flatten(0, 1))  # [count * span, h, D]
     if len(outs) == 1:
@@ -121,6 +159,8 @@ def _attention_varlen(q, k, v, layout: AttentionLayout) -> torch.Tensor:
     never padded). The Python loop runs once per bucket, not once per sequence; on CPU the lengths are read from
     ``cu_seqlens`` for free, on CUDA that read is one host sync.
     """
+    if layout.bias is not None:
+        raise ValueError("a relative-position bias on packed rows runs in length buckets (ops.packed_layout)")
     cu = layout.cu_seqlens.tolist()
     lengths = [end - start for start, end in zip(cu[:-1], cu[1:])]
     out = torch.empty_like(q)

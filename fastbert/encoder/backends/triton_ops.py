@@ -6,6 +6,8 @@ imported), the path CI uses to test the kernels. Packed tokens stay packed: the 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ...kernels import attention as attn
@@ -30,11 +32,19 @@ def linear(x, weight, bias, activation=None) -> torch.Tensor:
     return gemm.linear(x, weight, bias, activation)
 
 
+def position_bias(layout: AttentionLayout, distances, columns) -> AttentionLayout:
+    """The kernel reads the bias table (fp32) and, packed, each token's column (int32); it computes the distances."""
+    positions = columns.to(torch.int32).contiguous() if layout.packed else None
+    return dataclasses.replace(layout, bias=(distances.float().contiguous(), positions))
+
+
 def attention(q, k, v, layout: AttentionLayout) -> torch.Tensor:
+    bias, positions = layout.bias if layout.bias is not None else (None, None)
     if layout.packed:
-        return attn.attention_varlen(q, k, v, layout.cu_seqlens, layout.seqlen)
+        return attn.attention_varlen(q, k, v, layout.cu_seqlens, layout.seqlen, bias, positions)
     b, s = layout.batch, layout.seqlen
-    out = attn.attention(q.unflatten(0, (b, s)), k.unflatten(0, (b, s)), v.unflatten(0, (b, s)), layout.key_mask)
+    out = attn.attention(q.unflatten(0, (b, s)), k.unflatten(0, (b, s)), v.unflatten(0, (b, s)), layout.key_mask,
+                         bias)
     return out.flatten(0, 1)
 
 
