@@ -1,7 +1,9 @@
 """The PyTorch backend: plain PyTorch, differentiable, any device; the reference path.
 
 On CPU, when no autograd graph is needed, each linear is one oneDNN primitive with its bias, activation or residual
-fused as post-ops, and :class:`~fastbert.encoder.backends.int8.Int8Weight` weights run an int8 GEMM. Packed tokens run
+fused as post-ops, and :class:`~fastbert.encoder.backends.int8.Int8Weight` weights run an int8 GEMM. With autograd
+recording every op is a differentiable PyTorch op (``F.linear``, SDPA, ``F.layer_norm``). Dropout (train mode) is
+``F.dropout`` on hidden states and SDPA's ``dropout_p`` on the attention probabilities. Packed tokens run
 in length buckets (:func:`fastbert.encoder.layout.bucketed_layout`): attention is one SDPA call per bucket on views of
 the token rows. Every function here has the signature of its namesake in :mod:`fastbert.encoder.ops`.
 """
@@ -17,11 +19,15 @@ from .int8 import Int8Weight, int8_linear
 
 
 def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings, token_type_embeddings,
-          ln_weight, ln_bias, eps, *, inputs_embeds=None) -> torch.Tensor:
+          ln_weight, ln_bias, eps, *, inputs_embeds=None, dropout=0.0) -> torch.Tensor:
     words = F.embedding(input_ids, word_embeddings) if inputs_embeds is None else inputs_embeds
     x = words + F.embedding(token_type_ids, token_type_embeddings)
     x = x + F.embedding(position_ids, position_embeddings)
-    return F.layer_norm(x, (x.shape[-1],), ln_weight, ln_bias, eps)
+    return _dropout(F.layer_norm(x, (x.shape[-1],), ln_weight, ln_bias, eps), dropout)
+
+
+def _dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    return F.dropout(x, p, training=True) if p > 0 else x
 
 
 def linear(x, weight, bias, activation=None) -> torch.Tensor:
@@ -75,11 +81,11 @@ def _onednn_linear(x, weight, bias, activation):
     return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, attr, [], algorithm)
 
 
-def attention(q, k, v, layout: AttentionLayout) -> torch.Tensor:
+def attention(q, k, v, layout: AttentionLayout, dropout=0.0) -> torch.Tensor:
     if layout.buckets is not None:
-        return _attention_buckets(q, k, v, layout.buckets)
+        return _attention_buckets(q, k, v, layout.buckets, dropout)
     if layout.packed:  # packed rows in their own order (the encoder itself runs them bucketed)
-        return _attention_varlen(q, k, v, layout)
+        return _attention_varlen(q, k, v, layout, dropout)
     b, s = layout.batch, layout.seqlen
     # [N, h, D] -> [B, h, S, D]
     q, k, v = (t.unflatten(0, (b, s)).transpose(1, 2) for t in (q, k, v))
@@ -89,11 +95,11 @@ def attention(q, k, v, layout: AttentionLayout) -> torch.Tensor:
         mask = torch.zeros(layout.key_mask.shape, dtype=q.dtype, device=q.device)
         mask.masked_fill_(~layout.key_mask, torch.finfo(q.dtype).min)
         mask = mask[:, None, None, :]  # [B, 1, 1, S]
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
     return out.transpose(1, 2).flatten(0, 1)  # [B, h, S, D] -> [N, h, D]
 
 
-def _attention_buckets(q, k, v, buckets: tuple[Bucket, ...]) -> torch.Tensor:
+def _attention_buckets(q, k, v, buckets: tuple[Bucket, ...], dropout: float) -> torch.Tensor:
     """Bucketed rows: one SDPA call per bucket on views of q, k, v (no copies in), padded keys masked."""
     outs = []
     for b in buckets:
@@ -101,14 +107,14 @@ def _attention_buckets(q, k, v, buckets: tuple[Bucket, ...]) -> torch.Tensor:
         qb, kb, vb = (t[b.start:b.start + b.count * b.span].unflatten(0, (b.count, b.span)).transpose(1, 2)
                       for t in (q, k, v))
         mask = None if b.key_mask is None else b.key_mask[:, None, None, :]  # [count, 1, 1, span]
-        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask)  # [count, h, span, D]
+        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, dropout_p=dropout)  # [count, h, span, D]
         outs.append(ob.transpose(1, 2).flatten(0, 1))  # [count * span, h, D]
     if len(outs) == 1:
         return outs[0]
     return torch.cat(outs) if outs else q.new_empty(q.shape)
 
 
-def _attention_varlen(q, k, v, layout: AttentionLayout) -> torch.Tensor:
+def _attention_varlen(q, k, v, layout: AttentionLayout, dropout: float) -> torch.Tensor:
     """Packed layout on PyTorch: sequences grouped into length buckets, one padded SDPA call per bucket.
 
     A bucket pads its sequences to its longest one and masks the padded keys, so its work is at most
@@ -131,16 +137,20 @@ def _attention_varlen(q, k, v, layout: AttentionLayout) -> torch.Tensor:
         # [n*span, h, D] -> [n, h, span, D]
         qb, kb, vb = (t.index_select(0, flat).unflatten(0, (len(members), span)).transpose(1, 2) for t in (q, k, v))
         mask = None if bool(real.all()) else real[:, None, None, :]  # [n, 1, 1, span]
-        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask)  # [n, h, span, D]
+        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, dropout_p=dropout)  # [n, h, span, D]
         ob = ob.transpose(1, 2).flatten(0, 1)  # [n*span, h, D]
         keep = real.flatten()
         out.index_copy_(0, flat[keep], ob[keep])
     return out
 
 
-def linear_residual_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps) -> torch.Tensor:
+def linear_residual_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps, dropout=0.0) -> torch.Tensor:
     """On CPU the residual and bias are post-ops of the oneDNN GEMM (one pass over the output and one rounding
-    instead of three); elsewhere the linear then :func:`bias_residual_layernorm`."""
+    instead of three); elsewhere the linear then :func:`bias_residual_layernorm`. With ``dropout``:
+    LayerNorm(dropout(x @ weight.T + bias) + residual)."""
+    if dropout > 0:
+        return bias_residual_layernorm(_dropout(linear(x, weight, bias), dropout), None, residual, ln_weight, ln_bias,
+                                       eps)
     if not isinstance(weight, Int8Weight) and _onednn_linear_ok(x, weight) \
             and residual.dtype == x.dtype and residual.shape == (x.shape[0], weight.shape[0]):
         h = torch.ops.mkldnn._linear_pointwise.binary(x.contiguous(), residual.contiguous(), weight, bias, "add")
