@@ -14,10 +14,11 @@ Models: ``minilm`` (the bundled all-MiniLM-L6-v2 checkpoint: 6 layers, hidden 38
 weights of BERT-base's shape: 12 layers, hidden 768). ``fp32``: float32 throughout; ``bf16``:
 ``torch.autocast("cpu", dtype=torch.bfloat16)`` around forward and loss with float32 master weights.
 
-Each (model, dtype, implementation) runs in its own process, so its peak resident memory (``ru_maxrss``) is its own;
-``rss_peak_mb`` minus ``rss_loaded_mb`` (after loading and one warm-up step) is what the measured steps added.
-Step time: the median of ``--steps`` steps after one warm-up step; tokens/s counts real (unpadded) tokens. The
-machine's load average before and after is recorded: on a shared machine the ratios are the figure to read.
+Step time: the median of ``--steps`` steps after one warm-up step, all implementations in one process from the same
+weights, interleaved step by step, so that a shared machine's changing load falls on each alike; tokens/s counts
+real (unpadded) tokens. Peak resident memory (``ru_maxrss``): each implementation alone in its own process (load,
+a warm-up step, one more). The machine's load average before and after is recorded: on a shared machine the ratios
+are the figure to read.
 Also measured: the Q/K/V ``torch.cat`` fastbert does per forward (forward and backward of the cat alone), against
 sharing one fused storage, which would make it free.
 
@@ -102,43 +103,78 @@ def qkv_cat_ms(model, repeats: int = 20) -> float:
     return (time.perf_counter() - start) / repeats * 1e3
 
 
-def worker(spec: dict) -> dict:
-    """One (model, dtype, implementation): step times, tokens, memory. Runs in its own process."""
+def _step(model, optimizer, batch, bf16: bool) -> tuple[float, float]:
+    """One training step; (seconds, loss)."""
+    import torch
+
+    start = time.perf_counter()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = model(**batch).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start, loss.item()
+
+
+def timing(spec: dict) -> dict:
+    """Step times of every implementation in one process, interleaved step by step (implementation order rotated
+    each step), so that a shared machine's changing load falls on all of them alike."""
     import torch
 
     torch.set_num_threads(spec["threads"])
-    torch.manual_seed(0)
     data = batches(spec["steps"] + 1, spec["batch"], spec["max_length"])
-    model = build_model(spec["model"], spec["implementation"])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if spec["dtype"] == "bf16"
-                else torch.autocast("cpu", enabled=False))
-    times, losses = [], []
-    rss_loaded = None
+    models = {name: build_model(spec["model"], name) for name in spec["implementations"]}
+    first = next(iter(models.values()))
+    for model in models.values():  # the same initial weights (the random classifier head included)
+        model.load_state_dict(first.state_dict())
+    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=2e-5) for name, m in models.items()}
+    times = {name: [] for name in models}
+    losses = {name: [] for name in models}
+    names = list(models)
     for i, batch in enumerate(data):
-        start = time.perf_counter()
-        with autocast:
-            loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        elapsed = time.perf_counter() - start
-        losses.append(loss.item())
-        if i == 0:
-            rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        else:
-            times.append(elapsed)
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            torch.manual_seed(i)
+            elapsed, loss = _step(models[name], optimizers[name], batch, spec["dtype"] == "bf16")
+            losses[name].append(round(loss, 5))
+            if i:  # step 0 is the warm-up
+                times[name].append(round(elapsed * 1e3, 1))
     real = [int(b["attention_mask"].sum()) for b in data[1:]]
     slots = [b["attention_mask"].numel() for b in data[1:]]
-    step = statistics.median(times)
-    out = dict(spec, step_ms=round(step * 1e3, 1), step_ms_all=[round(t * 1e3, 1) for t in times],
-               tokens_per_s=round(statistics.mean(real) / step, 1), real_tokens_mean=statistics.mean(real),
-               padded_slots_mean=statistics.mean(slots), losses=[round(v, 5) for v in losses],
-               rss_loaded_mb=round(rss_loaded, 1),
-               rss_peak_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
-    if spec["implementation"] == "fastbert":
-        out["qkv_cat_ms"] = round(qkv_cat_ms(model), 2)
-    return out
+    out = []
+    for name in names:
+        step_ms = statistics.median(times[name])
+        row = dict(model=spec["model"], dtype=spec["dtype"], implementation=name, step_ms=step_ms,
+                   step_ms_all=times[name], tokens_per_s=round(statistics.mean(real) / step_ms * 1e3, 1),
+                   real_tokens_mean=statistics.mean(real), padded_slots_mean=statistics.mean(slots),
+                   losses=losses[name])
+        if name == "fastbert":
+            row["qkv_cat_ms"] = round(qkv_cat_ms(models[name]), 2)
+        out.append(row)
+    return {"runs": out}
+
+
+def memory(spec: dict) -> dict:
+    """Peak resident memory of one implementation alone in this process: load, a warm-up step, one more step."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    data = batches(2, spec["batch"], spec["max_length"])
+    model = build_model(spec["model"], spec["implementation"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
+    _step(model, optimizer, data[0], spec["dtype"] == "bf16")
+    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _step(model, optimizer, data[1], spec["dtype"] == "bf16")
+    return {"rss_after_warmup_mb": round(loaded, 1),
+            "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def _run_worker(kind: str, spec: dict) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.train", "--worker", json.dumps(dict(spec, kind=kind))],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    if proc.returncode:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"{kind} worker failed: {spec}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def environment(threads: int) -> dict:
@@ -180,17 +216,19 @@ def table(results: dict) -> str:
         "",
         f"BertForSequenceClassification, train mode (dropout 0.1), batch {results['args']['batch']} of real "
         f"paragraphs padded to the batch's longest (max {results['args']['max_length']}), forward + loss + backward "
-        f"+ AdamW step; median of {results['args']['steps']} steps after a warm-up.",
+        f"+ AdamW step; median of {results['args']['steps']} steps after a warm-up, the implementations interleaved "
+        "step by step in one process. Peak RSS: each implementation alone in its own process (load, two steps).",
         "",
-        "| model | dtype | implementation | step ms | real tokens/s | vs hf-sdpa | peak RSS MB | RSS added by steps MB |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| model | dtype | implementation | step ms (median) | steps ms | real tokens/s | vs hf-sdpa | peak RSS MB |",
+        "| --- | --- | --- | ---: | --- | ---: | ---: | ---: |",
     ]
     for r in results["runs"]:
         base = next(x for x in results["runs"] if x["model"] == r["model"] and x["dtype"] == r["dtype"]
                     and x["implementation"] == "hf-sdpa")
+        rss = f"{r['rss_peak_mb']:.0f}" if "rss_peak_mb" in r else "-"
         lines.append(f"| {r['model']} | {r['dtype']} | {r['implementation']} | {r['step_ms']:.0f} | "
-                     f"{r['tokens_per_s']:.0f} | {base['step_ms'] / r['step_ms']:.2f}x | {r['rss_peak_mb']:.0f} | "
-                     f"{r['rss_peak_mb'] - r['rss_loaded_mb']:.0f} |")
+                     f"{', '.join(f'{t:.0f}' for t in r['step_ms_all'])} | {r['tokens_per_s']:.0f} | "
+                     f"{base['step_ms'] / r['step_ms']:.2f}x | {rss} |")
     lines += ["", "Real tokens per batch (mean): " + ", ".join(
         f"{r['model']}: {r['real_tokens_mean']:.0f} of {r['padded_slots_mean']:.0f} slots"
         for r in results["runs"] if r["implementation"] == "hf-sdpa" and r["dtype"] == results["runs"][0]["dtype"])]
@@ -210,12 +248,15 @@ def main(argv=None) -> int:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory-dtypes", nargs="*", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                        help="measure peak RSS (a process per implementation) for these dtypes")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--tag", default="", help="written as train_<tag>.json / .md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+        spec = json.loads(args.worker)
+        print(json.dumps((timing if spec["kind"] == "timing" else memory)(spec)))
         return 0
     stem = f"train_{args.tag}" if args.tag else "train"
     results = {"args": {k: v for k, v in vars(args).items() if k not in ("worker", "out")},
@@ -223,18 +264,16 @@ def main(argv=None) -> int:
     results["args"]["out"] = str(args.out)
     for model in args.models:
         for dtype in args.dtypes:
-            for implementation in args.implementations:
-                spec = dict(model=model, dtype=dtype, implementation=implementation, batch=args.batch,
-                            max_length=args.max_length, steps=args.steps, threads=args.threads)
-                proc = subprocess.run([sys.executable, "-m", "benchmarks.train", "--worker", json.dumps(spec)],
-                                      capture_output=True, text=True)
-                if proc.returncode:
-                    sys.stderr.write(proc.stderr)
-                    raise SystemExit(f"worker failed: {spec}")
-                run = json.loads(proc.stdout.strip().splitlines()[-1])
-                print(f"{model} {dtype} {implementation}: {run['step_ms']:.0f} ms/step, "
-                      f"{run['tokens_per_s']:.0f} tokens/s, peak RSS {run['rss_peak_mb']:.0f} MB", flush=True)
-                results["runs"].append(run)
+            spec = dict(model=model, dtype=dtype, implementations=args.implementations, batch=args.batch,
+                        max_length=args.max_length, steps=args.steps, threads=args.threads)
+            runs = _run_worker("timing", spec)["runs"]
+            for run in runs:
+                if dtype in args.memory_dtypes:
+                    run.update(_run_worker("memory", dict(spec, implementation=run["implementation"])))
+                print(f"{model} {dtype} {run['implementation']}: {run['step_ms']:.0f} ms/step "
+                      f"{run['step_ms_all']}, {run['tokens_per_s']:.0f} tokens/s, "
+                      f"peak RSS {run.get('rss_peak_mb', '-')} MB", flush=True)
+            results["runs"] += runs
     results["environment"]["load_average_after"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
