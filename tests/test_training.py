@@ -292,3 +292,14 @@ def test_module_with_its_own_forward_is_refused():
     model.bert.encoder.layer[1].attention.self.value = Adapted(old.in_features, old.out_features)
     with pytest.raises(TypeError, match="encoder.layer.1.attention.self.value is a Adapted"):
         model(**_batch(model, "ForSequenceClassification"))
+
+
+def test_trainer_keyword_arguments(seed):
+    """transformers.Trainer passes ``num_items_in_batch`` to every forward (for the loss); the encoder ignores it,
+    as HF's does."""
+    ref = _model("bert", "ForTokenClassification")
+    model = fastbert.optimize(copy.deepcopy(ref))
+    batch = _batch(ref, "ForTokenClassification")
+    count = (batch["labels"] != -100).sum()
+    expected, got = ref(**batch, num_items_in_batch=count), model(**batch, num_items_in_batch=count)
+    assert abs(got.loss - expected.loss) <= LOSS_RTOL * abs(expected.loss)

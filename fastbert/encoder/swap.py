@@ -130,6 +130,9 @@ def _weights(base: nn.Module, s: _Settings):
     return embeddings, layers, (pooler.weight, pooler.bias) if pooler is not None else None
 
 
+# transformers' keyword arguments that reach the base model but are the loss's business (Trainer passes
+# num_items_in_batch to every forward; the encoder ignores it).
+_LOSS_ONLY = ("num_items_in_batch",)
 _PLAIN_FORWARDS = (nn.Linear.forward, nn.LayerNorm.forward, nn.Embedding.forward)
 
 
@@ -162,6 +165,8 @@ def _fast_forward(base, *args, **kwargs):
     kwargs.pop("output_attentions", None)
     output_hidden_states = kwargs.pop("output_hidden_states", None)
     return_dict = kwargs.pop("return_dict", None)
+    for name in _LOSS_ONLY:
+        kwargs.pop(name, None)
     given = sorted(k for k, v in kwargs.items() if v is not None and v is not False)
     if given:
         raise ValueError(f"fastbert-optimized {type(base).__name__} does not support the argument(s) {given}; "
