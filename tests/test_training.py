@@ -303,3 +303,25 @@ def test_trainer_keyword_arguments(seed):
     count = (batch["labels"] != -100).sum()
     expected, got = ref(**batch, num_items_in_batch=count), model(**batch, num_items_in_batch=count)
     assert abs(got.loss - expected.loss) <= LOSS_RTOL * abs(expected.loss)
+
+
+def test_train_mode_runs_on_torch_even_when_triton_is_asked(monkeypatch, seed):
+    """The Triton backend is forward-only (no backward kernels, no dropout): train mode and autograd route every op
+    to the PyTorch backend, and the Triton ops refuse a dropout they cannot apply."""
+    from fastbert.encoder import ops
+
+    if ops.triton_problem() is not None:
+        pytest.skip(ops.triton_problem())
+    from fastbert.encoder.backends import triton_ops
+
+    model = fastbert.optimize(_model("bert", "ForSequenceClassification", hidden_dropout_prob=0.1), backend="triton")
+    for name in ("embed", "linear", "attention", "linear_residual_layernorm", "bias_residual_layernorm"):
+        monkeypatch.setattr(triton_ops, name, lambda *a, **k: pytest.fail("a Triton op ran in train mode"))
+    model(**_batch(model, "ForSequenceClassification")).loss.backward()
+    with torch.no_grad():  # train mode without autograd still has dropout: still PyTorch
+        model(**_batch(model, "ForSequenceClassification"))
+    monkeypatch.undo()
+    x = torch.randn(3, 8)
+    with pytest.raises(ValueError, match="no dropout"):
+        triton_ops.linear_residual_layernorm(x, torch.randn(8, 8), None, x, torch.ones(8), torch.zeros(8), 1e-12,
+                                             dropout=0.1)
