@@ -3,8 +3,9 @@
 Both stacks start from the same random init (dropout 0) and take the same AdamW steps: the loss of every step within
 1e-3 relative, every parameter's gradient within 1e-3 relative norm. Random-weight models at awkward sizes (hidden 96
 with 6 heads, FFN 160), BERT, RoBERTa and DistilBERT, with sequence classification, token classification (labels
-on each word's first sub-token, as transformers' token-classification recipe aligns them) and question answering,
-on padded batches of mixed lengths and on ``DataCollatorWithFlattening`` batches. A forward hook on the HF
+on each word's first sub-token, as transformers' token-classification recipe aligns them) and question answering
+(BERT and RoBERTa also masked LM and multiple choice), on padded batches of mixed lengths and on
+``DataCollatorWithFlattening`` batches. A forward hook on the HF
 embeddings module proves that HF's own forward never ran. Dropout is checked for placement (p = 1 makes it
 deterministic), reproducibility under a seed, gradient checkpointing (the masks replay) and eval after training.
 """
@@ -152,6 +153,34 @@ def test_training_steps_match_transformers(family, head, seed):
     calls = _hf_forward_calls(model)
     _train_both(ref, model, [_batch(ref, head) for _ in range(STEPS)])
     assert not calls, "HF's forward ran instead of fastbert's"
+
+
+def _masked_lm_batch(model):
+    """A padded batch with about 30% of the real tokens to predict (-100 elsewhere and at padding)."""
+    batch = {k: v for k, v in _batch(model, "ForSequenceClassification").items() if k != "labels"}
+    predict = (torch.rand(batch["input_ids"].shape) < 0.3) & (batch["attention_mask"] == 1)
+    batch["labels"] = torch.where(predict, batch["input_ids"], -100)
+    return batch
+
+
+def _multiple_choice_batch(model, choices=3):
+    """Each question's choices as rows of a padded batch ``[B, choices, S]``, the label the right choice."""
+    rows = [{k: v for k, v in _batch(model, "ForSequenceClassification").items() if k != "labels"}
+            for _ in range(choices)]
+    batch = {k: torch.stack([r[k] for r in rows], dim=1) for k in rows[0]}  # [B, choices, S]
+    batch["labels"] = torch.randint(0, choices, (BATCH,))
+    return batch
+
+
+@pytest.mark.parametrize("head", ["ForMaskedLM", "ForMultipleChoice"])
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_training_steps_match_transformers_other_heads(family, head, seed):
+    ref = _model(family, head)
+    model = fastbert.optimize(copy.deepcopy(ref))
+    calls = _hf_forward_calls(model)
+    make = _masked_lm_batch if head == "ForMaskedLM" else _multiple_choice_batch
+    _train_both(ref, model, [make(ref) for _ in range(STEPS)])
+    assert not calls
 
 
 @pytest.mark.parametrize("head", ["ForTokenClassification", "ForMaskedLM"])
