@@ -104,3 +104,16 @@ def test_padding_free_benchmark_cpu(tmp_path):
     assert abs(row["real_fraction"] - 0.6) < 0.05 and row["dense_tokens"] >= row["real_tokens"] * 0.9
     assert all(row[k] > 0 for k in ("packed_ms", "padded_ms", "dense_ms", "check_inputs_ms"))
     assert "| tiny | fp32 |" in (tmp_path / "padding_free.md").read_text()
+
+
+def test_train_benchmark_smoke(bench, tmp_path):
+    """benchmarks.train end to end at a toy size: each implementation's worker runs, the table is written."""
+    import benchmarks.train
+
+    argv = ["--models", "minilm", "--dtypes", "fp32", "--implementations", "fastbert", "hf-sdpa", "--batch", "2",
+            "--max-length", "16", "--steps", "1", "--threads", "1", "--out", str(tmp_path), "--tag", "smoke"]
+    assert benchmarks.train.main(argv) == 0
+    data = json.loads((tmp_path / "train_smoke.json").read_text())
+    assert [r["implementation"] for r in data["runs"]] == ["fastbert", "hf-sdpa"]
+    assert all(r["step_ms"] > 0 and r["rss_peak_mb"] > 0 for r in data["runs"])
+    assert "| minilm | fp32 | fastbert |" in (tmp_path / "train_smoke.md").read_text()

@@ -191,7 +191,8 @@ def test_family_defaults_are_transformers_defaults(model_type, config_class):
 @pytest.mark.parametrize("family", list(CONFIGS))
 def test_gradients_and_train_mode(family, seed):
     """Eval mode with autograd: fastbert's PyTorch path, every parameter's gradient as transformers' (the pad rows of
-    the word and RoBERTa position tables get none). Train mode: transformers' own forward, bit for bit."""
+    the word and RoBERTa position tables get none). Train mode (dropout 0 here): fastbert's path, as transformers
+    computes it (tests/test_training.py trains)."""
     ref = _model(family, PREFIX[family] + "ForSequenceClassification")
     model = fastbert.optimize(copy.deepcopy(ref))
     inputs = _inputs(ref)
@@ -204,10 +205,11 @@ def test_gradients_and_train_mode(family, seed):
             assert max_err(p.grad, q.grad) <= parity_bound(q.grad), (name, seed)
     ref.train()
     model.train()
-    torch.manual_seed(seed)
+    for module in [*ref.modules(), *model.modules()]:  # the heads' own dropout (DistilBERT's 0.2) off as well
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
     expected = ref(**inputs).logits
-    torch.manual_seed(seed)
-    assert torch.equal(model(**inputs).logits, expected)
+    assert max_err(model(**inputs).logits, expected) <= parity_bound(expected), seed
 
 
 @pytest.mark.parametrize("family", list(CONFIGS))

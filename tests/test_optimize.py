@@ -83,7 +83,7 @@ def test_output_hidden_states_and_tuple_return(seed):
     assert isinstance(t, tuple) and len(t) == len(t_ref) == 1  # this head's BertModel has no pooler
 
 
-def test_output_attentions_and_train_mode_fall_back_to_hf(seed):
+def test_output_attentions_falls_back_to_hf_and_train_mode_does_not(seed):
     ref = _model("BertModel")
     model = fastbert.optimize(copy.deepcopy(ref))
     inputs = _inputs("BertModel")
@@ -93,13 +93,11 @@ def test_output_attentions_and_train_mode_fall_back_to_hf(seed):
     assert len(o.attentions) == 2
     for mine, theirs in zip(o.attentions, r.attentions):
         assert torch.equal(mine, theirs)
-    model.train()
-    torch.manual_seed(0)
-    o = model(**inputs)
+    model.train()  # fastbert's path (tests/test_training.py); with dropout 0 it computes what HF computes
     ref.train()
-    torch.manual_seed(0)
-    r = ref(**inputs)
-    assert torch.equal(o.last_hidden_state, r.last_hidden_state)
+    o, r = model(**inputs), ref(**inputs)
+    valid = inputs["attention_mask"].bool()
+    assert max_err(o.last_hidden_state, r.last_hidden_state, valid) <= parity_bound(r.last_hidden_state), seed
 
 
 def test_unsupported_arguments_raise():

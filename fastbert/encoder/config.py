@@ -15,7 +15,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from .families import FAMILIES, check_supported
 
@@ -166,6 +166,32 @@ class BertConfig:
     def from_hf(cls, hf_config) -> "BertConfig":
         """Build from a ``transformers`` config object of a supported family."""
         return cls.from_dict(hf_config.to_dict())
+
+
+class DropoutRates(NamedTuple):
+    """Dropout probabilities of the encoder in train mode (all 0: eval mode). Applied as transformers places them:
+    after the embedding LayerNorm, on the attention probabilities, on the attention output projection and on the
+    FFN output (each before its residual add). The masks are drawn from torch's RNG by fastbert's own ops: the same
+    distribution as transformers, not the same masks for the same seed."""
+
+    embeddings: float = 0.0
+    attention: float = 0.0
+    attention_output: float = 0.0
+    ffn_output: float = 0.0
+
+    @classmethod
+    def from_hf(cls, hf_config) -> "DropoutRates":
+        """The rates a ``transformers`` model of a supported family builds its ``nn.Dropout`` modules with."""
+        d = hf_config.to_dict()
+        rates = cls(**FAMILIES[d.get("model_type", "bert")].dropout(d))
+        for name, p in rates._asdict().items():
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+                raise ValueError(f"{name} dropout probability must be a number in [0, 1], got {p!r}")
+        return cls(*(float(p) for p in rates))
+
+    @property
+    def active(self) -> bool:
+        return any(p > 0 for p in self)
 
 
 def _is_int(value) -> bool:

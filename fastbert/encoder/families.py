@@ -8,7 +8,10 @@ BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT and MPNet run the same e
 * ``names``: where it keeps each of fastbert's modules (:class:`Names`), which serves both checkpoint loading
   (:mod:`fastbert.encoder.weights`) and the in-place swap (:mod:`fastbert.encoder.swap`);
 * ``hf_model`` / ``hf_output``: the ``transformers`` base-model class and the output class its forward returns
-  (``tuple_keeps_pooler``: how its ``return_dict=False`` tuple reads).
+  (``tuple_keeps_pooler``: how its ``return_dict=False`` tuple reads);
+* ``dropout``: its dropout rates in train mode (:class:`~fastbert.encoder.config.DropoutRates` fields), read from the
+  HF config as transformers builds its ``nn.Dropout`` modules (DistilBERT has none after attention's output
+  projection, ALBERT none after the FFN).
 
 A new family is a new entry here (plus, if its attention differs, one attention variant behind the op seam); the
 forward pass never branches on the family. Anything in a config that would change the math in a way fastbert does not
@@ -33,6 +36,7 @@ class Family(NamedTuple):
     names: Names
     hf_model: str  # the transformers base-model class
     hf_output: str  # the output class its forward returns
+    dropout: Callable[[Mapping[str, Any]], dict]  # HF config dict -> DropoutRates fields (train mode)
     # return_dict=False: the tuple keeps a None pooler_output in second place (MPNet's forward builds it by hand;
     # its heads read hidden states at index 2), instead of dropping the Nones as ModelOutput.to_tuple() does
     tuple_keeps_pooler: bool = False
@@ -110,6 +114,35 @@ def mpnet_config(d: Mapping[str, Any]) -> dict:
                 relative_attention_buckets=out.pop("relative_attention_num_buckets"))
 
 
+def _rate(d: Mapping[str, Any], key: str, default: float) -> float:
+    value = d.get(key)
+    return default if value is None else value
+
+
+def bert_dropout(d: Mapping[str, Any]) -> dict:
+    """BERT, RoBERTa, XLM-R, ELECTRA: hidden dropout after the embeddings, attention's output projection and the FFN;
+    attention-probability dropout."""
+    hidden = _rate(d, "hidden_dropout_prob", 0.1)
+    return dict(embeddings=hidden, attention=_rate(d, "attention_probs_dropout_prob", 0.1),
+                attention_output=hidden, ffn_output=hidden)
+
+
+def albert_dropout(d: Mapping[str, Any]) -> dict:
+    """ALBERT: as BERT but no dropout after the FFN (``AlbertLayer`` builds one and never applies it); its defaults
+    are 0."""
+    hidden = _rate(d, "hidden_dropout_prob", 0.0)
+    return dict(embeddings=hidden, attention=_rate(d, "attention_probs_dropout_prob", 0.0),
+                attention_output=hidden, ffn_output=0.0)
+
+
+def distilbert_dropout(d: Mapping[str, Any]) -> dict:
+    """DistilBERT: ``dropout`` after the embeddings and the FFN, ``attention_dropout`` on the probabilities, none
+    after the attention output projection."""
+    hidden = _rate(d, "dropout", 0.1)
+    return dict(embeddings=hidden, attention=_rate(d, "attention_dropout", 0.1), attention_output=0.0,
+                ffn_output=hidden)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Weight names
 # ----------------------------------------------------------------------------------------------------------------
@@ -179,13 +212,16 @@ _MPNET_NAMES = Names(
 _WITH_POOLING = "BaseModelOutputWithPoolingAndCrossAttentions"
 FAMILIES: dict[str, Family] = {
     "bert": Family(bert_config, Names("bert", _BERT_MODULES, _encoder_layer, _BERT_LAYER), "BertModel",
-                   _WITH_POOLING),
-    "roberta": Family(roberta_config, _ROBERTA_NAMES, "RobertaModel", _WITH_POOLING),
-    "xlm-roberta": Family(roberta_config, _ROBERTA_NAMES, "XLMRobertaModel", _WITH_POOLING),
-    "distilbert": Family(distilbert_config, _DISTILBERT_NAMES, "DistilBertModel", "BaseModelOutput"),
-    "electra": Family(electra_config, _ELECTRA_NAMES, "ElectraModel", "BaseModelOutputWithPastAndCrossAttentions"),
-    "albert": Family(albert_config, _ALBERT_NAMES, "AlbertModel", "BaseModelOutputWithPooling"),
-    "mpnet": Family(mpnet_config, _MPNET_NAMES, "MPNetModel", "BaseModelOutputWithPooling", tuple_keeps_pooler=True),
+                   _WITH_POOLING, bert_dropout),
+    "roberta": Family(roberta_config, _ROBERTA_NAMES, "RobertaModel", _WITH_POOLING, bert_dropout),
+    "xlm-roberta": Family(roberta_config, _ROBERTA_NAMES, "XLMRobertaModel", _WITH_POOLING, bert_dropout),
+    "distilbert": Family(distilbert_config, _DISTILBERT_NAMES, "DistilBertModel", "BaseModelOutput",
+                         distilbert_dropout),
+    "electra": Family(electra_config, _ELECTRA_NAMES, "ElectraModel", "BaseModelOutputWithPastAndCrossAttentions",
+                      bert_dropout),
+    "albert": Family(albert_config, _ALBERT_NAMES, "AlbertModel", "BaseModelOutputWithPooling", albert_dropout),
+    "mpnet": Family(mpnet_config, _MPNET_NAMES, "MPNetModel", "BaseModelOutputWithPooling", bert_dropout,
+                    tuple_keeps_pooler=True),
 }
 NAMES: dict[str, Names] = {model_type: family.names for model_type, family in FAMILIES.items()}
 

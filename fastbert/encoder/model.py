@@ -15,19 +15,20 @@ skip attention (their attention output is zero) while leading padding and holes 
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import warnings
 import weakref
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import ops
-from .config import BertConfig
+from .config import BertConfig, DropoutRates
 from .packing import TokenRows, packed_rows, padded_rows
 from .position_bias import distance_bias
 from .weights import load_pretrained
@@ -86,22 +87,26 @@ class BertOutput:
 # The math
 # ----------------------------------------------------------------------------------------------------------------
 
+_NO_DROPOUT = DropoutRates()
+
+
 def encoder_layer(
-    x: torch.Tensor, w: LayerWeights, layout: ops.AttentionLayout, config: BertConfig, backend: str
+    x: torch.Tensor, w: LayerWeights, layout: ops.AttentionLayout, config: BertConfig, backend: str,
+    dropout: DropoutRates = _NO_DROPOUT,
 ) -> torch.Tensor:
-    """One post-LayerNorm BERT layer on token rows ``x`` ``[N, H]`` -> ``[N, H]``."""
+    """One post-LayerNorm BERT layer on token rows ``x`` ``[N, H]`` -> ``[N, H]`` (``dropout``: train mode)."""
     n, hidden = x.shape
     qkv = ops.linear(x, w.qkv_weight, w.qkv_bias, backend=backend)  # [N, 3H]
     q, k, v = qkv.view(n, 3, config.num_attention_heads, config.head_dim).unbind(1)  # 3 x [N, heads, D] views
-    ctx = ops.attention(q, k, v, layout, backend=backend).reshape(n, hidden)  # [N, H]
+    ctx = ops.attention(q, k, v, layout, dropout=dropout.attention, backend=backend).reshape(n, hidden)  # [N, H]
     x = ops.linear_residual_layernorm(
         ctx, w.attn_out_weight, w.attn_out_bias, x, w.attn_norm_weight, w.attn_norm_bias, config.layer_norm_eps,
-        backend=backend,
+        dropout=dropout.attention_output, backend=backend,
     )
     up = ops.linear(x, w.ffn_up_weight, w.ffn_up_bias, config.activation, backend=backend)  # [N, I]
     return ops.linear_residual_layernorm(
         up, w.ffn_down_weight, w.ffn_down_bias, x, w.ffn_norm_weight, w.ffn_norm_bias, config.layer_norm_eps,
-        backend=backend,
+        dropout=dropout.ffn_output, backend=backend,
     )
 
 
@@ -124,12 +129,18 @@ def bert_forward(
     needs_grad: bool = False,
     padding_free: bool | None = None,
     relative_bias: torch.Tensor | None = None,
+    dropout: DropoutRates | None = None,
+    checkpoint: Callable | None = None,
 ) -> BertOutput:
     """Embeddings (-> projection) -> encoder layers -> pooler.
 
     ``layers``: the weights of each layer application, in order (ALBERT passes its shared weights repeatedly).
     ``relative_bias``: MPNet's ``[buckets, heads]`` relative-position table, added in every layer's attention (the
     bias is prepared once here, :func:`fastbert.encoder.ops.position_bias`); None: no bias.
+    ``dropout``: train mode's dropout rates (None: eval; any nonzero rate runs the PyTorch backend). ``checkpoint``:
+    gradient checkpointing, a function called as ``checkpoint(fn, x)`` (``torch.utils.checkpoint.checkpoint`` or
+    transformers' ``_gradient_checkpointing_func``) that runs each layer application without keeping its
+    activations; its dropout masks are replayed by the checkpoint's RNG-state preservation.
 
     Padded input: ``input_ids`` ``[B, S]`` (or ``inputs_embeds`` ``[B, S, E]``) with an optional 0/1
     ``attention_mask``; outputs are ``[B, S, H]``. Packed input: ``input_ids`` ``[T]`` with ``cu_seqlens``
@@ -138,7 +149,8 @@ def bert_forward(
     :func:`~fastbert.encoder.packing.padded_rows` for when a padded batch runs packed.
     """
     device = embeddings.word.device
-    backend = ops.resolve_backend(backend, device, needs_grad)
+    dropout = dropout or _NO_DROPOUT
+    backend = ops.resolve_backend(backend, device, needs_grad or dropout.active)
     if cu_seqlens is not None:
         if attention_mask is not None or inputs_embeds is not None:
             raise ValueError("packed input (cu_seqlens) takes no attention_mask or inputs_embeds")
@@ -154,10 +166,11 @@ def bert_forward(
     layout = rows.layout
     if relative_bias is not None:  # one bias for every layer (MPNet)
         layout = ops.position_bias(layout, distance_bias(relative_bias), rows.columns, backend=backend)
-    x = embed_rows(rows, embeddings, config, backend, needs_grad)  # [N, H]
+    x = embed_rows(rows, embeddings, config, backend, needs_grad, dropout.embeddings)  # [N, H]
     hidden_states = [x] if output_hidden_states else None
+    layer = encoder_layer if checkpoint is None else functools.partial(_checkpointed, checkpoint)
     for w in layers:
-        x = encoder_layer(x, w, layout, config, backend)
+        x = layer(x, w, layout, config, backend, dropout)
         if hidden_states is not None:
             hidden_states.append(x)
 
@@ -171,9 +184,20 @@ def bert_forward(
                       None if hidden_states is None else tuple(rows.finish(h) for h in hidden_states))
 
 
-def embed_rows(rows: TokenRows, w: EmbeddingWeights, config: BertConfig, backend: str, needs_grad: bool):
-    """The embeddings of the token rows ``[N, H]``: LayerNorm(word + token type + position), then the projection to
-    the encoder width where the family has one."""
+def _checkpointed(checkpoint: Callable, x: torch.Tensor, *args) -> torch.Tensor:
+    """:func:`encoder_layer` under gradient checkpointing: only ``x`` is a checkpoint input (the weights, layout
+    and settings are closed over, so the gradients of the weights flow as for any other captured tensor)."""
+    return checkpoint(functools.partial(_layer_of_x, args), x)
+
+
+def _layer_of_x(args: tuple, x: torch.Tensor) -> torch.Tensor:
+    return encoder_layer(x, *args)
+
+
+def embed_rows(rows: TokenRows, w: EmbeddingWeights, config: BertConfig, backend: str, needs_grad: bool,
+               dropout: float = 0.0):
+    """The embeddings of the token rows ``[N, H]``: dropout(LayerNorm(word + token type + position)), then the
+    projection to the encoder width where the family has one."""
     input_ids, inputs_embeds, position = rows.input_ids, rows.inputs_embeds, w.position
     token_type = w.token_type if w.token_type is not None else w.word.new_zeros(1, w.word.shape[1])  # adds nothing
     if needs_grad and config.pad_token_id is not None:
@@ -185,7 +209,7 @@ def embed_rows(rows: TokenRows, w: EmbeddingWeights, config: BertConfig, backend
             position = _without_grad_at(position, config.pad_token_id)
     x = ops.embed(
         input_ids, rows.token_type_ids, rows.position_ids, w.word, position, token_type, w.norm_weight, w.norm_bias,
-        config.layer_norm_eps, inputs_embeds=inputs_embeds, backend=backend,
+        config.layer_norm_eps, inputs_embeds=inputs_embeds, dropout=dropout, backend=backend,
     ).reshape(rows.rows, config.embedding_dim)  # [N, E]
     if w.project_weight is not None:
         x = ops.linear(x, w.project_weight, w.project_bias, backend=backend)  # [N, H]
@@ -227,10 +251,14 @@ def _caller_stacklevel() -> int:
     return level if frame is not None else 2
 
 
-def choose_backend(owner: nn.Module, backend: str | None, device: torch.device, grad: bool) -> str:
+def choose_backend(owner: nn.Module, backend: str | None, device: torch.device, grad: bool,
+                   dropout: bool = False) -> str:
     """The backend one forward of ``owner`` runs (:func:`fastbert.encoder.ops.resolve_backend`). When autograd alone keeps
-    it off Triton, warn once per ``owner`` and name the fix."""
+    it off Triton, warn once per ``owner`` and name the fix; train mode's dropout (``dropout``) runs on PyTorch too
+    (fine-tuning: no warning)."""
     chosen = ops.resolve_backend(backend, device)
+    if dropout:
+        return "torch"
     if grad and chosen != "torch":
         if owner not in _WARNED_GRAD_FALLBACK:
             _WARNED_GRAD_FALLBACK.add(owner)

@@ -4,14 +4,19 @@ Backends (one module each under :mod:`fastbert.encoder.backends`, with the same 
 
 * ``"torch"`` (:mod:`~fastbert.encoder.backends.torch_ops`) -- plain PyTorch, oneDNN-fused on CPU. Differentiable;
   runs on any device. The reference path. Packed tokens run in length buckets.
-* ``"triton"`` (:mod:`~fastbert.encoder.backends.triton_ops`) -- fastbert's fused Triton kernels. Inference only.
+* ``"triton"`` (:mod:`~fastbert.encoder.backends.triton_ops`) -- fastbert's fused Triton kernels. Inference only
+  (forward kernels, no dropout).
   Runs on CUDA tensors, or on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before
   ``triton`` is imported) -- the path CI uses to test the kernels.
 
 :func:`resolve_backend` makes the choice once per forward: an explicit ``backend`` argument wins, then the
 ``FASTBERT_BACKEND`` environment variable (``torch`` | ``triton`` | ``auto``), then ``auto``, which takes Triton
-on CUDA when it is importable and PyTorch otherwise. When gradients are needed the differentiable torch path is
-taken whatever was asked for, so autograd never silently loses its graph. A precision (the mixed bf16 mode) is a
+on CUDA when it is importable and PyTorch otherwise. When gradients are needed, or dropout is on (train mode), the
+differentiable torch path is taken whatever was asked for, so autograd never silently loses its graph.
+
+``dropout`` arguments (train mode; 0 in eval) are probabilities applied where transformers applies them: after the
+embedding LayerNorm, on the attention probabilities, and on a projection's output before its residual add. A precision
+(the mixed bf16 mode) is a
 property of the weights the model holds, chosen once at load (:mod:`fastbert.encoder.precision`); the backends
 dispatch on it.
 
@@ -122,13 +127,16 @@ def packed_layout(batch: int, seqlen: int, cu_seqlens: torch.Tensor, backend: st
 # ----------------------------------------------------------------------------------------------------------------
 
 def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings, token_type_embeddings,
-          ln_weight, ln_bias, eps: float, *, inputs_embeds=None, backend: str = "torch") -> torch.Tensor:
-    """LayerNorm(word[input_ids] + token_type[token_type_ids] + position[position_ids]) -> ``[*ids.shape, E]``.
+          ln_weight, ln_bias, eps: float, *, inputs_embeds=None, dropout: float = 0.0,
+          backend: str = "torch") -> torch.Tensor:
+    """dropout(LayerNorm(word[input_ids] + token_type[token_type_ids] + position[position_ids])) ->
+    ``[*ids.shape, E]``.
 
     ``inputs_embeds`` (``[..., E]``) replaces the word-embedding lookup when given.
     """
     return _backend(backend).embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings,
-                                   token_type_embeddings, ln_weight, ln_bias, eps, inputs_embeds=inputs_embeds)
+                                   token_type_embeddings, ln_weight, ln_bias, eps, inputs_embeds=inputs_embeds,
+                                   dropout=dropout)
 
 
 def linear(x: torch.Tensor, weight, bias: torch.Tensor | None, activation: str | None = None, *,
@@ -141,15 +149,15 @@ def linear(x: torch.Tensor, weight, bias: torch.Tensor | None, activation: str |
     return _backend(backend).linear(x, weight, bias, activation)
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: AttentionLayout, *,
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: AttentionLayout, *, dropout: float = 0.0,
               backend: str = "torch") -> torch.Tensor:
-    """softmax(q k^T / sqrt(D) + bias + mask) v per sequence and head (``bias``: the layout's relative-position
-    bias, if :func:`position_bias` gave it one).
+    """dropout(softmax(q k^T / sqrt(D) + bias + mask)) v per sequence and head (``bias``: the layout's
+    relative-position bias, if :func:`position_bias` gave it one).
 
     q, k, v: ``[N, heads, D]`` (any strides, e.g. views into a fused QKV projection) -> ``[N, heads, D]``.
     Keys whose mask is 0 get no weight; a query row whose keys are all masked gets finite output.
     """
-    return _backend(backend).attention(q, k, v, layout)
+    return _backend(backend).attention(q, k, v, layout, dropout)
 
 
 def position_bias(layout: AttentionLayout, distances: torch.Tensor, columns: torch.Tensor | None, *,
@@ -166,10 +174,11 @@ def position_bias(layout: AttentionLayout, distances: torch.Tensor, columns: tor
 
 
 def linear_residual_layernorm(x: torch.Tensor, weight, bias: torch.Tensor | None, residual: torch.Tensor,
-                              ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float, *,
+                              ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float, *, dropout: float = 0.0,
                               backend: str = "torch") -> torch.Tensor:
-    """LayerNorm(x @ weight.T + bias + residual): x ``[N, K]``, weight ``[M, K]``, residual ``[N, M]`` -> ``[N, M]``."""
-    return _backend(backend).linear_residual_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps)
+    """LayerNorm(dropout(x @ weight.T + bias) + residual): x ``[N, K]``, weight ``[M, K]``, residual ``[N, M]`` ->
+    ``[N, M]``."""
+    return _backend(backend).linear_residual_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps, dropout)
 
 
 def bias_residual_layernorm(x: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor, weight: torch.Tensor,

@@ -10,13 +10,27 @@ exactly as before. ``restore(model)`` removes the override.
 
 What runs where:
 
-* eval mode, no ``output_attentions``: fastbert. ``output_hidden_states`` is supported (the first layer's input,
-  then every layer's output, as HF returns them; an index or list of indices selects some, as in HF).
-* ``output_attentions=True`` (fastbert's attention never materialises the probabilities) or train mode (fastbert
-  has no dropout): the original HF forward runs, so results stay exactly HF's.
+* eval and train mode, no ``output_attentions``: fastbert. ``output_hidden_states`` is supported (the first layer's
+  input, then every layer's output, as HF returns them; an index or list of indices selects some, as in HF).
+* ``output_attentions=True`` (fastbert's attention never materialises the probabilities): the original HF forward
+  runs, so results stay exactly HF's.
+* Train mode (fine-tuning): dropout at the rates transformers builds its modules with
+  (:class:`~fastbert.encoder.config.DropoutRates`, read at ``optimize``; call it again after changing them), on
+  the PyTorch backend: hidden dropout with ``F.dropout``, attention-probability dropout with SDPA's ``dropout_p``.
+  The masks come from torch's RNG in fastbert's own order: the same distribution as transformers, not the same
+  masks for the same seed. HF's gradient checkpointing (``model.gradient_checkpointing_enable()``) is honoured: each
+  layer application runs under the checkpoint function transformers installed (every layer, whatever
+  ``every_n_layers`` was given; results are the same, only memory and time differ).
 * Gradients: with grad mode on and parameters (or ``inputs_embeds``) requiring grad, the op seam takes its
-  differentiable PyTorch path, so backpropagation reaches the HF parameters. When that alone keeps a forward off
-  the Triton path, a warning (once per model) names the fix: ``torch.inference_mode()`` or ``torch.no_grad()``.
+  differentiable PyTorch path, so backpropagation reaches the HF parameters. The weights are read from the HF
+  modules at every forward (Q/K/V stacked with a differentiable ``torch.cat``), so an optimizer step is seen by
+  the next forward. When that alone keeps a forward off the Triton path, a warning (once per model) names the fix:
+  ``torch.inference_mode()`` or ``torch.no_grad()``.
+* Padding: a padded batch runs packed (real tokens only) and comes back padded for the head, with zeros at padding
+  positions. Question answering heads are the exception: transformers' QA loss takes its softmax over every
+  position, padding included, so the padding rows enter the loss; for them ``padding_free=None`` keeps a padded
+  batch padded and the loss is HF's (``padding_free=True`` packs anyway, and padding positions then score the
+  head's bias alone).
 
 ``attention_mask`` means what it means to transformers, converted to the key mask fastbert runs:
 
@@ -40,7 +54,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from .config import BertConfig
+from .config import BertConfig, DropoutRates
 from .families import FAMILIES, NAMES, module_names
 from .model import EmbeddingWeights, LayerWeights, bert_forward, check_backend, choose_backend, needs_grad
 
@@ -57,6 +71,8 @@ class _Settings(NamedTuple):
     arg_names: tuple[str, ...]  # the original forward's parameters, for positional arguments
     output: type  # the transformers output class the original forward returns
     tuple_keeps_pooler: bool  # return_dict=False keeps a None pooler_output in place (the family's Family entry)
+    dropout: DropoutRates  # train mode's rates
+    pads_enter_outputs: bool  # the head's loss reads padding positions (QA): padded batches stay padded by default
 
 
 def _find_base(model: nn.Module) -> tuple[nn.Module, str]:
@@ -89,6 +105,13 @@ def _weights(base: nn.Module, s: _Settings):
     pooler). Q/K/V are stacked per call (a few MB per layer, cheap next to the GEMMs), once per set of layer
     weights, so no second copy is held and gradients still reach the three HF parameters."""
     m = {name: _module(base, path) for name, path in s.modules.items()}
+    for name, module in m.items():
+        if module is not None and type(module).forward not in _PLAIN_FORWARDS:
+            raise TypeError(
+                f"{type(base).__name__}.{'.'.join(s.modules[name])} is a {type(module).__name__} with its own forward "
+                "(an adapter such as LoRA, or a quantized layer?); fastbert computes nn.Linear / nn.LayerNorm / "
+                "nn.Embedding math from its weight and bias alone, which would silently drop what that forward adds. "
+                "Call fastbert.restore(model) to run it")
     project, token_type, pooler = m.get("embeddings.project"), m.get("embeddings.token_type"), m.get("pooler")
     embeddings = EmbeddingWeights(
         m["embeddings.word"].weight, m["embeddings.position"].weight,
@@ -108,6 +131,12 @@ def _weights(base: nn.Module, s: _Settings):
     return embeddings, layers, (pooler.weight, pooler.bias) if pooler is not None else None
 
 
+# transformers' keyword arguments that reach the base model but are the loss's business (Trainer passes
+# num_items_in_batch to every forward; the encoder ignores it).
+_LOSS_ONLY = ("num_items_in_batch",)
+_PLAIN_FORWARDS = (nn.Linear.forward, nn.LayerNorm.forward, nn.Embedding.forward)
+
+
 def _select(hidden_states: tuple[torch.Tensor, ...], which: Any) -> tuple[torch.Tensor | None, ...]:
     """``output_hidden_states`` as transformers reads it: True keeps all; an index or a list of indices keeps those
     and puts None in the other places."""
@@ -124,7 +153,7 @@ def _fast_forward(base, *args, **kwargs):
     output_attentions = kwargs.get("output_attentions")
     if output_attentions is None:
         output_attentions = getattr(hf_config, "output_attentions", False)
-    if base.training or output_attentions:
+    if output_attentions:
         return type(base).forward(base, *args, **kwargs)
     if len(args) > len(s.arg_names):
         raise TypeError(f"{type(base).__name__}.forward takes {len(s.arg_names)} positional arguments, "
@@ -137,6 +166,8 @@ def _fast_forward(base, *args, **kwargs):
     kwargs.pop("output_attentions", None)
     output_hidden_states = kwargs.pop("output_hidden_states", None)
     return_dict = kwargs.pop("return_dict", None)
+    for name in _LOSS_ONLY:
+        kwargs.pop(name, None)
     given = sorted(k for k, v in kwargs.items() if v is not None and v is not False)
     if given:
         raise ValueError(f"fastbert-optimized {type(base).__name__} does not support the argument(s) {given}; "
@@ -158,16 +189,22 @@ def _fast_forward(base, *args, **kwargs):
                                   hf_config._attn_implementation, check=s.validate_inputs)
     grad = needs_grad(base, inputs_embeds)
     relative = _module(base, s.modules["relative_bias"]) if "relative_bias" in s.modules else None  # MPNet
+    dropout = s.dropout if base.training else None
+    padding_free = s.padding_free
+    if padding_free is None and s.pads_enter_outputs and attention_mask is not None:
+        padding_free = False
     out = bert_forward(
         config, embeddings, layers, pooler, input_ids, attention_mask, inputs.get("token_type_ids"),
         inputs.get("position_ids"),
         inputs_embeds=inputs_embeds,
-        backend=choose_backend(base, s.backend, embeddings.word.device, grad),
+        backend=choose_backend(base, s.backend, embeddings.word.device, grad, bool(dropout and dropout.active)),
         validate=s.validate_inputs,
         output_hidden_states=bool(output_hidden_states),
         needs_grad=grad,
-        padding_free=s.padding_free,
+        padding_free=padding_free,
         relative_bias=relative.weight if relative is not None else None,
+        dropout=dropout,
+        checkpoint=_checkpoint_function(base) if grad and base.training else None,
     )
     fields = dict(last_hidden_state=out.last_hidden_state)
     if "pooler_output" in s.output.__dataclass_fields__:
@@ -183,6 +220,23 @@ def _fast_forward(base, *args, **kwargs):
     return values
 
 
+def _checkpoint_function(base: nn.Module):
+    """The checkpoint function transformers installed with ``gradient_checkpointing_enable()`` (it reads each of its
+    layers' ``gradient_checkpointing`` flag in train mode with grad on), or None when it is off."""
+    for module in base.modules():
+        if getattr(module, "gradient_checkpointing", False) is True:
+            function = getattr(module, "_gradient_checkpointing_func", None)
+            if function is not None:
+                return function
+    return None
+
+
+# Heads whose loss reads the encoder's output at padding positions: transformers' QA loss is a softmax over every
+# position of the row. (Sequence classification and multiple choice read the first token; token classification and
+# masked LM score labelled tokens only, and transformers' collators label padding -100.)
+_HEADS_READING_PADDING = ("ForQuestionAnswering",)
+
+
 def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: bool = True,
              padding_free: bool | None = None) -> nn.Module:
     """Make ``model`` (a ``transformers`` model of a supported family: its base model or any task head) run its
@@ -194,7 +248,8 @@ def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: b
     ``backend``: ``None``/``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`fastbert.encoder.ops`).
     ``validate_inputs=False`` skips the value checks (token-id ranges, mask values: one host sync per forward).
     ``padding_free``: pack the real tokens of a padded batch (``None``: on for the Triton backend and on CPU, see
-    :func:`fastbert.encoder.model.bert_forward`); packing needs the number of real tokens on the host (one sync).
+    :func:`fastbert.encoder.model.bert_forward`, except under a question answering head, whose loss reads padding
+    positions); packing needs the number of real tokens on the host (one sync).
     For ``torch.compile(fullgraph=True)`` and CUDA-graph capture, which need a forward without host syncs, pass
     ``validate_inputs=False, padding_free=False`` once the inputs are known good.
     """
@@ -219,7 +274,8 @@ def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: b
     if padding_free not in (None, True, False):
         raise TypeError(f"padding_free must be None, True or False, got {padding_free!r}")
     settings = _Settings(config, check_backend(backend), bool(validate_inputs), padding_free, modules, arg_names,
-                         getattr(outputs, FAMILIES[model_type].hf_output), FAMILIES[model_type].tuple_keeps_pooler)
+                         getattr(outputs, FAMILIES[model_type].hf_output), FAMILIES[model_type].tuple_keeps_pooler,
+                         DropoutRates.from_hf(base.config), type(model).__name__.endswith(_HEADS_READING_PADDING))
     object.__setattr__(base, _ATTR, settings)
     # An instance attribute shadows the class's forward for this one module only; restore() deletes it.
     object.__setattr__(base, "forward", functools.partial(_fast_forward, base))

@@ -3,8 +3,11 @@
 On CPU, when no autograd graph is needed, each linear is one oneDNN primitive with its bias, activation or residual
 fused as post-ops. A bfloat16 weight given float32 activations is the mixed mode of
 :func:`fastbert.encoder.precision.quantize`: the activations are rounded to bfloat16 for the GEMM (whose output is
-bfloat16), while residuals and LayerNorm stay float32. Packed tokens run in length buckets
-(:func:`fastbert.encoder.layout.bucketed_layout`): attention is one SDPA call per bucket on views of the token rows. Every function here has the signature of its namesake in :mod:`fastbert.encoder.ops`.
+bfloat16), while residuals and LayerNorm stay float32. With autograd recording every op is a differentiable PyTorch
+op (``F.linear``, SDPA, ``F.layer_norm``). Dropout (train mode) is ``F.dropout`` on hidden states and SDPA's
+``dropout_p`` on the attention probabilities. Packed tokens run in length buckets
+(:func:`fastbert.encoder.layout.bucketed_layout`): attention is one SDPA call per bucket on views of the token rows.
+Every function here has the signature of its namesake in :mod:`fastbert.encoder.ops`.
 """
 from __future__ import annotations
 
@@ -18,11 +21,15 @@ from ..layout import AttentionLayout, Bucket, length_buckets
 
 
 def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings, token_type_embeddings,
-          ln_weight, ln_bias, eps, *, inputs_embeds=None) -> torch.Tensor:
+          ln_weight, ln_bias, eps, *, inputs_embeds=None, dropout=0.0) -> torch.Tensor:
     words = F.embedding(input_ids, word_embeddings) if inputs_embeds is None else inputs_embeds
     x = words + F.embedding(token_type_ids, token_type_embeddings)
     x = x + F.embedding(position_ids, position_embeddings)
-    return F.layer_norm(x, (x.shape[-1],), ln_weight, ln_bias, eps)
+    return _dropout(F.layer_norm(x, (x.shape[-1],), ln_weight, ln_bias, eps), dropout)
+
+
+def _dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    return F.dropout(x, p, training=True) if p > 0 else x
 
 
 def linear(x, weight, bias, activation=None) -> torch.Tensor:
@@ -113,11 +120,11 @@ def _bias_mask(distances: torch.Tensor, cols: torch.Tensor, key_mask: torch.Tens
     return mask
 
 
-def attention(q, k, v, layout: AttentionLayout) -> torch.Tensor:
+def attention(q, k, v, layout: AttentionLayout, dropout=0.0) -> torch.Tensor:
     if layout.buckets is not None:
-        return _attention_buckets(q, k, v, layout.buckets, layout.bias)
+        return _attention_buckets(q, k, v, layout.buckets, layout.bias, dropout)
     if layout.packed:  # packed rows in their own order (the encoder itself runs them bucketed)
-        return _attention_varlen(q, k, v, layout)
+        return _attention_varlen(q, k, v, layout, dropout)
     b, s = layout.batch, layout.seqlen
     # [N, h, D] -> [B, h, S, D]
     q, k, v = (t.unflatten(0, (b, s)).transpose(1, 2) for t in (q, k, v))
@@ -129,11 +136,12 @@ def attention(q, k, v, layout: AttentionLayout) -> torch.Tensor:
         mask = torch.zeros(layout.key_mask.shape, dtype=q.dtype, device=q.device)
         mask.masked_fill_(~layout.key_mask, torch.finfo(q.dtype).min)
         mask = mask[:, None, None, :]  # [B, 1, 1, S]
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
     return out.transpose(1, 2).flatten(0, 1)  # [B, h, S, D] -> [N, h, D]
 
 
-def _attention_buckets(q, k, v, buckets: tuple[Bucket, ...], bias: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
+def _attention_buckets(q, k, v, buckets: tuple[Bucket, ...], bias: tuple[torch.Tensor, ...] | None,
+                       dropout: float) -> torch.Tensor:
     """Bucketed rows: one SDPA call per bucket on views of q, k, v (no copies in), padded keys masked (by the
     bucket's additive bias mask when the layout has a relative-position bias)."""
     outs = []
@@ -144,14 +152,14 @@ def _attention_buckets(q, k, v, buckets: tuple[Bucket, ...], bias: tuple[torch.T
         mask = None if b.key_mask is None else b.key_mask[:, None, None, :]  # [count, 1, 1, span]
         if bias is not None:
             mask = bias[i].to(qb.dtype)  # [count | 1, heads, span, span]
-        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask)  # [count, h, span, D]
+        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, dropout_p=dropout)  # [count, h, span, D]
         outs.append(ob.transpose(1, 2).flatten(0, 1))  # [count * span, h, D]
     if len(outs) == 1:
         return outs[0]
     return torch.cat(outs) if outs else q.new_empty(q.shape)
 
 
-def _attention_varlen(q, k, v, layout: AttentionLayout) -> torch.Tensor:
+def _attention_varlen(q, k, v, layout: AttentionLayout, dropout: float) -> torch.Tensor:
     """Packed layout on PyTorch: sequences grouped into length buckets, one padded SDPA call per bucket.
 
     A bucket pads its sequences to its longest one and masks the padded keys, so its work is at most
@@ -176,16 +184,20 @@ def _attention_varlen(q, k, v, layout: AttentionLayout) -> torch.Tensor:
         # [n*span, h, D] -> [n, h, span, D]
         qb, kb, vb = (t.index_select(0, flat).unflatten(0, (len(members), span)).transpose(1, 2) for t in (q, k, v))
         mask = None if bool(real.all()) else real[:, None, None, :]  # [n, 1, 1, span]
-        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask)  # [n, h, span, D]
+        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, dropout_p=dropout)  # [n, h, span, D]
         ob = ob.transpose(1, 2).flatten(0, 1)  # [n*span, h, D]
         keep = real.flatten()
         out.index_copy_(0, flat[keep], ob[keep])
     return out
 
 
-def linear_residual_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps) -> torch.Tensor:
+def linear_residual_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps, dropout=0.0) -> torch.Tensor:
     """On CPU the residual and bias are post-ops of the oneDNN GEMM (one pass over the output and one rounding
-    instead of three); elsewhere the linear then :func:`bias_residual_layernorm`."""
+    instead of three); elsewhere the linear then :func:`bias_residual_layernorm`. With ``dropout``:
+    LayerNorm(dropout(x @ weight.T + bias) + residual)."""
+    if dropout > 0:
+        return bias_residual_layernorm(_dropout(linear(x, weight, bias), dropout), None, residual, ln_weight, ln_bias,
+                                       eps)
     if _mixed_bf16(residual, weight):
         # mixed bf16: the bf16 GEMM, then the residual sum and LayerNorm in float32
         h = torch.add(residual, linear(x, weight, bias))  # [N, H] float32

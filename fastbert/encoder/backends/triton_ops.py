@@ -1,4 +1,6 @@
-"""The Triton backend: fastbert's fused kernels (:mod:`fastbert.kernels`), inference only.
+"""The Triton backend: fastbert's fused kernels (:mod:`fastbert.kernels`), inference only: no backward kernels and no
+dropout (the op seam routes autograd and train mode to the PyTorch backend; a nonzero ``dropout`` here is a
+``ValueError``).
 
 Runs on CUDA tensors, or on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before ``triton`` is
 imported), the path CI uses to test the kernels. Packed tokens stay packed: the attention kernel reads
@@ -17,12 +19,18 @@ from . import torch_ops
 
 
 def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings, token_type_embeddings,
-          ln_weight, ln_bias, eps, *, inputs_embeds=None) -> torch.Tensor:
+          ln_weight, ln_bias, eps, *, inputs_embeds=None, dropout=0.0) -> torch.Tensor:
+    _no_dropout(dropout)
     if inputs_embeds is not None:  # no lookup to fuse: the PyTorch ops, on the same tensors
         return torch_ops.embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings,
                                token_type_embeddings, ln_weight, ln_bias, eps, inputs_embeds=inputs_embeds)
     return embedding.embed_layernorm(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings,
                                      token_type_embeddings, ln_weight, ln_bias, eps)
+
+
+def _no_dropout(p: float) -> None:
+    if p > 0:
+        raise ValueError(f"the triton backend has no dropout (got p={p}); train mode runs on the torch backend")
 
 
 def linear(x, weight, bias, activation=None) -> torch.Tensor:
@@ -38,7 +46,8 @@ def position_bias(layout: AttentionLayout, distances, columns) -> AttentionLayou
     return dataclasses.replace(layout, bias=(distances.float().contiguous(), positions))
 
 
-def attention(q, k, v, layout: AttentionLayout) -> torch.Tensor:
+def attention(q, k, v, layout: AttentionLayout, dropout=0.0) -> torch.Tensor:
+    _no_dropout(dropout)
     bias, positions = layout.bias if layout.bias is not None else (None, None)
     if layout.packed:
         return attn.attention_varlen(q, k, v, layout.cu_seqlens, layout.seqlen, bias, positions)
@@ -48,7 +57,8 @@ def attention(q, k, v, layout: AttentionLayout) -> torch.Tensor:
     return out.flatten(0, 1)
 
 
-def linear_residual_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps) -> torch.Tensor:
+def linear_residual_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps, dropout=0.0) -> torch.Tensor:
+    _no_dropout(dropout)
     return bias_residual_layernorm(linear(x, weight, None), bias, residual, ln_weight, ln_bias, eps)
 
 
