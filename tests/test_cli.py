@@ -267,7 +267,9 @@ def test_signal_while_writing_keeps_the_old_output(tmp_path, tmp_path_factory, s
     out = tmp_path / "out.jsonl"
     out.write_text("GOOD\n")
     proc = subprocess.Popen([sys.executable, "-m", "fastbert", "encode", "--model", wide, "-i", str(src), "-o",
-                             str(out), "--batch-size", "512"], cwd=REPO, stderr=subprocess.PIPE)
+                             str(out), "--batch-size", "512"], cwd=REPO, stderr=subprocess.PIPE,
+                            # a shell's background job (``cmd &``) inherits SIGINT ignored: give the child Ctrl-C back
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while not list(tmp_path.glob(".out.jsonl.*.part")):
         assert proc.poll() is None, proc.stderr.read()
