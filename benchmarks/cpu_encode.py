@@ -43,6 +43,9 @@ Texts: the first ``--texts`` prose paragraphs of :mod:`benchmarks.corpus`, in co
 truncates at the folder's ``max_seq_length`` (256). Tokens are counted with fastbert's tokenizer (``[CLS]``/``[SEP]``
 included, after truncation), the same count for every row.
 
+Threads: torch's default count, with ``OMP_WAIT_POLICY=PASSIVE`` unless set (as ``fastbert encode`` does) for
+sentence-transformers and fastbert alike; OpenVINO and ONNX Runtime use their own thread pools.
+
 Method: each row is loaded once, encodes the texts once (warm-up; its embeddings give the cosines), then the rows
 take turns (``--rounds`` rounds, each row encoding all texts once per round, in a fixed order) so that load from
 other processes hits them alike. Reported: median wall time (texts/s, tokens/s, speed-up over ``st-torch``), the
@@ -791,6 +794,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # OpenMP threads that spin while waiting take the cores other processes need (on a shared machine a spinning
+    # torch ran the same encode 1.2-3x slower): every torch row runs with passive waits, as `fastbert encode` does,
+    # unless the caller set a policy. Set before anything imports torch; the start-up processes inherit it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     if args.worker:
         return worker_main()
