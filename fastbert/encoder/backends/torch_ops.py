@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -113,7 +114,96 @@ def _bias_mask(distances: torch.Tensor, cols: torch.Tensor, key_mask: torch.Tens
     return mask
 
 
-def attention(q, k, v, layout: AttentionLayout) -> torch.Tensor:
+class _Group(NamedTuple):
+    """One SDPA call's sequences under DeBERTa's disentangled attention (a length bucket, or the padded batch)."""
+
+    index: torch.Tensor  # [n | 1, 1, L, L] int64: column(query) - column(key) + width, the distance's row in [lo, hi]
+    lo: int  # the first and last rows of the per-distance embeddings the group's distances reach
+    hi: int
+    key_mask: torch.Tensor | None  # [n, L] bool (True = real token); None when nothing is padded
+
+
+class _Disentangled(NamedTuple):
+    """What every layer's disentangled attention reads, prepared once per forward (:func:`disentangled`)."""
+
+    relative: torch.Tensor  # [2W + 1, H]: the relative embedding of each distance in [-W, W]
+    scale: float  # 1 / sqrt(D (1 + number of position scores))
+    c2p: bool
+    p2c: bool
+    groups: tuple[_Group, ...]  # one per length bucket, or one for the padded batch
+
+
+def disentangled(layout: AttentionLayout, relative: torch.Tensor, spec, columns: torch.Tensor | None,
+                 head_dim: int) -> AttentionLayout:
+    """The layout with DeBERTa's disentangled attention (see :func:`fastbert.encoder.ops.disentangled`): per SDPA
+    call, the distance index of every query/key pair and the rows of ``relative`` those distances reach."""
+    width = relative.shape[0] // 2
+
+    def group(cols: torch.Tensor, key_mask: torch.Tensor | None) -> _Group:  # cols [n, L] int64
+        if key_mask is None and cols.shape[0] > 1 and bool((cols == cols[:1]).all()):
+            cols = cols[:1]  # the same distances for every sequence: one index broadcast over the group
+        reach = int(cols.max() - cols.min())
+        index = cols[:, :, None] - cols[:, None, :] + reach  # [n, L(query), L(key)] in [0, 2 reach]
+        return _Group(index[:, None], width - reach, width + reach, key_mask)
+
+    if layout.buckets is not None:
+        groups = tuple(group(columns[b.start:b.start + b.count * b.span].view(b.count, b.span), b.key_mask)
+                       for b in layout.buckets)
+    elif layout.packed:
+        raise ValueError("the PyTorch backend runs packed tokens in length buckets (ops.packed_layout); "
+                         "DeBERTa's disentangled attention needs that layout")
+    else:
+        groups = (group(torch.arange(layout.seqlen, device=relative.device)[None], layout.key_mask),)
+    scale = spec.scale / head_dim ** 0.5
+    return dataclasses.replace(layout, bias=_Disentangled(relative, scale, spec.c2p, spec.p2c, groups))
+
+
+def _disentangled_attention(q, k, v, layout: AttentionLayout, projection) -> torch.Tensor:
+    """Disentangled attention, one SDPA call per group: the content scores scaled by ``d.scale``, plus the
+    additive mask ``(c2p + p2c) * d.scale`` with padded keys, and every key of a padding query, at ``finfo.min``. The layer's query and key
+    projections (``projection``: its fused QKV weight and bias) turn the per-distance relative embeddings into the
+    position keys Kr and queries Qr ``[2W + 1, heads, D]``."""
+    d: _Disentangled = layout.bias
+    heads, head_dim = q.shape[1], q.shape[2]
+    hidden = heads * head_dim
+    weight, bias = projection
+    pos = linear(d.relative.to(q.dtype), weight[:2 * hidden], bias[:2 * hidden])  # [2W + 1, 2H]
+    pos_q, pos_k = pos.unflatten(1, (2, heads, head_dim)).unbind(1)  # 2 x [2W + 1, heads, D]
+    if pos_q.dtype != q.dtype:  # the mixed bf16 mode's GEMM output
+        pos_q, pos_k = pos_q.to(q.dtype), pos_k.to(q.dtype)
+    if layout.buckets is not None:
+        blocks = [(b.start, b.count, b.span) for b in layout.buckets]
+    else:
+        blocks = [(0, layout.batch, layout.seqlen)]
+    outs = []
+    for (start, count, span), g in zip(blocks, d.groups):
+        # rows [start, start + count * span) -> [count, heads, span, D] views
+        qb, kb, vb = (t[start:start + count * span].unflatten(0, (count, span)).transpose(1, 2) for t in (q, k, v))
+        index = g.index.expand(count, heads, span, span)  # [count, heads, L(query), L(key)]
+        scores = qb.new_zeros(())
+        if d.c2p:
+            c2p = qb @ pos_k[g.lo:g.hi + 1].permute(1, 2, 0)  # [count, heads, L(query), distances]
+            scores = scores + c2p.gather(-1, index)
+        if d.p2c:
+            p2c = kb @ pos_q[g.lo:g.hi + 1].permute(1, 2, 0)  # [count, heads, L(key), distances]
+            scores = scores + p2c.gather(-1, index.transpose(-1, -2)).transpose(-1, -2)
+        mask = (scores * d.scale).expand(count, heads, span, span)  # [count, heads, L, L]
+        if g.key_mask is not None:  # as transformers' DeBERTa: a padding query attends to no key (uniform weights)
+            attend = g.key_mask[:, None, :] & g.key_mask[:, :, None]  # [count, L(query), L(key)]
+            mask = mask.masked_fill(~attend[:, None], torch.finfo(qb.dtype).min)
+            # a zero query: its scores are the mask alone, so no gradient reaches it (transformers masks by
+            # masked_fill, which stops the gradient of the scores it replaces)
+            qb = qb * g.key_mask[:, None, :, None].to(qb.dtype)
+        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=d.scale)  # [count, heads, L, D]
+        outs.append(ob.transpose(1, 2).flatten(0, 1))  # [count * L, heads, D]
+    if len(outs) == 1:
+        return outs[0]
+    return torch.cat(outs) if outs else q.new_empty(q.shape)
+
+
+def attention(q, k, v, layout: AttentionLayout, projection=None) -> torch.Tensor:
+    if isinstance(layout.bias, _Disentangled):
+        return _disentangled_attention(q, k, v, layout, projection)
     if layout.buckets is not None:
         return _attention_buckets(q, k, v, layout.buckets, layout.bias)
     if layout.packed:  # packed rows in their own order (the encoder itself runs them bucketed)

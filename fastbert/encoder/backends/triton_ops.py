@@ -38,7 +38,11 @@ def position_bias(layout: AttentionLayout, distances, columns) -> AttentionLayou
     return dataclasses.replace(layout, bias=(distances.float().contiguous(), positions))
 
 
-def attention(q, k, v, layout: AttentionLayout) -> torch.Tensor:
+def disentangled(layout: AttentionLayout, relative, spec, columns, head_dim) -> AttentionLayout:
+    raise ValueError("DeBERTa's disentangled attention has no Triton kernel yet; run it with backend='torch'")
+
+
+def attention(q, k, v, layout: AttentionLayout, projection=None) -> torch.Tensor:
     bias, positions = layout.bias if layout.bias is not None else (None, None)
     if layout.packed:
         return attn.attention_varlen(q, k, v, layout.cu_seqlens, layout.seqlen, bias, positions)
