@@ -60,6 +60,18 @@ def _check(model, ref, ids, mask, seed):
     assert max_err(got, expected, mask) <= parity_bound(expected[mask.bool()]), seed
 
 
+def test_token_type_ids_ignored_without_token_types(seed):
+    """DeBERTa-v3 has no token types but its tokenizer returns token_type_ids: transformers ignores them, so does
+    fastbert (the other families refuse them)."""
+    ref = _model()
+    model = fastbert.optimize(copy.deepcopy(ref))
+    ids, mask = _batch(7, "holes")
+    types = torch.randint(0, 2, ids.shape)
+    with torch.no_grad():
+        expected, got = ref(ids, mask, types)[0], model(ids, mask, types)[0]
+    assert max_err(got, expected, mask) <= parity_bound(expected[mask.bool()]), seed
+
+
 def test_bucket_is_transformers_bucket():
     relative = torch.arange(-700, 701)
     for buckets, max_position in ((256, 512), (16, 64), (32, 140), (2, 10)):

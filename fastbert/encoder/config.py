@@ -61,6 +61,9 @@ class BertConfig:
     # DeBERTa: the embeddings of padding positions are zeroed (what a padding query's attention then averages, on
     # the padded path, as transformers does)
     mask_embeddings: bool = False
+    # DeBERTa: token_type_ids given to a model without token types are ignored (its tokenizer returns them), where
+    # the other families refuse them
+    ignore_token_types: bool = False
     absolute_positions: bool = True  # False: no position table (DeBERTa's position_biased_input=False)
     # DeBERTa: the disentangled attention every layer runs (content-to-position and position-to-content scores from
     # relative embeddings, fastbert.encoder.position_bias); None: none.

@@ -146,7 +146,7 @@ def deberta_v2_config(d: Mapping[str, Any]) -> dict:
     spec = Disentangled(span=buckets if buckets > 0 else max_position, buckets=buckets, max_position=max_position,
                         c2p="c2p" in parts, p2c="p2c" in parts, norm="layer_norm" in _norm_rel_ebd(d))
     return dict(out, absolute_positions=bool(d.get("position_biased_input", True)), disentangled=spec,
-                mask_embeddings=True)
+                mask_embeddings=True, ignore_token_types=True)
 
 
 def _pos_att_type(d: Mapping[str, Any]) -> list[str]:

@@ -144,6 +144,8 @@ def bert_forward(
     """
     device = embeddings.word.device
     backend = ops.resolve_backend(backend, device, needs_grad, config.triton_missing)
+    if config.ignore_token_types and not config.type_vocab_size:  # DeBERTa without token types, as transformers
+        token_type_ids = None
     if cu_seqlens is not None:
         if attention_mask is not None or inputs_embeds is not None:
             raise ValueError("packed input (cu_seqlens) takes no attention_mask or inputs_embeds")
