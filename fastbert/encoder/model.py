@@ -29,7 +29,7 @@ from torch import nn
 from . import ops
 from .config import BertConfig
 from .packing import TokenRows, packed_rows, padded_rows
-from .position_bias import deberta_relative_embeddings, distance_bias
+from .position_bias import deberta_rows, deberta_table, distance_bias
 from .weights import load_pretrained
 
 
@@ -165,9 +165,10 @@ def bert_forward(
         table, norm_weight, norm_bias = relative_embeddings
         width = int(rows.columns.max()) if rows.columns is not None and rows.columns.numel() else layout.seqlen - 1
         norm = (norm_weight, norm_bias) if config.disentangled.norm else None
-        relative = deberta_relative_embeddings(table, norm, config.layer_norm_eps, max(width, 0), config.disentangled)
-        layout = ops.disentangled(layout, relative, config.disentangled, rows.columns, config.head_dim,
-                                  backend=backend)
+        table = deberta_table(table, norm, config.layer_norm_eps)  # [2 span, H]
+        rows_of = deberta_rows(max(width, 0), config.disentangled).to(device)  # [2W + 1]: the table row per distance
+        layout = ops.disentangled(layout, table, rows_of, rows.columns, config.head_dim, config.disentangled.scale,
+                                  config.disentangled.c2p, config.disentangled.p2c, backend=backend)
     x = embed_rows(rows, embeddings, config, backend, needs_grad)  # [N, H]
     hidden_states = [x] if output_hidden_states else None
     for w in layers:

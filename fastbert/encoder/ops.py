@@ -175,17 +175,17 @@ def position_bias(layout: AttentionLayout, distances: torch.Tensor, columns: tor
     return _backend(backend).position_bias(layout, distances, columns)
 
 
-def disentangled(layout: AttentionLayout, relative: torch.Tensor, spec, columns: torch.Tensor | None,
-                 head_dim: int, *, backend: str = "torch") -> AttentionLayout:
+def disentangled(layout: AttentionLayout, table: torch.Tensor, rows_of: torch.Tensor, columns: torch.Tensor | None,
+                 head_dim: int, scale: float, c2p: bool, p2c: bool, *, backend: str = "torch") -> AttentionLayout:
     """``layout`` with DeBERTa's disentangled attention (:mod:`fastbert.encoder.position_bias`), which every
-    :func:`attention` call on it then runs: ``softmax((q.k + c2p + p2c) * s + mask) v``, ``s = 1 / sqrt(D (1 +
-    #scores))``, with c2p/p2c from the layer's own query/key projections of ``relative`` ``[2W + 1, H]`` (the
-    relative embedding of each query-minus-key column distance in ``[-W, W]``). ``spec``: the config's
-    :class:`~fastbert.encoder.families.Disentangled`; ``columns`` as in :func:`position_bias`. Called once per
-    forward. PyTorch only (the Triton backend refuses it)."""
+    :func:`attention` call on it then runs: ``softmax((q.k + c2p + p2c) * s / sqrt(D) + mask) v`` (``scale`` = s =
+    ``1 / sqrt(1 + #scores)``), c2p/p2c (each when asked) from the layer's own query/key projections of the relative
+    embeddings ``table`` ``[2 span, H]``, at row ``rows_of[c_i - c_j + W]`` (``[2W + 1]``) for query and key columns
+    ``c_i``, ``c_j``; ``columns`` as in :func:`position_bias`. Called once per forward. PyTorch only (the Triton
+    backend refuses it)."""
     if layout.packed and columns is None:
         raise ValueError("a packed layout needs the column of every token row for DeBERTa's attention")
-    return _backend(backend).disentangled(layout, relative, spec, columns, head_dim)
+    return _backend(backend).disentangled(layout, table, rows_of, columns, head_dim, scale, c2p, p2c)
 
 
 def linear_residual_layernorm(x: torch.Tensor, weight, bias: torch.Tensor | None, residual: torch.Tensor,

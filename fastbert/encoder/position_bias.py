@@ -59,9 +59,9 @@ def distance_bias(table: torch.Tensor, max_distance: int = MAX_DISTANCE) -> torc
 #
 #     c2p[i, j] = q_i . Kr[row(c_i - c_j)]        p2c[i, j] = k_j . Qr[row(c_i - c_j)]
 #
-# (transformers gathers p2c at row(-(c_j - c_i)); the bucket is odd in d, so it is the same row). Since the row only
-# depends on d, fastbert gathers the relative embeddings once per forward into one row per distance d in
-# [-W, W] (W: the widest distance the batch holds), and each layer projects those 2W + 1 rows.
+# (transformers gathers p2c at row(-(c_j - c_i)); the bucket is odd in d, so it is the same row). The row only
+# depends on d: :func:`deberta_rows` gives it for every distance in [-W, W] (W: the widest distance the batch holds),
+# once per forward. A short sequence's scores then read the 2W + 1 rows of its distances, fewer than the table's.
 
 def deberta_bucket(relative: torch.Tensor, buckets: int, max_position: int) -> torch.Tensor:
     """Relative positions (int64) -> DeBERTa's log-bucketed positions (int64, same shape), in float32 as
@@ -84,10 +84,8 @@ def deberta_rows(width: int, spec) -> torch.Tensor:
     return (relative + spec.span).clamp(0, 2 * spec.span - 1)
 
 
-def deberta_relative_embeddings(table: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor] | None, eps: float,
-                                width: int, spec) -> torch.Tensor:
-    """The relative embeddings ``[2 span, H]`` (LayerNormed with ``norm`` = (weight, bias) if given) -> one row per
-    distance ``d`` in ``[-width, width]``: ``[2 width + 1, H]``, row ``d + width``; differentiable."""
-    if norm is not None:
-        table = F.layer_norm(table, (table.shape[-1],), norm[0], norm[1], eps)
-    return table[deberta_rows(width, spec).to(table.device)]
+def deberta_table(table: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor] | None, eps: float) -> torch.Tensor:
+    """The relative embeddings ``[2 span, H]``, LayerNormed with ``norm`` = (weight, bias) if given; differentiable."""
+    if norm is None:
+        return table
+    return F.layer_norm(table, (table.shape[-1],), norm[0], norm[1], eps)

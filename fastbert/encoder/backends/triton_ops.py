@@ -38,7 +38,7 @@ def position_bias(layout: AttentionLayout, distances, columns) -> AttentionLayou
     return dataclasses.replace(layout, bias=(distances.float().contiguous(), positions))
 
 
-def disentangled(layout: AttentionLayout, relative, spec, columns, head_dim) -> AttentionLayout:
+def disentangled(layout: AttentionLayout, table, rows_of, columns, head_dim, scale, c2p, p2c) -> AttentionLayout:
     raise ValueError("DeBERTa's disentangled attention has no Triton kernel yet; run it with backend='torch'")
 
 
