@@ -118,6 +118,7 @@ class _Group(NamedTuple):
     """One SDPA call's sequences under DeBERTa's disentangled attention (a length bucket, or the padded batch)."""
 
     index: torch.Tensor  # [n | 1, 1, L, L] int64: the position row of each query/key pair, within rows [lo, hi]
+    index_t: torch.Tensor  # the same, transposed and contiguous: [n | 1, 1, L(key), L(query)] (p2c's gather)
     lo: int  # the group's position rows: of the per-distance rows, or (on_table) of the table itself
     hi: int
     on_table: bool  # long sequences read the table's rows (fewer than their distances), short ones per-distance rows
@@ -162,8 +163,8 @@ def disentangled(layout: AttentionLayout, table: torch.Tensor, rows_of: torch.Te
     reaches = [reach for _, reach, _ in parts if reach is not None]
     most = max(reaches, default=None)
     distances = None if most is None else table[rows_of[width - most:width + most + 1]]  # [2R + 1, H]
-    groups = tuple(_Group(index[:, None], 0, rows - 1, True, key_mask) if reach is None else
-                   _Group(index[:, None], most - reach, most + reach, False, key_mask)
+    groups = tuple(_Group(index[:, None], index.transpose(1, 2).contiguous()[:, None],
+                          *((0, rows - 1, True) if reach is None else (most - reach, most + reach, False)), key_mask)
                    for index, reach, key_mask in parts)
     return dataclasses.replace(layout, bias=_Disentangled(distances, table, scale / head_dim ** 0.5, c2p, p2c,
                                                           groups))
@@ -197,21 +198,23 @@ def _disentangled_attention(q, k, v, layout: AttentionLayout, projection) -> tor
         pos_q, pos_k = sources[g.on_table]
         # rows [start, start + count * span) -> [count, heads, span, D] views
         qb, kb, vb = (t[start:start + count * span].unflatten(0, (count, span)).transpose(1, 2) for t in (q, k, v))
-        index = g.index.expand(count, heads, span, span)  # [count, heads, L(query), L(key)]
-        scores = qb.new_zeros(())
+        shape = (count, heads, span, span)
+        mask = None  # becomes [count, heads, L(query), L(key)], built in place
         if d.c2p:
             c2p = qb @ pos_k[g.lo:g.hi + 1].permute(1, 2, 0)  # [count, heads, L(query), rows]
-            scores = scores + c2p.gather(-1, index)
+            mask = c2p.gather(-1, g.index.expand(shape))
         if d.p2c:
             p2c = kb @ pos_q[g.lo:g.hi + 1].permute(1, 2, 0)  # [count, heads, L(key), rows]
-            scores = scores + p2c.gather(-1, index.transpose(-1, -2)).transpose(-1, -2)
-        mask = (scores * d.scale).expand(count, heads, span, span)  # [count, heads, L, L]
+            p2c = p2c.gather(-1, g.index_t.expand(shape)).transpose(-1, -2)  # [count, heads, L(query), L(key)]
+            mask = p2c.contiguous() if mask is None else mask.add_(p2c)
+        mask = qb.new_zeros(shape) if mask is None else mask.mul_(d.scale)
         if g.key_mask is not None:  # as transformers' DeBERTa: a padding query attends to no key (uniform weights)
             attend = g.key_mask[:, None, :] & g.key_mask[:, :, None]  # [count, L(query), L(key)]
-            mask = mask.masked_fill(~attend[:, None], torch.finfo(qb.dtype).min)
-            # a zero query: its scores are the mask alone, so no gradient reaches it (transformers masks by
-            # masked_fill, which stops the gradient of the scores it replaces)
-            qb = qb * g.key_mask[:, None, :, None].to(qb.dtype)
+            mask.masked_fill_(~attend[:, None], torch.finfo(qb.dtype).min)
+            if qb.requires_grad:
+                # a zero query: its scores are the mask alone, so no gradient reaches it (transformers masks by
+                # masked_fill, which stops the gradient of the scores it replaces); the forward is the same
+                qb = qb * g.key_mask[:, None, :, None].to(qb.dtype)
         ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=d.scale)  # [count, heads, L, D]
         outs.append(ob.transpose(1, 2).flatten(0, 1))  # [count * L, heads, D]
     if len(outs) == 1:
