@@ -1,7 +1,8 @@
 """One encoder configuration for the BERT family, read from a Hugging Face ``config.json``.
 
-BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT and MPNet run the same encoder math; they differ in names,
-position ids, embedding width (plus a projection), weight sharing and (MPNet) a relative-position attention bias. Each family enters as data
+BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT, MPNet and DeBERTa-v2/v3 run the same encoder math; they
+differ in names, position ids, embedding width (plus a projection), weight sharing, (MPNet) a relative-position
+attention bias and (DeBERTa) disentangled attention. Each family enters as data
 (:mod:`fastbert.encoder.families`): a function mapping its HF config dict onto :class:`BertConfig`, and its weight
 names.
 
@@ -17,7 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple
 
-from .families import FAMILIES, check_supported
+from .families import FAMILIES, Disentangled, check_supported
 
 # HF's names for the activations fastbert implements, mapped to the op seam's names.
 # "gelu" is the exact erf form, "gelu_new" / "gelu_pytorch_tanh" the tanh approximation (identical formulas in HF).
@@ -57,6 +58,16 @@ class BertConfig:
     # MPNet: rows of the [buckets, heads] relative-position bias table every layer's attention adds (T5-style log
     # buckets of key minus query position, fastbert.encoder.position_bias); None: no bias.
     relative_attention_buckets: int | None = None
+    # DeBERTa: the embeddings of padding positions are zeroed (what a padding query's attention then averages, on
+    # the padded path, as transformers does)
+    mask_embeddings: bool = False
+    # DeBERTa: token_type_ids given to a model without token types are ignored (its tokenizer returns them), where
+    # the other families refuse them
+    ignore_token_types: bool = False
+    absolute_positions: bool = True  # False: no position table (DeBERTa's position_biased_input=False)
+    # DeBERTa: the disentangled attention every layer runs (content-to-position and position-to-content scores from
+    # relative embeddings, fastbert.encoder.position_bias); None: none.
+    disentangled: Disentangled | None = None
 
     def __post_init__(self):
         if not isinstance(self.hidden_act, str):
@@ -100,6 +111,13 @@ class BertConfig:
         if self.max_length < 1:
             raise ValueError(f"max_position_embeddings {self.max_position_embeddings} leaves no positions after "
                              f"the offset {self.position_offset}")
+
+    @property
+    def triton_missing(self) -> str | None:
+        """Why the Triton backend cannot run this model (the ``auto`` backend then takes PyTorch), or None."""
+        if self.disentangled is not None:
+            return "DeBERTa's disentangled attention has no Triton kernel yet (run it with backend='torch')"
+        return None
 
     @property
     def head_dim(self) -> int:

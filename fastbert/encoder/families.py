@@ -1,10 +1,10 @@
 """The BERT family as data: one :class:`Family` record per ``model_type``.
 
-BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT and MPNet run the same encoder math. Each differs only in
+BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT, MPNet and DeBERTa-v2/v3 run the same encoder math. Each differs only in
 
 * ``config``: a function from its Hugging Face ``config.json`` dict to :class:`~fastbert.encoder.config.BertConfig`
   fields (names, defaults, position ids, embedding projection, layer sharing, how position_ids are read, a
-  relative-position attention bias);
+  relative-position attention bias, DeBERTa's disentangled attention);
 * ``names``: where it keeps each of fastbert's modules (:class:`Names`), which serves both checkpoint loading
   (:mod:`fastbert.encoder.weights`) and the in-place swap (:mod:`fastbert.encoder.swap`);
 * ``hf_model`` / ``hf_output``: the ``transformers`` base-model class and the output class its forward returns
@@ -20,6 +20,28 @@ implement is refused by :func:`check_supported` with a ``ValueError`` naming it.
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, NamedTuple
+
+
+class Disentangled(NamedTuple):
+    """DeBERTa's disentangled attention, as its config sets it (``fastbert.encoder.position_bias`` has the math).
+
+    Every layer adds ``(c2p + p2c) / sqrt(D * (1 + len(pos_att_type)))`` to ``q k / sqrt(D * (1 + ...))``, where
+    c2p (content to position) is the query against the layer's key projection of the relative embedding of the
+    query-key distance's bucket, and p2c (position to content) the key against the layer's query projection of it.
+    """
+
+    span: int  # half the relative embedding rows: position_buckets if > 0, else max_relative_positions
+    buckets: int  # position_buckets: distances beyond buckets // 2 share log-spaced rows; <= 0: none
+    max_position: int  # max_relative_positions (max_position_embeddings when < 1): the log buckets' range
+    c2p: bool
+    p2c: bool
+    norm: bool  # norm_rel_ebd has "layer_norm": the relative embeddings go through their own LayerNorm
+
+    @property
+    def scale(self) -> float:
+        """The scale of the content and position scores: 1 / sqrt(D * (1 + number of position scores)) is this
+        times 1 / sqrt(D)."""
+        return (1 + self.c2p + self.p2c) ** -0.5
 
 
 class Names(NamedTuple):
@@ -143,6 +165,66 @@ def distilbert_dropout(d: Mapping[str, Any]) -> dict:
                 ffn_output=hidden)
 
 
+def deberta_v2_config(d: Mapping[str, Any]) -> dict:
+    """DeBERTa v2/v3: BERT's fields (no token types by default, LayerNorm eps 1e-7), absolute positions only when
+    ``position_biased_input``, and the disentangled attention of :class:`Disentangled` in every layer. The
+    settings fastbert does not implement are refused by :func:`check_supported` first."""
+    out = _read(d, dict(_BERT_DEFAULTS, vocab_size=128100, hidden_size=1536, num_hidden_layers=24,
+                        num_attention_heads=24, intermediate_size=6144, type_vocab_size=0, layer_norm_eps=1e-7))
+    buckets = d.get("position_buckets", -1)
+    max_position = d.get("max_relative_positions", -1)
+    if max_position < 1:
+        max_position = out["max_position_embeddings"]
+    parts = _pos_att_type(d)
+    spec = Disentangled(span=buckets if buckets > 0 else max_position, buckets=buckets, max_position=max_position,
+                        c2p="c2p" in parts, p2c="p2c" in parts, norm="layer_norm" in _norm_rel_ebd(d))
+    return dict(out, absolute_positions=bool(d.get("position_biased_input", True)), disentangled=spec,
+                mask_embeddings=True, ignore_token_types=True)
+
+
+def _pos_att_type(d: Mapping[str, Any]) -> list[str]:
+    """DeBERTa's ``pos_att_type``: a list, or a string such as ``"p2c|c2p"`` as the config class splits it."""
+    parts = d.get("pos_att_type") or []
+    if isinstance(parts, str):
+        parts = [x.strip() for x in parts.lower().split("|")]
+    return list(parts)
+
+
+def _norm_rel_ebd(d: Mapping[str, Any]) -> list[str]:
+    return [x.strip() for x in str(d.get("norm_rel_ebd", "none")).lower().split("|")]
+
+
+def _check_deberta(d: Mapping[str, Any]) -> list[str]:
+    """What fastbert does not implement of a ``deberta-v2`` config, each named."""
+    problems = []
+    if not d.get("relative_attention", False):
+        problems.append("relative_attention=False (every released DeBERTa-v2/v3 checkpoint has it on; fastbert "
+                        "implements the disentangled attention only)")
+    for key in ("position_buckets", "max_relative_positions"):
+        if not isinstance(d.get(key, -1), int) or isinstance(d.get(key, -1), bool):
+            problems.append(f"{key}={d.get(key)!r} (an integer)")
+    unknown = sorted(set(_pos_att_type(d)) - {"c2p", "p2c"})
+    if unknown:
+        problems.append(f"pos_att_type {unknown} (fastbert implements 'c2p' and 'p2c')")
+    if not d.get("share_att_key", False):
+        problems.append("share_att_key=False (separate pos_key_proj/pos_query_proj layers; every released "
+                        "DeBERTa-v2/v3 checkpoint shares the attention's own query/key projections)")
+    unknown = sorted(set(_norm_rel_ebd(d)) - {"none", "layer_norm"})
+    if unknown:
+        problems.append(f"norm_rel_ebd {unknown} (fastbert implements 'layer_norm' and 'none')")
+    if (d.get("conv_kernel_size") or 0) > 0:
+        problems.append(f"conv_kernel_size={d['conv_kernel_size']!r} (the convolution layer after the first layer "
+                        "of deberta-v2-xlarge/xxlarge is not implemented)")
+    hidden, heads = d.get("hidden_size", 1536), d.get("num_attention_heads", 24)
+    if d.get("attention_head_size") not in (None, hidden // heads if isinstance(heads, int) and heads else None):
+        problems.append(f"attention_head_size={d['attention_head_size']!r} (fastbert's heads are hidden_size / "
+                        "num_attention_heads wide)")
+    if d.get("embedding_size") not in (None, hidden):
+        problems.append(f"embedding_size={d['embedding_size']!r} != hidden_size (DeBERTa projects before its "
+                        "embedding LayerNorm, which fastbert does not implement)")
+    return problems
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Weight names
 # ----------------------------------------------------------------------------------------------------------------
@@ -209,6 +291,18 @@ _MPNET_NAMES = Names(
      "ffn_down": "output.dense", "ffn_norm": "output.LayerNorm"},
 )
 
+_DEBERTA_NAMES = Names(
+    "deberta",
+    {"embeddings.word": "embeddings.word_embeddings", "embeddings.position": "embeddings.position_embeddings",
+     "embeddings.token_type": "embeddings.token_type_embeddings", "embeddings.norm": "embeddings.LayerNorm",
+     "relative.embeddings": "encoder.rel_embeddings", "relative.norm": "encoder.LayerNorm"},
+    _encoder_layer,
+    {"qkv.query": "attention.self.query_proj", "qkv.key": "attention.self.key_proj",
+     "qkv.value": "attention.self.value_proj", "attn_out": "attention.output.dense",
+     "attn_norm": "attention.output.LayerNorm", "ffn_up": "intermediate.dense", "ffn_down": "output.dense",
+     "ffn_norm": "output.LayerNorm"},
+)
+
 _WITH_POOLING = "BaseModelOutputWithPoolingAndCrossAttentions"
 FAMILIES: dict[str, Family] = {
     "bert": Family(bert_config, Names("bert", _BERT_MODULES, _encoder_layer, _BERT_LAYER), "BertModel",
@@ -222,6 +316,7 @@ FAMILIES: dict[str, Family] = {
     "albert": Family(albert_config, _ALBERT_NAMES, "AlbertModel", "BaseModelOutputWithPooling", albert_dropout),
     "mpnet": Family(mpnet_config, _MPNET_NAMES, "MPNetModel", "BaseModelOutputWithPooling", bert_dropout,
                     tuple_keeps_pooler=True),
+    "deberta-v2": Family(deberta_v2_config, _DEBERTA_NAMES, "DebertaV2Model", "BaseModelOutput", bert_dropout),
 }
 NAMES: dict[str, Names] = {model_type: family.names for model_type, family in FAMILIES.items()}
 
@@ -233,6 +328,12 @@ def module_names(config) -> dict[str, str]:
     out = dict(names.modules)
     if not config.embedding_projection:
         out.pop("embeddings.project", None)
+    if not config.absolute_positions:
+        out.pop("embeddings.position", None)
+    if not config.type_vocab_size:
+        out.pop("embeddings.token_type", None)
+    if config.disentangled is not None and not config.disentangled.norm:
+        out.pop("relative.norm", None)
     for u in range(config.num_layer_weights):
         out.update({f"layers.{u}.{fb}": f"{names.layer(u, config)}.{hf}" for fb, hf in names.layer_modules.items()})
     return out
@@ -252,6 +353,8 @@ def check_supported(d: Mapping[str, Any]) -> None:
     if d.get("model_type") == "mpnet" and buckets is not None and not (isinstance(buckets, int) and buckets >= 32):
         problems.append(f"relative_attention_num_buckets={buckets!r} (transformers' MPNet always computes 32 "
                         "buckets, so its table needs at least 32 rows)")
+    if d.get("model_type") == "deberta-v2":
+        problems += _check_deberta(d)
     if d.get("model_type") == "distilbert" and d.get("sinusoidal_pos_embds") not in (None, False, True):
         problems.append(f"sinusoidal_pos_embds={d['sinusoidal_pos_embds']!r}")
     if problems:

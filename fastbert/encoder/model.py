@@ -30,13 +30,13 @@ from torch import nn
 from . import ops
 from .config import BertConfig, DropoutRates
 from .packing import TokenRows, packed_rows, padded_rows
-from .position_bias import distance_bias
+from .position_bias import deberta_rows, deberta_table, distance_bias
 from .weights import load_pretrained
 
 
 class EmbeddingWeights(NamedTuple):
     word: torch.Tensor  # [vocab, E]; E = embedding_dim (= H unless ALBERT/ELECTRA factorize it)
-    position: torch.Tensor  # [max_positions, E]
+    position: torch.Tensor | None  # [max_positions, E]; None: no absolute positions (DeBERTa v3)
     token_type: torch.Tensor | None  # [type_vocab, E]; None: no token types (DistilBERT)
     norm_weight: torch.Tensor  # [E]
     norm_bias: torch.Tensor  # [E]
@@ -98,7 +98,9 @@ def encoder_layer(
     n, hidden = x.shape
     qkv = ops.linear(x, w.qkv_weight, w.qkv_bias, backend=backend)  # [N, 3H]
     q, k, v = qkv.view(n, 3, config.num_attention_heads, config.head_dim).unbind(1)  # 3 x [N, heads, D] views
-    ctx = ops.attention(q, k, v, layout, dropout=dropout.attention, backend=backend).reshape(n, hidden)  # [N, H]
+    # (the QKV projection goes along for DeBERTa's attention, which also projects its relative embeddings)
+    ctx = ops.attention(q, k, v, layout, (w.qkv_weight, w.qkv_bias), dropout=dropout.attention,
+                        backend=backend).reshape(n, hidden)  # [N, H]
     x = ops.linear_residual_layernorm(
         ctx, w.attn_out_weight, w.attn_out_bias, x, w.attn_norm_weight, w.attn_norm_bias, config.layer_norm_eps,
         dropout=dropout.attention_output, backend=backend,
@@ -131,6 +133,7 @@ def bert_forward(
     relative_bias: torch.Tensor | None = None,
     dropout: DropoutRates | None = None,
     checkpoint: Callable | None = None,
+    relative_embeddings: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None,
 ) -> BertOutput:
     """Embeddings (-> projection) -> encoder layers -> pooler.
 
@@ -141,6 +144,9 @@ def bert_forward(
     gradient checkpointing, a function called as ``checkpoint(fn, x)`` (``torch.utils.checkpoint.checkpoint`` or
     transformers' ``_gradient_checkpointing_func``) that runs each layer application without keeping its
     activations; its dropout masks are replayed by the checkpoint's RNG-state preservation.
+    ``relative_embeddings``: DeBERTa's relative embeddings ``[2 span, H]`` and their LayerNorm weight and bias (None
+    without ``norm_rel_ebd``), for the disentangled attention of every layer (prepared once here,
+    :func:`fastbert.encoder.ops.disentangled`).
 
     Padded input: ``input_ids`` ``[B, S]`` (or ``inputs_embeds`` ``[B, S, E]``) with an optional 0/1
     ``attention_mask``; outputs are ``[B, S, H]``. Packed input: ``input_ids`` ``[T]`` with ``cu_seqlens``
@@ -150,7 +156,9 @@ def bert_forward(
     """
     device = embeddings.word.device
     dropout = dropout or _NO_DROPOUT
-    backend = ops.resolve_backend(backend, device, needs_grad or dropout.active)
+    backend = ops.resolve_backend(backend, device, needs_grad or dropout.active, config.triton_missing)
+    if config.ignore_token_types and not config.type_vocab_size:  # DeBERTa without token types, as transformers
+        token_type_ids = None
     if cu_seqlens is not None:
         if attention_mask is not None or inputs_embeds is not None:
             raise ValueError("packed input (cu_seqlens) takes no attention_mask or inputs_embeds")
@@ -166,6 +174,14 @@ def bert_forward(
     layout = rows.layout
     if relative_bias is not None:  # one bias for every layer (MPNet)
         layout = ops.position_bias(layout, distance_bias(relative_bias), rows.columns, backend=backend)
+    if config.disentangled is not None:  # DeBERTa: the relative embedding of every distance the batch holds
+        table, norm_weight, norm_bias = relative_embeddings
+        width = int(rows.columns.max()) if rows.columns is not None and rows.columns.numel() else layout.seqlen - 1
+        norm = (norm_weight, norm_bias) if config.disentangled.norm else None
+        table = deberta_table(table, norm, config.layer_norm_eps)  # [2 span, H]
+        rows_of = deberta_rows(max(width, 0), config.disentangled).to(device)  # [2W + 1]: the table row per distance
+        layout = ops.disentangled(layout, table, rows_of, rows.columns, config.head_dim, config.disentangled.scale,
+                                  config.disentangled.c2p, config.disentangled.p2c, backend=backend)
     x = embed_rows(rows, embeddings, config, backend, needs_grad, dropout.embeddings)  # [N, H]
     hidden_states = [x] if output_hidden_states else None
     layer = encoder_layer if checkpoint is None else functools.partial(_checkpointed, checkpoint)
@@ -200,12 +216,14 @@ def embed_rows(rows: TokenRows, w: EmbeddingWeights, config: BertConfig, backend
     projection to the encoder width where the family has one."""
     input_ids, inputs_embeds, position = rows.input_ids, rows.inputs_embeds, w.position
     token_type = w.token_type if w.token_type is not None else w.word.new_zeros(1, w.word.shape[1])  # adds nothing
+    if position is None:  # no absolute positions: a table of zeros, one row read for every position
+        position = w.word.new_zeros(1, w.word.shape[1]).expand(config.max_position_embeddings, -1)
     if needs_grad and config.pad_token_id is not None:
         # transformers' nn.Embedding(padding_idx=pad_token_id): no gradient reaches the padding row of the word
         # table, nor (RoBERTa) of the position table.
         if input_ids is not None:
             inputs_embeds, input_ids = F.embedding(input_ids, w.word, padding_idx=config.pad_token_id), None
-        if config.padding_aware_positions:
+        if config.padding_aware_positions and w.position is not None:
             position = _without_grad_at(position, config.pad_token_id)
     x = ops.embed(
         input_ids, rows.token_type_ids, rows.position_ids, w.word, position, token_type, w.norm_weight, w.norm_bias,
@@ -213,6 +231,9 @@ def embed_rows(rows: TokenRows, w: EmbeddingWeights, config: BertConfig, backend
     ).reshape(rows.rows, config.embedding_dim)  # [N, E]
     if w.project_weight is not None:
         x = ops.linear(x, w.project_weight, w.project_bias, backend=backend)  # [N, H]
+    key_mask = rows.layout.key_mask
+    if config.mask_embeddings and key_mask is not None and not rows.layout.packed:  # padded rows: zeros
+        x = x * key_mask.reshape(-1, 1).to(x.dtype)  # [N, H]
     return x
 
 
@@ -252,11 +273,11 @@ def _caller_stacklevel() -> int:
 
 
 def choose_backend(owner: nn.Module, backend: str | None, device: torch.device, grad: bool,
-                   dropout: bool = False) -> str:
+                   dropout: bool = False, triton_missing: str | None = None) -> str:
     """The backend one forward of ``owner`` runs (:func:`fastbert.encoder.ops.resolve_backend`). When autograd alone keeps
     it off Triton, warn once per ``owner`` and name the fix; train mode's dropout (``dropout``) runs on PyTorch too
     (fine-tuning: no warning)."""
-    chosen = ops.resolve_backend(backend, device)
+    chosen = ops.resolve_backend(backend, device, triton_missing=triton_missing)
     if dropout:
         return "torch"
     if grad and chosen != "torch":
@@ -283,14 +304,15 @@ class BertEmbeddings(nn.Module):
         super().__init__()
         e = config.embedding_dim
         self.word = nn.Embedding(config.vocab_size, e)
-        self.position = nn.Embedding(config.max_position_embeddings, e)
+        self.position = nn.Embedding(config.max_position_embeddings, e) if config.absolute_positions else None
         self.token_type = nn.Embedding(config.type_vocab_size, e) if config.type_vocab_size else None
         self.norm = nn.LayerNorm(e, eps=config.layer_norm_eps)
         self.project = nn.Linear(e, config.hidden_size) if config.embedding_projection else None
 
     def weights(self) -> EmbeddingWeights:
         return EmbeddingWeights(
-            self.word.weight, self.position.weight, self.token_type.weight if self.token_type is not None else None,
+            self.word.weight, self.position.weight if self.position is not None else None,
+            self.token_type.weight if self.token_type is not None else None,
             self.norm.weight, self.norm.bias, *((self.project.weight, self.project.bias) if self.project else ()),
         )
 
@@ -312,6 +334,20 @@ class BertLayer(nn.Module):
             self.attn_norm.weight, self.attn_norm.bias, self.ffn_up.weight, self.ffn_up.bias,
             self.ffn_down.weight, self.ffn_down.bias, self.ffn_norm.weight, self.ffn_norm.bias,
         )
+
+
+class RelativeEmbeddings(nn.Module):
+    """DeBERTa's relative embeddings ``[2 span, H]``, shared by every layer, and their LayerNorm (``norm_rel_ebd``)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        spec = config.disentangled
+        self.embeddings = nn.Embedding(2 * spec.span, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if spec.norm else None
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        return (self.embeddings.weight, *((self.norm.weight, self.norm.bias) if self.norm is not None else (None,
+                                                                                                            None)))
 
 
 class BertModel(nn.Module):
@@ -340,6 +376,7 @@ class BertModel(nn.Module):
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
         buckets = config.relative_attention_buckets  # MPNet: one [buckets, heads] table shared by every layer
         self.relative_bias = nn.Embedding(buckets, config.num_attention_heads) if buckets else None
+        self.relative = RelativeEmbeddings(config) if config.disentangled is not None else None  # DeBERTa
 
     def forward(
         self,
@@ -372,12 +409,14 @@ class BertModel(nn.Module):
             position_ids,
             cu_seqlens=cu_seqlens,
             max_seqlen=max_seqlen,
-            backend=choose_backend(self, self.backend, self.embeddings.word.weight.device, grad),
+            backend=choose_backend(self, self.backend, self.embeddings.word.weight.device, grad,
+                                   triton_missing=self.config.triton_missing),
             validate=self.validate_inputs,
             output_hidden_states=output_hidden_states,
             needs_grad=grad,
             padding_free=self.padding_free,
             relative_bias=self.relative_bias.weight if self.relative_bias is not None else None,
+            relative_embeddings=self.relative.weights() if self.relative is not None else None,
         )
 
     @property
@@ -417,7 +456,8 @@ class BertModel(nn.Module):
 
 class AutoModel:
     """The encoder of any supported family, picked by the ``model_type`` in its ``config.json`` as transformers'
-    ``AutoModel`` does: ``bert``, ``roberta``, ``xlm-roberta``, ``distilbert``, ``electra``, ``albert``, ``mpnet``."""
+    ``AutoModel`` does: ``bert``, ``roberta``, ``xlm-roberta``, ``distilbert``, ``electra``, ``albert``, ``mpnet``,
+    ``deberta-v2`` (DeBERTa v2 and v3; PyTorch backend only, no pooler)."""
 
     @staticmethod
     def from_pretrained(path: str | os.PathLike, **kwargs) -> BertModel:

@@ -72,14 +72,22 @@ def triton_available() -> bool:
     return triton_problem() is None
 
 
-def resolve_backend(requested: str | None, device: torch.device, needs_grad: bool = False) -> str:
-    """Pick ``"torch"`` or ``"triton"`` for tensors on ``device``; see the module docstring for the rules."""
+def resolve_backend(requested: str | None, device: torch.device, needs_grad: bool = False,
+                    triton_missing: str | None = None) -> str:
+    """Pick ``"torch"`` or ``"triton"`` for tensors on ``device``; see the module docstring for the rules.
+    ``triton_missing``: why the model cannot run on the Triton kernels (a model's
+    :attr:`~fastbert.encoder.config.BertConfig.triton_missing`): ``auto`` then takes PyTorch, and asking for
+    ``triton`` is a ``ValueError`` saying why."""
     choice = requested if requested not in (None, "auto") else (os.environ.get("FASTBERT_BACKEND") or "auto")
     if choice not in BACKENDS:
         source = "backend argument" if requested not in (None, "auto") else "FASTBERT_BACKEND"
         raise ValueError(f"unknown {source} {choice!r}; expected one of {BACKENDS}")
     if needs_grad:
         return "torch"  # the Triton kernels are forward-only
+    if triton_missing is not None:
+        if choice == "triton":
+            raise ValueError(f"backend 'triton' requested but {triton_missing}")
+        return "torch"
     device = torch.device(device)
     if choice == "auto":
         if device.type != "cuda":
@@ -149,15 +157,19 @@ def linear(x: torch.Tensor, weight, bias: torch.Tensor | None, activation: str |
     return _backend(backend).linear(x, weight, bias, activation)
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: AttentionLayout, *, dropout: float = 0.0,
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: AttentionLayout,
+              projection: tuple[torch.Tensor, torch.Tensor] | None = None, *, dropout: float = 0.0,
               backend: str = "torch") -> torch.Tensor:
     """dropout(softmax(q k^T / sqrt(D) + bias + mask)) v per sequence and head (``bias``: the layout's
-    relative-position bias, if :func:`position_bias` gave it one).
+    relative-position bias, if :func:`position_bias` gave it one; with :func:`disentangled`'s, DeBERTa's attention
+    instead, which also reads ``projection``, the layer's fused QKV weight and bias).
 
     q, k, v: ``[N, heads, D]`` (any strides, e.g. views into a fused QKV projection) -> ``[N, heads, D]``.
+    ``projection``: the layer's fused QKV weight ``[3H, H]`` and bias ``[3H]``, which DeBERTa's attention applies
+    to its relative embeddings; other layouts ignore it.
     Keys whose mask is 0 get no weight; a query row whose keys are all masked gets finite output.
     """
-    return _backend(backend).attention(q, k, v, layout, dropout)
+    return _backend(backend).attention(q, k, v, layout, dropout, projection)
 
 
 def position_bias(layout: AttentionLayout, distances: torch.Tensor, columns: torch.Tensor | None, *,
@@ -171,6 +183,19 @@ def position_bias(layout: AttentionLayout, distances: torch.Tensor, columns: tor
     if layout.packed and columns is None:
         raise ValueError("a packed layout needs the column of every token row for a relative-position bias")
     return _backend(backend).position_bias(layout, distances, columns)
+
+
+def disentangled(layout: AttentionLayout, table: torch.Tensor, rows_of: torch.Tensor, columns: torch.Tensor | None,
+                 head_dim: int, scale: float, c2p: bool, p2c: bool, *, backend: str = "torch") -> AttentionLayout:
+    """``layout`` with DeBERTa's disentangled attention (:mod:`fastbert.encoder.position_bias`), which every
+    :func:`attention` call on it then runs: ``softmax((q.k + c2p + p2c) * s / sqrt(D) + mask) v`` (``scale`` = s =
+    ``1 / sqrt(1 + #scores)``), c2p/p2c (each when asked) from the layer's own query/key projections of the relative
+    embeddings ``table`` ``[2 span, H]``, at row ``rows_of[c_i - c_j + W]`` (``[2W + 1]``) for query and key columns
+    ``c_i``, ``c_j``; ``columns`` as in :func:`position_bias`. Called once per forward. PyTorch only (the Triton
+    backend refuses it)."""
+    if layout.packed and columns is None:
+        raise ValueError("a packed layout needs the column of every token row for DeBERTa's attention")
+    return _backend(backend).disentangled(layout, table, rows_of, columns, head_dim, scale, c2p, p2c)
 
 
 def linear_residual_layernorm(x: torch.Tensor, weight, bias: torch.Tensor | None, residual: torch.Tensor,

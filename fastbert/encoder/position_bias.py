@@ -1,4 +1,7 @@
-"""MPNet's relative-position attention bias: T5-style log buckets of the key minus query position.
+"""Relative positions in attention: MPNet's relative-position bias (T5-style log buckets of the key minus query
+position) and DeBERTa's disentangled attention (below).
+
+MPNet:
 
 Every layer adds ``bias[h, i, j] = table[bucket(pos_j - pos_i), h]`` to the scaled scores of head ``h``, with one
 learned ``table`` ``[buckets, heads]`` shared by all layers. ``pos`` is the token's column in the caller's row (as
@@ -18,6 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 NUM_BUCKETS = 32  # transformers' MPNet computes 32 buckets whatever relative_attention_num_buckets says
 MAX_DISTANCE = 128
@@ -40,3 +44,48 @@ def distance_bias(table: torch.Tensor, max_distance: int = MAX_DISTANCE) -> torc
     (column ``d + max_distance`` for key minus query distance ``d``), in the table's dtype; differentiable."""
     distances = torch.arange(-max_distance, max_distance + 1, device=table.device)  # [2 * max_distance + 1]
     return table[relative_position_bucket(distances, max_distance=max_distance)].t()  # [heads, 2 * max_distance + 1]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# DeBERTa's disentangled attention
+# ----------------------------------------------------------------------------------------------------------------
+#
+# For query i and key j at columns c_i, c_j of the caller's row, the relative position is d = c_i - c_j (query minus
+# key, DeBERTa's sign). With ``position_buckets`` B > 0, distances below B // 2 keep their value and longer ones share
+# log-spaced values, sign kept: ``sign(d) * (ceil(log(|d| / m) / log((P - 1) / m) * (m - 1)) + m)`` with m = B // 2
+# and P = ``max_relative_positions``. The bucket picks row ``clamp(bucket + span, 0, 2 span - 1)`` of the relative
+# embeddings (LayerNormed when ``norm_rel_ebd`` says so). Each layer projects those rows with its own query and key
+# projections (``share_att_key``) into Qr, Kr ``[2 span, heads, D]``; then, scaled by 1 / sqrt(D (1 + #scores)):
+#
+#     c2p[i, j] = q_i . Kr[row(c_i - c_j)]        p2c[i, j] = k_j . Qr[row(c_i - c_j)]
+#
+# (transformers gathers p2c at row(-(c_j - c_i)); the bucket is odd in d, so it is the same row). The row only
+# depends on d: :func:`deberta_rows` gives it for every distance in [-W, W] (W: the widest distance the batch holds),
+# once per forward. A short sequence's scores then read the 2W + 1 rows of its distances, fewer than the table's.
+
+def deberta_bucket(relative: torch.Tensor, buckets: int, max_position: int) -> torch.Tensor:
+    """Relative positions (int64) -> DeBERTa's log-bucketed positions (int64, same shape), in float32 as
+    transformers computes them (the ceil at a bucket edge then agrees)."""
+    mid = buckets // 2
+    sign = torch.sign(relative)
+    near = (relative < mid) & (relative > -mid)
+    magnitude = torch.where(near, torch.full_like(relative, mid - 1), relative.abs())  # int64
+    log_scale = torch.log(torch.tensor((max_position - 1) / mid))  # float32
+    far = torch.ceil(torch.log(magnitude / mid) / log_scale * (mid - 1)) + mid  # float32
+    return torch.where(magnitude <= mid, relative.float(), far * sign).long()
+
+
+def deberta_rows(width: int, spec) -> torch.Tensor:
+    """The relative-embedding row of each distance ``d`` in ``[-width, width]`` (``[2 width + 1]`` int64, index
+    ``d + width``) for a :class:`fastbert.encoder.families.Disentangled` ``spec``."""
+    relative = torch.arange(-width, width + 1)  # query column minus key column
+    if spec.buckets > 0:
+        relative = deberta_bucket(relative, spec.buckets, spec.max_position)
+    return (relative + spec.span).clamp(0, 2 * spec.span - 1)
+
+
+def deberta_table(table: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor] | None, eps: float) -> torch.Tensor:
+    """The relative embeddings ``[2 span, H]``, LayerNormed with ``norm`` = (weight, bias) if given; differentiable."""
+    if norm is None:
+        return table
+    return F.layer_norm(table, (table.shape[-1],), norm[0], norm[1], eps)

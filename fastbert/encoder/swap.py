@@ -1,8 +1,8 @@
 """Swap fastbert into an existing ``transformers`` model of the BERT family, in place.
 
 ``optimize(model)`` finds the model's base encoder (``BertModel``, ``RobertaModel``, ``XLMRobertaModel``,
-``DistilBertModel``, ``ElectraModel``, ``AlbertModel`` or ``MPNetModel``: the model itself, or its ``bert``/
-``roberta``/``distilbert``/``electra``/``albert``/``mpnet`` attribute inside any task head) and gives that one instance a forward that
+``DistilBertModel``, ``ElectraModel``, ``AlbertModel``, ``MPNetModel`` or ``DebertaV2Model``: the model itself, or its
+``bert``/``roberta``/``distilbert``/``electra``/``albert``/``mpnet``/``deberta`` attribute inside any task head) and gives that one instance a forward that
 runs fastbert's encoder (:func:`fastbert.encoder.model.bert_forward`) on the HF module's own parameters, found through the
 family's names (:data:`fastbert.encoder.families.NAMES`). Nothing is copied or renamed (ALBERT's shared layer is used for
 every layer application): the task heads, HF's output classes, ``state_dict`` and ``save_pretrained`` see the model
@@ -113,8 +113,9 @@ def _weights(base: nn.Module, s: _Settings):
                 "nn.Embedding math from its weight and bias alone, which would silently drop what that forward adds. "
                 "Call fastbert.restore(model) to run it")
     project, token_type, pooler = m.get("embeddings.project"), m.get("embeddings.token_type"), m.get("pooler")
+    position = m.get("embeddings.position")
     embeddings = EmbeddingWeights(
-        m["embeddings.word"].weight, m["embeddings.position"].weight,
+        m["embeddings.word"].weight, position.weight if position is not None else None,
         token_type.weight if token_type is not None else None, m["embeddings.norm"].weight, m["embeddings.norm"].bias,
         project.weight if project is not None else None, project.bias if project is not None else None,
     )
@@ -193,11 +194,17 @@ def _fast_forward(base, *args, **kwargs):
     padding_free = s.padding_free
     if padding_free is None and s.pads_enter_outputs and attention_mask is not None:
         padding_free = False
+    disentangled = None
+    if "relative.embeddings" in s.modules:  # DeBERTa: relative embeddings (and their LayerNorm)
+        norm = _module(base, s.modules["relative.norm"]) if "relative.norm" in s.modules else None
+        disentangled = (_module(base, s.modules["relative.embeddings"]).weight,
+                        *((norm.weight, norm.bias) if norm is not None else (None, None)))
     out = bert_forward(
         config, embeddings, layers, pooler, input_ids, attention_mask, inputs.get("token_type_ids"),
         inputs.get("position_ids"),
         inputs_embeds=inputs_embeds,
-        backend=choose_backend(base, s.backend, embeddings.word.device, grad, bool(dropout and dropout.active)),
+        backend=choose_backend(base, s.backend, embeddings.word.device, grad, bool(dropout and dropout.active),
+                               config.triton_missing),
         validate=s.validate_inputs,
         output_hidden_states=bool(output_hidden_states),
         needs_grad=grad,
@@ -205,6 +212,7 @@ def _fast_forward(base, *args, **kwargs):
         relative_bias=relative.weight if relative is not None else None,
         dropout=dropout,
         checkpoint=_checkpoint_function(base) if grad and base.training else None,
+        relative_embeddings=disentangled,
     )
     fields = dict(last_hidden_state=out.last_hidden_state)
     if "pooler_output" in s.output.__dataclass_fields__:

@@ -44,6 +44,15 @@ def drop_buffers(sd: Mapping[str, torch.Tensor]) -> Tensors:
     return {k: v for k, v in sd.items() if k not in _BUFFERS}
 
 
+def drop_unused_positions(sd: Mapping[str, torch.Tensor], config: BertConfig) -> Tensors:
+    """A family without absolute positions (DeBERTa with ``position_biased_input=False``) ignores a position table
+    its checkpoint may still hold, as transformers does."""
+    if config.absolute_positions:
+        return dict(sd)
+    table = f"{NAMES[config.model_type].modules['embeddings.position']}.weight"
+    return {k: v for k, v in sd.items() if k != table}
+
+
 def rename(sd: Mapping[str, torch.Tensor], config: BertConfig) -> Tensors:
     """The family's names -> fastbert's. Query/key/value keep a marker for :func:`fuse_qkv`; unknown keys pass
     through unchanged so the strict load can name them."""
@@ -79,6 +88,7 @@ def remap_state_dict(hf_state_dict: Mapping[str, torch.Tensor], config: BertConf
     sd = strip_prefix(hf_state_dict, NAMES[config.model_type].prefix)
     sd = rename_legacy(sd)
     sd = drop_buffers(sd)
+    sd = drop_unused_positions(sd, config)
     sd = rename(sd, config)
     return fuse_qkv(sd, config)
 

@@ -9,7 +9,7 @@ in ``config.json``):
 - WordPiece (BERT, DistilBERT, ELECTRA, MPNet): fastbert's C++ :class:`~fastbert.tokenizers.BertTokenizer`.
   DistilBERT's and MPNet's inputs have no ``token_type_ids`` (their ``model_input_names``), as with transformers;
   MPNet's has RoBERTa's special tokens and pair template (``<s> A </s></s> B </s>``).
-- Byte-level BPE (RoBERTa) and Unigram/SentencePiece (XLM-RoBERTa, ALBERT): :class:`TokenizersTokenizer`, a thin
+- Byte-level BPE (RoBERTa) and Unigram/SentencePiece (XLM-RoBERTa, ALBERT, DeBERTa-v2/v3): :class:`TokenizersTokenizer`, a thin
   wrapper over the Rust ``tokenizers`` library with ``BertTokenizer``'s call signature and ``BatchEncoding``
   (``families.py``).
 
@@ -84,7 +84,7 @@ class AutoTokenizer:
 # The tokenizer_config.json options (and from_pretrained keyword arguments) a tokenizers-library family reads.
 _OPTIONS = {*SPECIAL_TOKENS_ATTRIBUTES, "extra_special_tokens", "additional_special_tokens", "model_max_length",
             "padding_side", "truncation_side", "clean_up_tokenization_spaces", "split_special_tokens",
-            "add_prefix_space", "trim_offsets", "do_lower_case", "keep_accents"}
+            "add_prefix_space", "trim_offsets", "do_lower_case", "keep_accents", "split_by_punct", "unk_id"}
 
 
 def _tokenizer_class(path: str, config: Mapping[str, Any]) -> str:

@@ -3,7 +3,7 @@
 transformers' tokenizer classes for these families rebuild parts of ``tokenizer.json`` when they load it (RoBERTa: no
 normalizer, its byte-level pre-tokenizer and ``RobertaProcessing``; XLM-R: only a SentencePiece precompiled
 normalizer, whitespace split + Metaspace, its template; ALBERT: its normalizer from ``do_lower_case``/
-``keep_accents``). Each ``*_pipeline`` function states one such rebuild (a ``tokenizer.json`` dict + the options ->
+``keep_accents``; DeBERTa-v2: everything but the vocabulary and the precompiled map). Each ``*_pipeline`` function states one such rebuild (a ``tokenizer.json`` dict + the options ->
 the dict that runs), and ``TOKENIZERS`` maps each tokenizer class to its ``TokenizerKind``, so a folder gives what
 ``transformers.AutoTokenizer`` gives for it, including folders written by older versions.
 """
@@ -88,6 +88,36 @@ def albert_pipeline(spec: dict, options: Mapping[str, Any], ids: Mapping[str, in
                 post_processor=post)
 
 
+def deberta_v2_pipeline(spec: dict, options: Mapping[str, Any], ids: Mapping[str, int]) -> dict:
+    """DeBERTa v2/v3: Unigram (unknown: the unknown token's piece if its score is 0, else ``unk_id``, default 1);
+    lowercase if ``do_lower_case``, then SentencePiece's precompiled normalizer, a right strip and runs of spaces to
+    one, or, without a precompiled one, whitespace runs/tabs/newlines to a space, NFC and a right strip; punctuation
+    isolated if ``split_by_punct``, then Metaspace (prepended always, or to the first word only when
+    ``add_prefix_space=False``); ``[CLS] A [SEP] B [SEP]`` (types 0/1). transformers' class rebuilds all of this
+    from the file's vocabulary and precompiled map."""
+    vocab = spec["model"].get("vocab") or []
+    unk = options.get("unk_token")
+    found = [i for i, (piece, score) in enumerate(vocab) if piece == unk and score == 0.0]
+    unk_id = found[0] if found else options.get("unk_id", 1)
+    steps = [{"type": "Lowercase"}] if options.get("do_lower_case", False) else []
+    precompiled = _precompiled(spec.get("normalizer"))
+    strip = {"type": "Strip", "strip_left": False, "strip_right": True}
+    if precompiled:
+        steps += [precompiled, strip, {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]
+    else:
+        steps += [{"type": "Replace", "pattern": {"Regex": "\\s{2,}|[\n\r\t]"}, "content": " "}, {"type": "NFC"},
+                  strip]
+    scheme = "always" if options.get("add_prefix_space", True) else "first"
+    metaspace = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": scheme, "split": True}
+    pre = [{"type": "Punctuation", "behavior": "Isolated"}] if options.get("split_by_punct", False) else []
+    cls, sep = options["cls_token"], options["sep_token"]
+    post = _template([(cls, 0), ("$A", 0), (sep, 0)], [(cls, 0), ("$A", 0), (sep, 0), ("$B", 1), (sep, 1)], ids)
+    return dict(spec, model=dict(spec["model"], unk_id=unk_id, byte_fallback=False),
+                normalizer={"type": "Sequence", "normalizers": steps},
+                pre_tokenizer={"type": "Sequence", "pretokenizers": pre + [metaspace]}, decoder=dict(metaspace),
+                post_processor=post)
+
+
 def file_pipeline(spec: dict, options: Mapping[str, Any], ids: Mapping[str, int]) -> dict:
     """A generic ``tokenizer.json`` (transformers' ``PreTrainedTokenizerFast``): the file as it is."""
     return spec
@@ -120,10 +150,13 @@ TOKENIZERS: dict[str, TokenizerKind] = {
     # MPNet: fastbert's C++ WordPiece with RoBERTa's special tokens and pair template
     "MPNetTokenizer": TokenizerKind("WordPiece", specials=dict(_ROBERTA_SPECIALS, unk_token="[UNK]"),
                                     model_input_names=_NO_TYPES, wordpiece=dict(pair_template="roberta")),
+    "DebertaV2Tokenizer": TokenizerKind("Unigram", deberta_v2_pipeline, dict(
+        bos_token="[CLS]", eos_token="[SEP]", unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
+        cls_token="[CLS]", mask_token="[MASK]"), ("input_ids", "attention_mask", "token_type_ids")),
     "PreTrainedTokenizerFast": TokenizerKind("", file_pipeline),
     "TokenizersBackend": TokenizerKind("", file_pipeline),
 }
 # config.json model_type -> tokenizer class, when tokenizer_config.json names none.
 MODEL_TYPES = {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer", "electra": "ElectraTokenizer",
                "roberta": "RobertaTokenizer", "xlm-roberta": "XLMRobertaTokenizer", "albert": "AlbertTokenizer",
-               "mpnet": "MPNetTokenizer"}
+               "mpnet": "MPNetTokenizer", "deberta-v2": "DebertaV2Tokenizer"}

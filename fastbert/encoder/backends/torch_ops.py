@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -120,7 +121,118 @@ def _bias_mask(distances: torch.Tensor, cols: torch.Tensor, key_mask: torch.Tens
     return mask
 
 
-def attention(q, k, v, layout: AttentionLayout, dropout=0.0) -> torch.Tensor:
+class _Group(NamedTuple):
+    """One SDPA call's sequences under DeBERTa's disentangled attention (a length bucket, or the padded batch)."""
+
+    index: torch.Tensor  # [n | 1, 1, L, L] int64: the position row of each query/key pair, within rows [lo, hi]
+    index_t: torch.Tensor  # the same, transposed and contiguous: [n | 1, 1, L(key), L(query)] (p2c's gather)
+    lo: int  # the group's position rows: of the per-distance rows, or (on_table) of the table itself
+    hi: int
+    on_table: bool  # long sequences read the table's rows (fewer than their distances), short ones per-distance rows
+    key_mask: torch.Tensor | None  # [n, L] bool (True = real token); None when nothing is padded
+
+
+class _Disentangled(NamedTuple):
+    """What every layer's disentangled attention reads, prepared once per forward (:func:`disentangled`)."""
+
+    distances: torch.Tensor | None  # [2R + 1, H]: the relative embedding of each distance in [-R, R]; None: unused
+    table: torch.Tensor  # [2 span, H]: the relative embeddings
+    scale: float  # 1 / sqrt(D (1 + number of position scores))
+    c2p: bool
+    p2c: bool
+    groups: tuple[_Group, ...]  # one per length bucket, or one for the padded batch
+
+
+def disentangled(layout: AttentionLayout, table: torch.Tensor, rows_of: torch.Tensor, columns: torch.Tensor | None,
+                 head_dim: int, scale: float, c2p: bool, p2c: bool) -> AttentionLayout:
+    """The layout with DeBERTa's disentangled attention (see :func:`fastbert.encoder.ops.disentangled`): per SDPA
+    call, the position row of every query/key pair. A group whose distances (``2 reach + 1``) are fewer than the
+    table's rows reads one row per distance (``distances``, shared by such groups); the others read the table."""
+    width, rows = rows_of.shape[0] // 2, table.shape[0]
+
+    def group(cols: torch.Tensor, key_mask: torch.Tensor | None) -> tuple:  # cols [n, L] int64
+        if key_mask is None and cols.shape[0] > 1 and bool((cols == cols[:1]).all()):
+            cols = cols[:1]  # the same distances for every sequence: one index broadcast over the group
+        reach = int(cols.max() - cols.min())
+        distance = cols[:, :, None] - cols[:, None, :]  # [n, L(query), L(key)]: query minus key column
+        if 2 * reach + 1 < rows:
+            return distance + reach, reach, key_mask
+        return rows_of[distance + width], None, key_mask
+
+    if layout.buckets is not None:
+        parts = [group(columns[b.start:b.start + b.count * b.span].view(b.count, b.span), b.key_mask)
+                 for b in layout.buckets]
+    elif layout.packed:
+        raise ValueError("the PyTorch backend runs packed tokens in length buckets (ops.packed_layout); "
+                         "DeBERTa's disentangled attention needs that layout")
+    else:
+        parts = [group(torch.arange(layout.seqlen, device=table.device)[None], layout.key_mask)]
+    reaches = [reach for _, reach, _ in parts if reach is not None]
+    most = max(reaches, default=None)
+    distances = None if most is None else table[rows_of[width - most:width + most + 1]]  # [2R + 1, H]
+    groups = tuple(_Group(index[:, None], index.transpose(1, 2).contiguous()[:, None],
+                          *((0, rows - 1, True) if reach is None else (most - reach, most + reach, False)), key_mask)
+                   for index, reach, key_mask in parts)
+    return dataclasses.replace(layout, bias=_Disentangled(distances, table, scale / head_dim ** 0.5, c2p, p2c,
+                                                          groups))
+
+
+def _position_projections(rows: torch.Tensor, weight, bias, heads: int, head_dim: int, dtype) -> tuple:
+    """Relative embedding rows ``[R, H]`` -> the layer's position queries and keys, 2 x ``[R, heads, D]``."""
+    hidden = heads * head_dim
+    pos = linear(rows.to(dtype), weight[:2 * hidden], bias[:2 * hidden])  # [R, 2H]
+    return tuple(t.to(dtype) for t in pos.unflatten(1, (2, heads, head_dim)).unbind(1))  # (mixed bf16: to dtype)
+
+
+def _disentangled_attention(q, k, v, layout: AttentionLayout, projection, dropout: float) -> torch.Tensor:
+    """Disentangled attention, one SDPA call per group: the content scores scaled by ``d.scale``, plus the
+    additive mask ``(c2p + p2c) * d.scale`` with padded keys, and every key of a padding query, at ``finfo.min``.
+    The layer's query and key projections (``projection``: its fused QKV weight and bias) turn the relative
+    embedding rows into the position queries Qr and keys Kr ``[rows, heads, D]``."""
+    d: _Disentangled = layout.bias
+    heads, head_dim = q.shape[1], q.shape[2]
+    weight, bias = projection
+    sources = {}  # on_table -> (Qr, Kr), projected once per layer for the groups that read them
+    if layout.buckets is not None:
+        blocks = [(b.start, b.count, b.span) for b in layout.buckets]
+    else:
+        blocks = [(0, layout.batch, layout.seqlen)]
+    outs = []
+    for (start, count, span), g in zip(blocks, d.groups):
+        if g.on_table not in sources:
+            sources[g.on_table] = _position_projections(d.table if g.on_table else d.distances, weight, bias, heads,
+                                                        head_dim, q.dtype)
+        pos_q, pos_k = sources[g.on_table]
+        # rows [start, start + count * span) -> [count, heads, span, D] views
+        qb, kb, vb = (t[start:start + count * span].unflatten(0, (count, span)).transpose(1, 2) for t in (q, k, v))
+        shape = (count, heads, span, span)
+        mask = None  # becomes [count, heads, L(query), L(key)], built in place
+        if d.c2p:
+            c2p = qb @ pos_k[g.lo:g.hi + 1].permute(1, 2, 0)  # [count, heads, L(query), rows]
+            mask = c2p.gather(-1, g.index.expand(shape))
+        if d.p2c:
+            p2c = kb @ pos_q[g.lo:g.hi + 1].permute(1, 2, 0)  # [count, heads, L(key), rows]
+            p2c = p2c.gather(-1, g.index_t.expand(shape)).transpose(-1, -2)  # [count, heads, L(query), L(key)]
+            mask = p2c.contiguous() if mask is None else mask.add_(p2c)
+        mask = qb.new_zeros(shape) if mask is None else mask.mul_(d.scale)
+        if g.key_mask is not None:  # as transformers' DeBERTa: a padding query attends to no key (uniform weights)
+            attend = g.key_mask[:, None, :] & g.key_mask[:, :, None]  # [count, L(query), L(key)]
+            mask.masked_fill_(~attend[:, None], torch.finfo(qb.dtype).min)
+            if qb.requires_grad:
+                # a zero query: its scores are the mask alone, so no gradient reaches it (transformers masks by
+                # masked_fill, which stops the gradient of the scores it replaces); the forward is the same
+                qb = qb * g.key_mask[:, None, :, None].to(qb.dtype)
+        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, dropout_p=dropout,
+                                            scale=d.scale)  # [count, heads, L, D]
+        outs.append(ob.transpose(1, 2).flatten(0, 1))  # [count * L, heads, D]
+    if len(outs) == 1:
+        return outs[0]
+    return torch.cat(outs) if outs else q.new_empty(q.shape)
+
+
+def attention(q, k, v, layout: AttentionLayout, dropout=0.0, projection=None) -> torch.Tensor:
+    if isinstance(layout.bias, _Disentangled):
+        return _disentangled_attention(q, k, v, layout, projection, dropout)
     if layout.buckets is not None:
         return _attention_buckets(q, k, v, layout.buckets, layout.bias, dropout)
     if layout.packed:  # packed rows in their own order (the encoder itself runs them bucketed)

@@ -46,7 +46,11 @@ def position_bias(layout: AttentionLayout, distances, columns) -> AttentionLayou
     return dataclasses.replace(layout, bias=(distances.float().contiguous(), positions))
 
 
-def attention(q, k, v, layout: AttentionLayout, dropout=0.0) -> torch.Tensor:
+def disentangled(layout: AttentionLayout, table, rows_of, columns, head_dim, scale, c2p, p2c) -> AttentionLayout:
+    raise ValueError("DeBERTa's disentangled attention has no Triton kernel yet; run it with backend='torch'")
+
+
+def attention(q, k, v, layout: AttentionLayout, dropout=0.0, projection=None) -> torch.Tensor:
     _no_dropout(dropout)
     bias, positions = layout.bias if layout.bias is not None else (None, None)
     if layout.packed:

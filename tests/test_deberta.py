@@ -1,0 +1,159 @@
+"""DeBERTa-v2/v3 against transformers in float32: the disentangled attention at awkward lengths.
+
+``tests/test_families.py`` runs DeBERTa's task heads, gradients, low precision and loading with the other families;
+here: sequence lengths 1, 7 and 129 (129 reaches past the log buckets' range and the relative embeddings' clamp),
+right padding, left padding and holes, on the padding-free (length buckets) and padded paths; every ``pos_att_type``
+subset; v3's real bucket sizes; the packed API; the bucket function itself; and the refusals (every config setting
+fastbert does not implement, and the Triton backend). Bound 2e-5 x max(1, |ref|) on real positions.
+"""
+import copy
+import json
+
+import pytest
+import torch
+import transformers
+from transformers.models.deberta_v2.modeling_deberta_v2 import make_log_bucket_position
+from utils import max_err, parity_bound
+
+import fastbert
+from fastbert.encoder.position_bias import deberta_bucket
+
+VOCAB = 211
+V3 = dict(relative_attention=True, position_buckets=16, max_relative_positions=64, pos_att_type="p2c|c2p",
+          share_att_key=True, norm_rel_ebd="layer_norm", position_biased_input=False, type_vocab_size=0)
+
+
+def _model(name="DebertaV2Model", **overrides):
+    config = transformers.DebertaV2Config(**{
+        **dict(vocab_size=VOCAB, hidden_size=96, num_attention_heads=6, intermediate_size=160, num_hidden_layers=2,
+               max_position_embeddings=140, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+        **V3, **overrides})
+    model = getattr(transformers, name)(config).eval()
+    base = model if name == "DebertaV2Model" else model.deberta
+    with torch.no_grad():  # relative embeddings large enough that a wrong bucket or distance shows
+        base.encoder.rel_embeddings.weight.normal_(0.0, 1.0)
+    return model
+
+
+def _batch(seqlen, pattern):
+    """input_ids/attention_mask [3, seqlen]: row 0 whole, row 1 per ``pattern``, row 2 of length 1 (right padded);
+    padding holds the pad token 0."""
+    ids = torch.randint(3, VOCAB, (3, seqlen))
+    mask = torch.ones(3, seqlen, dtype=torch.long)
+    mask[2, 1:] = 0
+    if pattern == "right":
+        mask[1, torch.randint(1, seqlen, ()) if seqlen > 1 else 1:] = 0
+    elif pattern == "left" and seqlen > 1:
+        mask[1, :torch.randint(1, seqlen, ())] = 0
+    elif pattern == "holes" and seqlen > 2:
+        mask[1, torch.randperm(seqlen - 1)[:max(1, seqlen // 4)] + 1] = 0
+    padding = mask == 0
+    if pattern == "holes":  # holes are masked real tokens: their ids stay
+        padding[1] = False
+    ids[padding] = 0
+    return ids, mask
+
+
+def _check(model, ref, ids, mask, seed):
+    with torch.no_grad():
+        expected, got = ref(ids, attention_mask=mask)[0], model(ids, attention_mask=mask)[0]
+    assert max_err(got, expected, mask) <= parity_bound(expected[mask.bool()]), seed
+
+
+def test_token_type_ids_ignored_without_token_types(seed):
+    """DeBERTa-v3 has no token types but its tokenizer returns token_type_ids: transformers ignores them, so does
+    fastbert (the other families refuse them)."""
+    ref = _model()
+    model = fastbert.optimize(copy.deepcopy(ref))
+    ids, mask = _batch(7, "holes")
+    types = torch.randint(0, 2, ids.shape)
+    with torch.no_grad():
+        expected, got = ref(ids, mask, types)[0], model(ids, mask, types)[0]
+    assert max_err(got, expected, mask) <= parity_bound(expected[mask.bool()]), seed
+
+
+def test_bucket_is_transformers_bucket():
+    relative = torch.arange(-700, 701)
+    for buckets, max_position in ((256, 512), (16, 64), (32, 140), (2, 10)):
+        assert torch.equal(deberta_bucket(relative, buckets, max_position),
+                           make_log_bucket_position(relative, buckets, max_position).long()), (buckets, max_position)
+
+
+@pytest.mark.parametrize("padding_free", [True, False])
+@pytest.mark.parametrize("pattern", ["right", "left", "holes"])
+@pytest.mark.parametrize("seqlen", [1, 7, 129])
+def test_matches_transformers(padding_free, pattern, seqlen, seed):
+    ref = _model()
+    model = fastbert.optimize(copy.deepcopy(ref), padding_free=padding_free)
+    _check(model, ref, *_batch(seqlen, pattern), seed)
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(pos_att_type="c2p"), dict(pos_att_type="p2c"), dict(pos_att_type=None),
+    dict(norm_rel_ebd="none", position_biased_input=True, type_vocab_size=2),  # v2's older layout
+    dict(position_buckets=-1, max_relative_positions=-1),  # no buckets: one embedding per distance up to 140
+    dict(position_buckets=-1, max_relative_positions=40),  # no buckets, distances clamped at 40
+    dict(position_buckets=256, max_relative_positions=512),  # v3's sizes
+], ids=["c2p", "p2c", "none", "v2-layout", "unbucketed", "unbucketed-clamped", "v3-sizes"])
+def test_config_variants(overrides, seed):
+    ref = _model(**overrides)
+    model = fastbert.optimize(copy.deepcopy(ref))
+    for pattern in ("left", "holes"):
+        _check(model, ref, *_batch(129, pattern), seed)
+
+
+def test_own_model_packed_api_and_padding_free(tmp_path, seed):
+    """fastbert's own DeBERTa from save_pretrained (no pooler, no position table): padding-free and padded, and the
+    packed API (distances counted within each sequence) against transformers on each sequence alone."""
+    ref = _model("DebertaV2ForMaskedLM")
+    ref.save_pretrained(tmp_path)
+    model = fastbert.AutoModel.from_pretrained(tmp_path)
+    assert model.pooler is None and model.embeddings.position is None and model.config.disentangled.span == 16
+    ids, mask = _batch(129, "holes")
+    with torch.no_grad():
+        expected = ref.deberta(ids, attention_mask=mask)[0]
+        for padding_free in (True, False):
+            model.padding_free = padding_free
+            got = model(ids, mask)[0]
+            assert max_err(got, expected, mask) <= parity_bound(expected[mask.bool()]), (padding_free, seed)
+        lengths = [129, 40, 1]
+        seqs = [ids[0], ids[1, :40], ids[2, :1]]
+        cu = torch.tensor([0, 129, 169, 170], dtype=torch.int32)
+        packed = model(torch.cat(seqs), cu_seqlens=cu, max_seqlen=129)[0]
+        alone = [ref.deberta(s[None])[0][0] for s in seqs]
+    for (start, n), e in zip(zip(cu[:-1].tolist(), lengths), alone):
+        assert max_err(packed[start:start + n], e) <= parity_bound(e), seed
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(relative_attention=False), "relative_attention=False"),
+    (dict(share_att_key=False), "share_att_key=False"),
+    (dict(pos_att_type="p2c|c2p|p2p"), "pos_att_type \\['p2p'\\]"),
+    (dict(norm_rel_ebd="layer_norm|other"), "norm_rel_ebd \\['other'\\]"),
+    (dict(conv_kernel_size=3), "conv_kernel_size=3 \\(the convolution layer"),
+    (dict(embedding_size=48), "embedding_size=48 != hidden_size"),
+    (dict(attention_head_size=8), "attention_head_size=8"),
+    (dict(position_buckets="256"), "position_buckets='256'"),
+])
+def test_refusals(overrides, message, tmp_path):
+    config = dict(_model().config.to_dict(), **overrides)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="unsupported deberta-v2 configuration: .*" + message):
+        fastbert.BertConfig.from_pretrained(tmp_path)
+
+
+def test_triton_backend_refused_and_auto_takes_torch(seed):
+    """No Triton kernel for the disentangled attention yet: asking for it is a ValueError saying so; ``auto`` runs
+    DeBERTa on PyTorch even where it would pick Triton."""
+    from fastbert.encoder import ops
+
+    missing = fastbert.BertConfig.from_hf(_model().config).triton_missing
+    assert "DeBERTa's disentangled attention has no Triton kernel" in missing
+    with pytest.raises(ValueError, match="backend 'triton' requested but DeBERTa's disentangled attention"):
+        ops.resolve_backend("triton", torch.device("cuda"), triton_missing=missing)
+    assert ops.resolve_backend("auto", torch.device("cuda"), triton_missing=missing) == "torch"
+    if ops.triton_available():
+        ref = _model()
+        model = fastbert.optimize(copy.deepcopy(ref), backend="triton")
+        with pytest.raises(ValueError, match="no Triton kernel"):
+            model(*_batch(7, "right"))
