@@ -13,7 +13,7 @@ import pytest
 import torch
 import transformers
 from transformers.models.deberta_v2.modeling_deberta_v2 import make_log_bucket_position
-from utils import max_err, parity_bound
+from utils import max_err, parity_bound, patterned_batch
 
 import fastbert
 from fastbert.encoder.position_bias import deberta_bucket
@@ -36,22 +36,8 @@ def _model(name="DebertaV2Model", **overrides):
 
 
 def _batch(seqlen, pattern):
-    """input_ids/attention_mask [3, seqlen]: row 0 whole, row 1 per ``pattern``, row 2 of length 1 (right padded);
-    padding holds the pad token 0."""
-    ids = torch.randint(3, VOCAB, (3, seqlen))
-    mask = torch.ones(3, seqlen, dtype=torch.long)
-    mask[2, 1:] = 0
-    if pattern == "right":
-        mask[1, torch.randint(1, seqlen, ()) if seqlen > 1 else 1:] = 0
-    elif pattern == "left" and seqlen > 1:
-        mask[1, :torch.randint(1, seqlen, ())] = 0
-    elif pattern == "holes" and seqlen > 2:
-        mask[1, torch.randperm(seqlen - 1)[:max(1, seqlen // 4)] + 1] = 0
-    padding = mask == 0
-    if pattern == "holes":  # holes are masked real tokens: their ids stay
-        padding[1] = False
-    ids[padding] = 0
-    return ids, mask
+    """:func:`utils.patterned_batch` with the pad token 0."""
+    return patterned_batch(seqlen, pattern, VOCAB, 0)
 
 
 def _check(model, ref, ids, mask, seed):

@@ -47,3 +47,23 @@ def float_outputs(out):
         elif isinstance(v, tuple):
             items.update({f"{k}.{i}": t for i, t in enumerate(v)})
     return items
+
+
+def patterned_batch(seqlen: int, pattern: str, vocab: int, pad_id: int):
+    """input_ids/attention_mask ``[3, seqlen]``: row 0 whole, row 1 per ``pattern`` (``"right"``, ``"left"`` or
+    ``"holes"`` padding), row 2 of length 1 (right padded); padding holds ``pad_id`` (holes are masked real tokens:
+    their ids stay)."""
+    ids = torch.randint(3, vocab, (3, seqlen))
+    mask = torch.ones(3, seqlen, dtype=torch.long)
+    mask[2, 1:] = 0
+    if pattern == "right":
+        mask[1, torch.randint(1, seqlen, ()) if seqlen > 1 else 1:] = 0
+    elif pattern == "left" and seqlen > 1:
+        mask[1, :torch.randint(1, seqlen, ())] = 0
+    elif pattern == "holes" and seqlen > 2:
+        mask[1, torch.randperm(seqlen - 1)[:max(1, seqlen // 4)] + 1] = 0
+    padding = mask == 0
+    if pattern == "holes":
+        padding[1] = False
+    ids[padding] = pad_id
+    return ids, mask
