@@ -56,8 +56,9 @@ def add_parser(sub) -> None:
     enc.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
                      help="auto: float16 on CUDA, float32 on CPU")
     enc.add_argument("--quantize", choices=["auto", "bfloat16"],
-                     help="reduced precision (CPU): bfloat16 (bf16 GEMMs, float32 residual stream; min cosine >= 0.9999 vs float32), auto "
-                          "(bfloat16 on CPUs with AMX-BF16, else float32); see fastbert.encoder.precision")
+                     help="reduced precision (CPU): bfloat16 (bf16 GEMMs, float32 residual stream; min cosine "
+                          ">= 0.9999 vs float32), auto (bfloat16 on CPUs with AMX-BF16, else float32); see "
+                          "fastbert.encoder.precision")
     enc.add_argument("--device", type=device, help="cpu, cuda or cuda:N (default: cuda when available)")
     enc.add_argument("--devices", type=devices, metavar="LIST|N",
                      help="one worker process per device (cuda:0,cuda:1), or N CPU worker processes")

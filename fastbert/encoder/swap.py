@@ -2,9 +2,9 @@
 
 ``optimize(model)`` finds the model's base encoder (``BertModel``, ``RobertaModel``, ``XLMRobertaModel``,
 ``DistilBertModel``, ``ElectraModel``, ``AlbertModel``, ``MPNetModel`` or ``DebertaV2Model``: the model itself, or its
-``bert``/``roberta``/``distilbert``/``electra``/``albert``/``mpnet``/``deberta`` attribute inside any task head) and gives that one instance a forward that
-runs fastbert's encoder (:func:`fastbert.encoder.model.bert_forward`) on the HF module's own parameters, found through the
-family's names (:data:`fastbert.encoder.families.NAMES`). Nothing is copied or renamed (ALBERT's shared layer is used for
+``bert``/``roberta``/``distilbert``/``electra``/``albert``/``mpnet``/``deberta`` attribute inside any task head) and
+gives that one instance a forward that runs fastbert's encoder (:func:`fastbert.encoder.model.bert_forward`) on the
+HF module's own parameters, found through the family's names (:data:`fastbert.encoder.families.NAMES`). Nothing is copied or renamed (ALBERT's shared layer is used for
 every layer application): the task heads, HF's output classes, ``state_dict`` and ``save_pretrained`` see the model
 exactly as before. ``restore(model)`` removes the override.
 
