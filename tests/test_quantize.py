@@ -1,9 +1,11 @@
 """Reduced precision (fastbert.encoder.precision): the mixed bfloat16 mode and its fidelity bound on real text against
 sentence-transformers fp32 (min cosine >= 0.9999, mean >= 0.99997); the removed int8 mode."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import fastbert
 from fastbert.encoder import ops
@@ -33,6 +35,11 @@ def test_int8_mode_is_gone_with_its_reason(minilm_path):
         quantize(fastbert.BertModel.from_pretrained(minilm_path), "int8")
     with pytest.raises(ValueError, match="'int8' was removed"):
         SentenceEncoder(minilm_path, device="cpu", quantize="int8")
+    for command in ("encode", "serve"):  # the CLI: a usage error (exit 2) with the reason
+        out = subprocess.run([sys.executable, "-m", "fastbert", command, "--quantize", "int8", "x"],
+                             capture_output=True, text=True)
+        assert out.returncode == 2 and "'int8' was removed: it was no faster than 'bfloat16'" in out.stderr
+        assert "Traceback" not in out.stderr
 
 
 def test_quantize_rejects_bad_arguments(minilm_path):

@@ -31,6 +31,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def quantize_mode(text: str) -> str:
+    """``--quantize``'s value; the removed ``int8`` says why (argparse then checks the choices)."""
+    if text == "int8":
+        raise argparse.ArgumentTypeError("'int8' was removed: it was no faster than 'bfloat16' and less faithful; "
+                                         "use 'bfloat16' (see fastbert.encoder.precision)")
+    return text
+
+
 def device(text: str) -> str:
     if not re.fullmatch(r"(cpu|cuda)(:\d+)?", text):
         raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda or cuda:N")

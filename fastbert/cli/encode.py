@@ -6,7 +6,7 @@ import re
 import sys
 from typing import Sequence
 
-from .common import UsageError, device, devices, positive_int, say, stderr_is_terminal
+from .common import UsageError, device, devices, positive_int, quantize_mode, say, stderr_is_terminal
 
 HELP = """\
 Embed texts with a sentence-transformers model folder (default: the bundled all-MiniLM-L6-v2) and get the
@@ -55,7 +55,7 @@ def add_parser(sub) -> None:
                      help="padded tokens per batch (default 16384)")
     enc.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
                      help="auto: float16 on CUDA, float32 on CPU")
-    enc.add_argument("--quantize", choices=["auto", "bfloat16"],
+    enc.add_argument("--quantize", type=quantize_mode, choices=["auto", "bfloat16"],
                      help="reduced precision (CPU): bfloat16 (bf16 GEMMs, float32 residual stream; min cosine "
                           ">= 0.9999 vs float32), auto (bfloat16 on CPUs with AMX-BF16, else float32); see "
                           "fastbert.encoder.precision")

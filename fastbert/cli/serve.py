@@ -5,7 +5,7 @@ import argparse
 import os
 import signal
 
-from .common import EXIT_INTERRUPTED, device, positive_int
+from .common import EXIT_INTERRUPTED, device, positive_int, quantize_mode
 
 HELP = """\
 Serve embeddings over HTTP (pip install 'fastbert[serve]'): OpenAI's POST /v1/embeddings, TEI's POST /embed,
@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     srv.add_argument("--model", metavar="FOLDER", help="local model folder (default: the bundled all-MiniLM-L6-v2)")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     srv.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free one, logged)")
-    srv.add_argument("--quantize", choices=["auto", "bfloat16"], help="reduced precision, as for encode")
+    srv.add_argument("--quantize", type=quantize_mode, choices=["auto", "bfloat16"], help="reduced precision, as for encode")
     srv.add_argument("--device", type=device, help="cpu, cuda or cuda:N (default: cuda when available)")
     srv.add_argument("--max-batch-tokens", type=positive_int, default=16384, metavar="N",
                      help="tokens per model batch, summed over requests (default 16384)")
