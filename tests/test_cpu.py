@@ -121,6 +121,24 @@ def test_cpu_features_read_proc_cpuinfo():
     assert feats["amx_bf16"] == ("amx_bf16" in flags and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+@pytest.mark.parametrize("cap, allowed", [(None, True), ("ALL", True), ("avx512_core_amx", True),
+                                         ("AVX10_1_512_AMX_FP16", True), ("AVX512_CORE_BF16", False),
+                                         ("avx2_vnni", False), ("AVX512_CORE", False)])
+def test_auto_respects_onednn_isa_cap(monkeypatch, cap, allowed):
+    """``ONEDNN_MAX_CPU_ISA`` below AMX makes an AMX CPU choose as one without AMX (oneDNN would not use the tiles)."""
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}))
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    assert cpu.has_amx_bf16() is allowed
+    assert cpu.reduced_precision_choice() == ("bfloat16" if allowed else None)
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert cpu.reduced_precision_choice() is None  # no tiles: float32 whatever the cap
+
+
 def test_reduced_precision_choice_follows_amx(monkeypatch):
     monkeypatch.setattr(cpu, "has_amx_bf16", lambda: True)
     assert cpu.reduced_precision_choice() == "bfloat16"

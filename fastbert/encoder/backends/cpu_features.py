@@ -10,10 +10,12 @@
   slower), so there "auto" changes nothing. (On an AMD EPYC with AVX512-BF16 and no AMX, the mixed bf16 mode
   encoded real text 1.6x faster than float32 on one thread; ``"auto"`` does not take it there yet, since the
   Intel measurement above says the opposite for the same instructions: ask for ``"bfloat16"`` explicitly.)
+  A cap on oneDNN's ISA (``ONEDNN_MAX_CPU_ISA`` below AMX) counts as no AMX, since oneDNN then never uses the tiles.
 """
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 
@@ -64,8 +66,27 @@ def cpu_features() -> dict:
 
 
 def has_amx_bf16() -> bool:
-    """AMX-BF16 tiles present (and oneDNN can run bf16 at all)."""
-    return "amx_bf16" in cpu_flags() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    """AMX-BF16 tiles present, oneDNN allowed to use them (:func:`onednn_isa_cap`), and oneDNN able to run bf16."""
+    return ("amx_bf16" in cpu_flags() and onednn_allows_amx()
+            and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def onednn_isa_cap() -> str | None:
+    """The ISA cap oneDNN reads from ``ONEDNN_MAX_CPU_ISA`` (or its older name ``DNNL_MAX_CPU_ISA``), upper-cased;
+    None where neither is set. oneDNN dispatches to nothing above it, so a cap below AMX turns AMX off for every
+    oneDNN GEMM this process runs."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value.upper()
+    return None
+
+
+def onednn_allows_amx() -> bool:
+    """False when :func:`onednn_isa_cap` names an ISA without AMX (``AVX512_CORE_BF16``, ``AVX2_VNNI``, ...); oneDNN's
+    AMX levels all have ``AMX`` in their names, and ``ALL``/``DEFAULT`` mean no cap."""
+    cap = onednn_isa_cap()
+    return cap is None or cap in ("ALL", "DEFAULT") or "AMX" in cap
 
 
 def reduced_precision_choice() -> str | None:
