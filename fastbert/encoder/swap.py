@@ -55,8 +55,9 @@ import torch
 from torch import nn
 
 from .config import BertConfig, DropoutRates
-from .families import FAMILIES, NAMES, module_names
-from .model import EmbeddingWeights, LayerWeights, bert_forward, check_backend, choose_backend, needs_grad
+from .families import FAMILIES, NAMES, module_names, parameter_as_weight
+from .model import (EmbeddingWeights, LayerWeights, RelativeWeights, bert_forward, check_backend, choose_backend,
+                    needs_grad)
 
 _ATTR = "_fastbert"  # set on an optimized base model instance: its _Settings
 _MASKED = -1e4  # an additive 4-D mask value at or below this masks the key (exp underflows to exactly 0)
@@ -73,6 +74,7 @@ class _Settings(NamedTuple):
     tuple_keeps_pooler: bool  # return_dict=False keeps a None pooler_output in place (the family's Family entry)
     dropout: DropoutRates  # train mode's rates
     pads_enter_outputs: bool  # the head's loss reads padding positions (QA): padded batches stay padded by default
+    parameters: dict[str, str]  # fastbert layer module -> how the family's bare parameter becomes its weight (XLNet)
 
 
 def _find_base(model: nn.Module) -> tuple[nn.Module, str]:
@@ -106,17 +108,20 @@ def _weights(base: nn.Module, s: _Settings):
     weights, so no second copy is held and gradients still reach the three HF parameters."""
     m = {name: _module(base, path) for name, path in s.modules.items()}
     for name, module in m.items():
-        if module is not None and type(module).forward not in _PLAIN_FORWARDS:
+        if name.startswith("layers.") and name.split(".", 2)[-1] in s.parameters:  # a bare parameter (XLNet)
+            m[name] = _Linear(parameter_as_weight(module, s.parameters[name.split(".", 2)[-1]]), None)
+        elif module is not None and type(module).forward not in _PLAIN_FORWARDS:
             raise TypeError(
                 f"{type(base).__name__}.{'.'.join(s.modules[name])} is a {type(module).__name__} with its own forward "
                 "(an adapter such as LoRA, or a quantized layer?); fastbert computes nn.Linear / nn.LayerNorm / "
                 "nn.Embedding math from its weight and bias alone, which would silently drop what that forward adds. "
                 "Call fastbert.restore(model) to run it")
     project, token_type, pooler = m.get("embeddings.project"), m.get("embeddings.token_type"), m.get("pooler")
-    position = m.get("embeddings.position")
+    position, norm = m.get("embeddings.position"), m.get("embeddings.norm")
     embeddings = EmbeddingWeights(
         m["embeddings.word"].weight, position.weight if position is not None else None,
-        token_type.weight if token_type is not None else None, m["embeddings.norm"].weight, m["embeddings.norm"].bias,
+        token_type.weight if token_type is not None else None, norm.weight if norm is not None else None,
+        norm.bias if norm is not None else None,
         project.weight if project is not None else None, project.bias if project is not None else None,
     )
     unique = []
@@ -124,12 +129,24 @@ def _weights(base: nn.Module, s: _Settings):
         q, k, v = (m[f"layers.{u}.qkv.{p}"] for p in ("query", "key", "value"))
         a, an, up, down, fn = (m[f"layers.{u}.{n}"]
                                for n in ("attn_out", "attn_norm", "ffn_up", "ffn_down", "ffn_norm"))
+        relative = None
+        if f"layers.{u}.relative.position" in m:  # XLNet
+            relative = RelativeWeights(*(m[f"layers.{u}.relative.{n}"].weight for n in (
+                "position", "content_bias", "position_bias", "segment_bias", "segments")))
         unique.append(LayerWeights(
-            torch.cat([q.weight, k.weight, v.weight]), torch.cat([q.bias, k.bias, v.bias]), a.weight, a.bias,
-            an.weight, an.bias, up.weight, up.bias, down.weight, down.bias, fn.weight, fn.bias,
+            torch.cat([q.weight, k.weight, v.weight]), None if q.bias is None else torch.cat([q.bias, k.bias, v.bias]),
+            a.weight, a.bias, an.weight, an.bias, up.weight, up.bias, down.weight, down.bias, fn.weight, fn.bias,
+            relative,
         ))
     layers = [unique[u] for u in s.config.layer_schedule]  # ALBERT: the same tuple for every application
     return embeddings, layers, (pooler.weight, pooler.bias) if pooler is not None else None
+
+
+class _Linear(NamedTuple):
+    """A family's bare parameter seen as a module's weight (XLNet), for :func:`_weights`."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
 
 
 # transformers' keyword arguments that reach the base model but are the loss's business (Trainer passes
@@ -167,6 +184,7 @@ def _fast_forward(base, *args, **kwargs):
     kwargs.pop("output_attentions", None)
     output_hidden_states = kwargs.pop("output_hidden_states", None)
     return_dict = kwargs.pop("return_dict", None)
+    use_mems = kwargs.pop("use_mems", None) if "mems" in s.output.__dataclass_fields__ else None
     for name in _LOSS_ONLY:
         kwargs.pop(name, None)
     given = sorted(k for k, v in kwargs.items() if v is not None and v is not False)
@@ -177,6 +195,8 @@ def _fast_forward(base, *args, **kwargs):
         output_hidden_states = getattr(hf_config, "output_hidden_states", False)
     if return_dict is None:
         return_dict = getattr(hf_config, "return_dict", True)
+    if "mems" in s.output.__dataclass_fields__ and use_mems is None:  # XLNet: new memories by default in eval
+        use_mems = hf_config.use_mems_train if base.training else hf_config.use_mems_eval
 
     embeddings, layers, pooler = _weights(base, s)
     config = s.config
@@ -206,7 +226,7 @@ def _fast_forward(base, *args, **kwargs):
         backend=choose_backend(base, s.backend, embeddings.word.device, grad, bool(dropout and dropout.active),
                                config.triton_missing),
         validate=s.validate_inputs,
-        output_hidden_states=bool(output_hidden_states),
+        output_hidden_states=bool(output_hidden_states or use_mems),
         needs_grad=grad,
         padding_free=padding_free,
         relative_bias=relative.weight if relative is not None else None,
@@ -217,8 +237,10 @@ def _fast_forward(base, *args, **kwargs):
     fields = dict(last_hidden_state=out.last_hidden_state)
     if "pooler_output" in s.output.__dataclass_fields__:
         fields["pooler_output"] = out.pooler_output
-    if out.hidden_states is not None:
+    if out.hidden_states is not None and output_hidden_states:
         fields["hidden_states"] = _select(out.hidden_states, output_hidden_states)
+    if use_mems:
+        fields["mems"] = _memories(out.hidden_states[:-1], hf_config)
     result = s.output(**fields)
     if return_dict:
         return result
@@ -226,6 +248,21 @@ def _fast_forward(base, *args, **kwargs):
     if s.tuple_keeps_pooler and out.pooler_output is None:
         values = values[:1] + (None,) + values[1:]
     return values
+
+
+def _memories(inputs: tuple[torch.Tensor, ...], hf_config) -> tuple[torch.Tensor, ...]:
+    """XLNet's new memories, as its ``cache_mem``: each layer's input ``[B, S, H]`` -> ``[S', B, H]`` detached,
+    the first ``reuse_len`` positions when set, then the last ``mem_len`` (all when 0 or None). At padding positions
+    a padding-free forward gives zeros where transformers gives what it computed for padding."""
+    out = []
+    for h in inputs:
+        h = h.transpose(0, 1)  # [S, B, H]
+        if hf_config.reuse_len:
+            h = h[:hf_config.reuse_len]
+        if hf_config.mem_len:
+            h = h[-hf_config.mem_len:]
+        out.append(h.detach())
+    return tuple(out)
 
 
 def _checkpoint_function(base: nn.Module):
@@ -242,7 +279,7 @@ def _checkpoint_function(base: nn.Module):
 # Heads whose loss reads the encoder's output at padding positions: transformers' QA loss is a softmax over every
 # position of the row. (Sequence classification and multiple choice read the first token; token classification and
 # masked LM score labelled tokens only, and transformers' collators label padding -100.)
-_HEADS_READING_PADDING = ("ForQuestionAnswering",)
+_HEADS_READING_PADDING = ("ForQuestionAnswering", "ForQuestionAnsweringSimple")
 
 
 def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: bool = True,
@@ -261,7 +298,7 @@ def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: b
     For ``torch.compile(fullgraph=True)`` and CUDA-graph capture, which need a forward without host syncs, pass
     ``validate_inputs=False, padding_free=False`` once the inputs are known good.
     """
-    import transformers.modeling_outputs as outputs
+    import importlib
 
     check_transformers_version()
     base, model_type = _find_base(model)
@@ -281,9 +318,11 @@ def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: b
     arg_names = tuple(p.name for p in parameters if p.kind == p.POSITIONAL_OR_KEYWORD)[1:]  # without self
     if padding_free not in (None, True, False):
         raise TypeError(f"padding_free must be None, True or False, got {padding_free!r}")
+    family = FAMILIES[model_type]
     settings = _Settings(config, check_backend(backend), bool(validate_inputs), padding_free, modules, arg_names,
-                         getattr(outputs, FAMILIES[model_type].hf_output), FAMILIES[model_type].tuple_keeps_pooler,
-                         DropoutRates.from_hf(base.config), type(model).__name__.endswith(_HEADS_READING_PADDING))
+                         getattr(importlib.import_module(family.output_module), family.hf_output),
+                         family.tuple_keeps_pooler, DropoutRates.from_hf(base.config),
+                         type(model).__name__.endswith(_HEADS_READING_PADDING), dict(family.names.parameters))
     object.__setattr__(base, _ATTR, settings)
     # An instance attribute shadows the class's forward for this one module only; restore() deletes it.
     object.__setattr__(base, "forward", functools.partial(_fast_forward, base))
