@@ -50,6 +50,8 @@ def drop_unused_positions(sd: Mapping[str, torch.Tensor], config: BertConfig) ->
     its checkpoint may still hold, as transformers does."""
     if config.absolute_positions:
         return dict(sd)
+    if "embeddings.position" not in NAMES[config.model_type].modules:  # XLNet: none to drop
+        return dict(sd)
     table = f"{NAMES[config.model_type].modules['embeddings.position']}.weight"
     return {k: v for k, v in sd.items() if k != table}
 
