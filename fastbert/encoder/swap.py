@@ -165,6 +165,9 @@ def _select(hidden_states: tuple[torch.Tensor, ...], which: Any) -> tuple[torch.
     return tuple(h if i in wanted else None for i, h in enumerate(hidden_states))
 
 
+# Over 80 lines because it is the one translation of a transformers forward call into fastbert's and back (arguments,
+# masks, each family's per-forward extras, XLNet's memories, the output class and tuple); split, its order would be
+# hidden across helpers.
 def _fast_forward(base, *args, **kwargs):
     s: _Settings = getattr(base, _ATTR)
     hf_config = base.config
@@ -184,7 +187,7 @@ def _fast_forward(base, *args, **kwargs):
     kwargs.pop("output_attentions", None)
     output_hidden_states = kwargs.pop("output_hidden_states", None)
     return_dict = kwargs.pop("return_dict", None)
-    use_mems = kwargs.pop("use_mems", None) if "mems" in s.output.__dataclass_fields__ else None
+    use_mems = _use_mems(base, s, kwargs)
     for name in _LOSS_ONLY:
         kwargs.pop(name, None)
     given = sorted(k for k, v in kwargs.items() if v is not None and v is not False)
@@ -195,8 +198,6 @@ def _fast_forward(base, *args, **kwargs):
         output_hidden_states = getattr(hf_config, "output_hidden_states", False)
     if return_dict is None:
         return_dict = getattr(hf_config, "return_dict", True)
-    if "mems" in s.output.__dataclass_fields__ and use_mems is None:  # XLNet: new memories by default in eval
-        use_mems = hf_config.use_mems_train if base.training else hf_config.use_mems_eval
 
     embeddings, layers, pooler = _weights(base, s)
     config = s.config
@@ -248,6 +249,17 @@ def _fast_forward(base, *args, **kwargs):
     if s.tuple_keeps_pooler and out.pooler_output is None:
         values = values[:1] + (None,) + values[1:]
     return values
+
+
+def _use_mems(base: nn.Module, s: _Settings, kwargs: dict) -> bool:
+    """Whether the forward returns new memories (XLNet's output has ``mems``): its ``use_mems`` argument (taken out
+    of ``kwargs``), else the config's ``use_mems_eval`` / ``use_mems_train``, as transformers reads them."""
+    if "mems" not in s.output.__dataclass_fields__:
+        return False
+    use_mems = kwargs.pop("use_mems", None)
+    if use_mems is None:
+        use_mems = base.config.use_mems_train if base.training else base.config.use_mems_eval
+    return bool(use_mems)
 
 
 def _memories(inputs: tuple[torch.Tensor, ...], hf_config) -> tuple[torch.Tensor, ...]:
