@@ -105,3 +105,25 @@ def test_encoder_on_the_tokenizers_ids(folder, corpus):  # noqa: F811
     mask = ids["attention_mask"]
     assert not bool(mask[:, 0].all()) and bool(mask[:, -1].all())  # left padded
     assert max_err(got, expected, mask) <= parity_bound(expected[mask.bool()])
+
+
+def test_sentence_encoder_matches_sentence_transformers(folder, corpus, tmp_path):  # noqa: F811
+    """A sentence-transformers folder around the XLNet folder (mean pooling, max_seq_length 32, so most texts are
+    truncated; XLNet's tokenizer pads on the left): ``fastbert.SentenceEncoder`` gives
+    ``SentenceTransformer.encode``'s embeddings in float32."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    st_folder = str(tmp_path / "st")
+    modules = [Transformer(folder, max_seq_length=32), Pooling(96, pooling_mode="mean")]
+    SentenceTransformer(modules=modules, device="cpu").save(st_folder)
+    texts = corpus["test"][:24] + MULTILINGUAL
+    ref = SentenceTransformer(st_folder, device="cpu").encode(texts, batch_size=8, convert_to_numpy=True)
+    encoder = fastbert.SentenceEncoder(st_folder, device="cpu", dtype="float32")
+    got = encoder.encode(texts, batch_size=8)
+    assert encoder.last_truncated > 0 and got.shape == ref.shape
+    cosine = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cosine.min() >= 0.99999, cosine.min()
+    assert np.abs(got - ref).max() <= 5e-6 * max(1.0, np.abs(ref).max()), np.abs(got - ref).max()
