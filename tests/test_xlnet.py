@@ -201,6 +201,22 @@ def test_arguments_refused_by_name(argument):
         model(ids, **({} if argument == "input_mask" else {"attention_mask": mask}), **{argument: values[argument]})
 
 
+def test_masks_other_than_0_1_refused():
+    """transformers' XLNet masks every value below 1 (``1 - attention_mask > 0``) where the other families attend
+    wherever the mask is nonzero: fastbert takes 0/1 only for XLNet, and a 0/1 float or bool mask works."""
+    ref = _model()
+    model = fastbert.optimize(copy.deepcopy(ref))
+    ids, mask, _ = _batch(7, "holes", left=True)
+    with torch.no_grad():
+        expected = ref(ids, mask)[0]
+        for m in (mask.float(), mask.bool()):
+            _check(model(ids, m)[0], expected, mask, "0/1 mask")
+        with pytest.raises(ValueError, match="attention_mask must contain only 0 and 1"):
+            model(ids, mask * 0.5)
+        with pytest.raises(ValueError, match="attention_mask has shape"):
+            model(ids, mask[:, None, None, :].bool())
+
+
 def test_output_attentions_runs_transformers(seed):
     ref = _model()
     model = fastbert.optimize(copy.deepcopy(ref))

@@ -76,6 +76,9 @@ class BertConfig:
     # the column a sequence summary reads (0: the first token, as BERT's pooler and heads; -1: the last, as XLNet's
     # heads): a padded batch whose rows all keep that column runs padding-free, others stay padded
     summary_column: int = 0
+    # XLNet: transformers masks every attention_mask value below 1 (not only 0), so optimize() passes the mask on as
+    # it is and the encoder's check takes 0/1 only (other values, and 4-D masks, are a ValueError)
+    binary_mask: bool = False
     # XLNet: the relative attention with segments every layer runs (fastbert.encoder.position_bias); None: none
     xlnet: XLNetAttention | None = None
 

@@ -180,7 +180,7 @@ def xlnet_config(d: Mapping[str, Any]) -> dict:
     clamp = d.get("clamp_len", -1)
     return dict(out, type_vocab_size=0, pad_token_id=None, max_position_embeddings=XLNET_MAX_LENGTH,
                 absolute_positions=False, embedding_norm=False, attention_bias=False, segment_ids=True,
-                summary_column=0 if d.get("summary_type", "last") == "first" else -1,
+                summary_column=0 if d.get("summary_type", "last") == "first" else -1, binary_mask=True,
                 xlnet=XLNetAttention(clamp_len=-1 if clamp is None else clamp))
 
 

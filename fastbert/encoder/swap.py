@@ -206,7 +206,7 @@ def _fast_forward(base, *args, **kwargs):
     input_ids, inputs_embeds = inputs.get("input_ids"), inputs.get("inputs_embeds")
     attention_mask = inputs.get("attention_mask")
     reference = input_ids if input_ids is not None else inputs_embeds
-    if isinstance(reference, torch.Tensor) and reference.dim() >= 2:
+    if isinstance(reference, torch.Tensor) and reference.dim() >= 2 and not config.binary_mask:
         attention_mask = key_mask(attention_mask, tuple(reference.shape[:2]), config.num_attention_heads,
                                   hf_config._attn_implementation, check=s.validate_inputs)
     grad = needs_grad(base, inputs_embeds)
