@@ -1,8 +1,9 @@
 """Swap fastbert into an existing ``transformers`` model of the BERT family, in place.
 
 ``optimize(model)`` finds the model's base encoder (``BertModel``, ``RobertaModel``, ``XLMRobertaModel``,
-``DistilBertModel``, ``ElectraModel``, ``AlbertModel``, ``MPNetModel`` or ``DebertaV2Model``: the model itself, or its
-``bert``/``roberta``/``distilbert``/``electra``/``albert``/``mpnet``/``deberta`` attribute inside any task head) and
+``DistilBertModel``, ``ElectraModel``, ``AlbertModel``, ``MPNetModel``, ``DebertaV2Model`` or ``XLNetModel``: the model
+itself, or its ``bert``/``roberta``/``distilbert``/``electra``/``albert``/``mpnet``/``deberta``/``transformer``
+attribute inside any task head) and
 gives that one instance a forward that runs fastbert's encoder (:func:`fastbert.encoder.model.bert_forward`) on the
 HF module's own parameters, found through the family's names (:data:`fastbert.encoder.families.NAMES`). Nothing is copied or renamed (ALBERT's shared layer is used for
 every layer application): the task heads, HF's output classes, ``state_dict`` and ``save_pretrained`` see the model
@@ -26,6 +27,9 @@ What runs where:
   modules at every forward (Q/K/V stacked with a differentiable ``torch.cat``), so an optimizer step is seen by
   the next forward. When that alone keeps a forward off the Triton path, a warning (once per model) names the fix:
   ``torch.inference_mode()`` or ``torch.no_grad()``.
+* XLNet: its new memories (``mems``, returned in eval by default) are each layer's input, cut by ``reuse_len`` and
+  ``mem_len`` as transformers' ``cache_mem`` does; ``mems``, ``perm_mask``, ``target_mapping`` and ``input_mask`` as
+  arguments are a ``ValueError`` (two-stream attention and memories as input are not implemented).
 * Padding: a padded batch runs packed (real tokens only) and comes back padded for the head, with zeros at padding
   positions. Question answering heads are the exception: transformers' QA loss takes its softmax over every
   position, padding included, so the padding rows enter the loss; for them ``padding_free=None`` keeps a padded
