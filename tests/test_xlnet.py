@@ -161,6 +161,23 @@ def test_multiple_choice(seed):
     _check(got.loss[None], expected.loss[None], torch.ones(1), seed)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_error_within_transformers_own(dtype, seed):
+    """fastbert in fp16/bf16 against transformers fp32, relative to transformers' own error in that dtype (the
+    other families' bounds: RMS <= 1.25x, max <= 2x), on real positions of both paths."""
+    ref = _model()
+    low_ref = copy.deepcopy(ref).to(dtype)
+    model = fastbert.optimize(copy.deepcopy(ref).to(dtype))
+    for left in (True, False):
+        ids, mask, types = _batch(33, "holes", left)
+        with torch.no_grad():
+            exact = ref(ids, mask, token_type_ids=types)[0][mask.bool()]
+            theirs = low_ref(ids, mask, token_type_ids=types)[0][mask.bool()].float() - exact
+            ours = model(ids, mask, token_type_ids=types)[0][mask.bool()].float() - exact
+        assert ours.pow(2).mean().sqrt() <= 1.25 * theirs.pow(2).mean().sqrt(), (dtype, left, seed)
+        assert ours.abs().max() <= 2 * theirs.abs().max(), (dtype, left, seed)
+
+
 def test_gradients_match_transformers(seed):
     """Eval mode with autograd: the PyTorch path is differentiable and its gradients are transformers'."""
     ref = _model("XLNetForSequenceClassification")

@@ -288,7 +288,8 @@ def _xlnet_attention(q, k, v, layout: AttentionLayout, projection, dropout: floa
     w = projection[2]  # the layer's RelativeWeights
     heads, head_dim = q.shape[1], q.shape[2]
     scale = head_dim ** -0.5
-    pos_k = linear(d.sinusoids.to(q.dtype), w.position_weight, None).to(q.dtype).unflatten(1, (heads, head_dim))
+    pos_k = linear(d.sinusoids.to(w.position_weight.dtype), w.position_weight, None)  # [2R + 1, H]
+    pos_k = pos_k.to(q.dtype).unflatten(1, (heads, head_dim))  # [2R + 1, heads, D] (mixed bf16: q's dtype)
     content, position, segment = (b[:, None, :].to(q.dtype) for b in (w.content_bias, w.position_bias,
                                                                       w.segment_bias))  # [heads, 1, D] each
     segments = w.segments.to(q.dtype).permute(1, 2, 0)  # [heads, D, 2]
