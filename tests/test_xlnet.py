@@ -90,14 +90,19 @@ def test_config_variants(overrides, seed):
         _check(got, expected, mask, seed)
 
 
-def test_without_segments_and_mask(seed):
-    """No token_type_ids (transformers adds no segment term) and no attention_mask."""
+def test_without_segments_and_mask_and_with_inputs_embeds(seed):
+    """No token_type_ids (transformers adds no segment term), no attention_mask; inputs_embeds for the ids."""
     ref = _model()
     model = fastbert.optimize(copy.deepcopy(ref))
     ids = torch.randint(0, VOCAB, (2, 33))
     with torch.no_grad():
         expected, got = ref(ids)[0], model(ids)[0]
-    _check(got, expected, torch.ones_like(ids), seed)
+        _check(got, expected, torch.ones_like(ids), seed)
+        ids, mask, types = _batch(33, "holes", left=True)
+        embeds = torch.randn(3, 33, 96)
+        expected = ref(inputs_embeds=embeds, attention_mask=mask, token_type_ids=types)[0]
+        got = model(inputs_embeds=embeds, attention_mask=mask, token_type_ids=types)[0]
+    _check(got, expected, mask, seed)
 
 
 def test_memories_and_outputs_as_transformers(seed):
