@@ -239,6 +239,13 @@ def test_masks_other_than_0_1_refused():
             model(ids, mask[:, None, None, :].bool())
 
 
+def test_generate_refused_by_name():
+    """XLNet's generation feeds the two-stream query (perm_mask, target_mapping): refused, naming them."""
+    model = fastbert.optimize(_model("XLNetLMHeadModel"))
+    with pytest.raises(ValueError, match="\\['perm_mask', 'target_mapping'\\]; call fastbert.restore"):
+        model.generate(torch.randint(10, VOCAB, (1, 5)), max_new_tokens=2, do_sample=False)
+
+
 def test_output_attentions_runs_transformers(seed):
     ref = _model()
     model = fastbert.optimize(copy.deepcopy(ref))
