@@ -299,6 +299,10 @@ def test_triton_backend_refused_and_auto_takes_torch():
     with pytest.raises(ValueError, match="backend 'triton' requested but XLNet's relative attention"):
         ops.resolve_backend("triton", torch.device("cuda"), triton_missing=missing)
     assert ops.resolve_backend("auto", torch.device("cuda"), triton_missing=missing) == "torch"
+    if ops.triton_available():
+        model = fastbert.optimize(_model(), backend="triton")
+        with pytest.raises(ValueError, match="no Triton kernel"):
+            model(*_batch(7, "right")[:2])
 
 
 def test_own_model_from_save_pretrained_and_packed_api(tmp_path, seed):
