@@ -100,7 +100,7 @@ def test_unsupported_configs(overrides, message):
 def test_unsupported_model_type():
     with pytest.raises(ValueError, match="unsupported model_type 'deberta'; fastbert implements "
                                          "\\['albert', 'bert', 'deberta-v2', 'distilbert', 'electra', 'mpnet', "
-                                         "'roberta', 'xlm-roberta'\\]"):
+                                         "'roberta', 'xlm-roberta', 'xlnet'\\]"):
         fastbert.BertConfig.from_dict({"model_type": "deberta"})
 
 

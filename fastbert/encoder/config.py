@@ -1,8 +1,8 @@
 """One encoder configuration for the BERT family, read from a Hugging Face ``config.json``.
 
-BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT, MPNet and DeBERTa-v2/v3 run the same encoder math; they
-differ in names, position ids, embedding width (plus a projection), weight sharing, (MPNet) a relative-position
-attention bias and (DeBERTa) disentangled attention. Each family enters as data
+BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT, MPNet, DeBERTa-v2/v3 and XLNet run the same encoder math;
+they differ in names, position ids, embedding width (plus a projection), weight sharing, (MPNet) a relative-position
+attention bias, (DeBERTa) disentangled attention and (XLNet) relative attention with segments. Each family enters as data
 (:mod:`fastbert.encoder.families`): a function mapping its HF config dict onto :class:`BertConfig`, and its weight
 names.
 
@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple
 
-from .families import FAMILIES, Disentangled, check_supported
+from .families import FAMILIES, Disentangled, XLNetAttention, check_supported
 
 # HF's names for the activations fastbert implements, mapped to the op seam's names.
 # "gelu" is the exact erf form, "gelu_new" / "gelu_pytorch_tanh" the tanh approximation (identical formulas in HF).
@@ -68,6 +68,19 @@ class BertConfig:
     # DeBERTa: the disentangled attention every layer runs (content-to-position and position-to-content scores from
     # relative embeddings, fastbert.encoder.position_bias); None: none.
     disentangled: Disentangled | None = None
+    embedding_norm: bool = True  # False: no embedding LayerNorm (XLNet: the word embeddings go in as they are)
+    attention_bias: bool = True  # False: the query/key/value and attention output projections have no bias (XLNet)
+    # XLNet: token_type_ids are segment ids (any integers, compared for equality by the attention), not rows of an
+    # embedding table
+    segment_ids: bool = False
+    # the column a sequence summary reads (0: the first token, as BERT's pooler and heads; -1: the last, as XLNet's
+    # heads): a padded batch whose rows all keep that column runs padding-free, others stay padded
+    summary_column: int = 0
+    # XLNet: transformers masks every attention_mask value below 1 (not only 0), so optimize() passes the mask on as
+    # it is and the encoder's check takes 0/1 only (other values, and 4-D masks, are a ValueError)
+    binary_mask: bool = False
+    # XLNet: the relative attention with segments every layer runs (fastbert.encoder.position_bias); None: none
+    xlnet: XLNetAttention | None = None
 
     def __post_init__(self):
         if not isinstance(self.hidden_act, str):
@@ -117,6 +130,16 @@ class BertConfig:
         """Why the Triton backend cannot run this model (the ``auto`` backend then takes PyTorch), or None."""
         if self.disentangled is not None:
             return "DeBERTa's disentangled attention has no Triton kernel yet (run it with backend='torch')"
+        if self.xlnet is not None:
+            return "XLNet's relative attention has no Triton kernel yet (run it with backend='torch')"
+        return None
+
+    @property
+    def train_dropout_missing(self) -> str | None:
+        """Why train mode with nonzero dropout cannot run this model as transformers does, or None."""
+        if self.xlnet is not None:
+            return ("XLNet's train-mode dropout (also after the FFN activation, on the relative positional encoding "
+                    "and on the output) is not implemented; set the model's dropout to 0, or call eval()")
         return None
 
     @property

@@ -1,10 +1,11 @@
 """The BERT family as data: one :class:`Family` record per ``model_type``.
 
-BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT, MPNet and DeBERTa-v2/v3 run the same encoder math. Each differs only in
+BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT, MPNet, DeBERTa-v2/v3 and XLNet run the same encoder math.
+Each differs only in
 
 * ``config``: a function from its Hugging Face ``config.json`` dict to :class:`~fastbert.encoder.config.BertConfig`
   fields (names, defaults, position ids, embedding projection, layer sharing, how position_ids are read, a
-  relative-position attention bias, DeBERTa's disentangled attention);
+  relative-position attention bias, DeBERTa's disentangled attention, XLNet's relative attention with segments);
 * ``names``: where it keeps each of fastbert's modules (:class:`Names`), which serves both checkpoint loading
   (:mod:`fastbert.encoder.weights`) and the in-place swap (:mod:`fastbert.encoder.swap`);
 * ``hf_model`` / ``hf_output``: the ``transformers`` base-model class and the output class its forward returns
@@ -44,6 +45,16 @@ class Disentangled(NamedTuple):
         return (1 + self.c2p + self.p2c) ** -0.5
 
 
+class XLNetAttention(NamedTuple):
+    """XLNet's relative attention (content stream only, ``attn_type="bi"``), as its config sets it
+    (:mod:`fastbert.encoder.position_bias` has the math): every layer scores
+    ``((q + r_w_bias).k + (q + r_r_bias).(R W_r)[i - j] + (q + r_s_bias).seg_embed[s_ij]) / sqrt(D)``, where ``R`` is
+    the sinusoid of the query-minus-key distance (clamped at ``clamp_len`` when it is > 0) and ``s_ij`` says whether
+    the two tokens' segments (``token_type_ids``) differ."""
+
+    clamp_len: int  # <= 0: no clamp
+
+
 class Names(NamedTuple):
     """Where a family keeps each fastbert module, as module paths relative to its base model."""
 
@@ -51,6 +62,22 @@ class Names(NamedTuple):
     modules: Mapping[str, str]  # fastbert module -> HF module: embeddings, their projection, the pooler
     layer: Callable[[int, Any], str]  # (u, BertConfig) -> the HF module holding fastbert's layer weights number u
     layer_modules: Mapping[str, str]  # fastbert module in a layer -> HF module in that layer
+    # fastbert layer modules the family keeps as bare parameters (XLNet's [d_model, heads, d_head] projections and
+    # biases), with how each becomes fastbert's weight: see :func:`parameter_as_weight`
+    parameters: Mapping[str, str] = {}
+
+
+def parameter_as_weight(parameter, kind: str):
+    """A family's bare parameter -> the weight of fastbert's module: ``"in"``: a ``[H, heads, D]`` input projection
+    (``einsum("ibh,hnd->ibnd")``) -> nn.Linear's ``[heads * D, H]``; ``"out"``: a ``[H, heads, D]`` output projection
+    (``einsum("ibnd,hnd->ibh")``) -> ``[H, heads * D]``; ``"as_is"``: unchanged. Differentiable (a view)."""
+    if kind == "in":
+        return parameter.flatten(1).t()
+    if kind == "out":
+        return parameter.flatten(1)
+    if kind == "as_is":
+        return parameter
+    raise ValueError(f"unknown parameter kind {kind!r}")
 
 
 class Family(NamedTuple):
@@ -62,6 +89,7 @@ class Family(NamedTuple):
     # return_dict=False: the tuple keeps a None pooler_output in second place (MPNet's forward builds it by hand;
     # its heads read hidden states at index 2), instead of dropping the Nones as ModelOutput.to_tuple() does
     tuple_keeps_pooler: bool = False
+    output_module: str = "transformers.modeling_outputs"  # where ``hf_output`` is defined
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -134,6 +162,55 @@ def mpnet_config(d: Mapping[str, Any]) -> dict:
     out = _read(d, dict(_BERT_DEFAULTS, vocab_size=30527, relative_attention_num_buckets=32))
     return dict(out, type_vocab_size=0, pad_token_id=1, position_offset=2, padding_aware_positions=True,
                 relative_attention_buckets=out.pop("relative_attention_num_buckets"))
+
+
+XLNET_MAX_LENGTH = 2 ** 31 - 1  # XLNet has no position table and no length limit
+
+
+def xlnet_config(d: Mapping[str, Any]) -> dict:
+    """XLNet: its own key names; word embeddings only (no positions, token types or embedding LayerNorm), no bias
+    in the attention projections, and the relative attention of :class:`XLNetAttention` in every layer, which reads
+    ``token_type_ids`` as segment ids (any integers, compared for equality). Its word table has no padding index
+    (``nn.Embedding`` without ``padding_idx``), so ``pad_token_id`` is null here. What fastbert does not implement is
+    refused by :func:`check_supported` first."""
+    names = dict(hidden_size="d_model", num_attention_heads="n_head", num_hidden_layers="n_layer",
+                 intermediate_size="d_inner", hidden_act="ff_activation")
+    out = _read(d, dict(vocab_size=32000, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                        intermediate_size=4096, hidden_act="gelu", layer_norm_eps=1e-12), names)
+    clamp = d.get("clamp_len", -1)
+    return dict(out, type_vocab_size=0, pad_token_id=None, max_position_embeddings=XLNET_MAX_LENGTH,
+                absolute_positions=False, embedding_norm=False, attention_bias=False, segment_ids=True,
+                summary_column=0 if d.get("summary_type", "last") == "first" else -1, binary_mask=True,
+                xlnet=XLNetAttention(clamp_len=-1 if clamp is None else clamp))
+
+
+def _check_xlnet(d: Mapping[str, Any]) -> list[str]:
+    """What fastbert does not implement of an ``xlnet`` config, each named."""
+    problems = []
+    if d.get("attn_type", "bi") != "bi":
+        problems.append(f"attn_type={d['attn_type']!r} (fastbert implements XLNet's bidirectional 'bi' attention "
+                        "only)")
+    if d.get("bi_data", False):
+        problems.append("bi_data=True (the forward and backward position streams of pretraining are not implemented)")
+    clamp = d.get("clamp_len", -1)
+    if clamp is not None and (not isinstance(clamp, int) or isinstance(clamp, bool)):
+        problems.append(f"clamp_len={clamp!r} (an integer)")
+    if d.get("summary_type", "last") not in ("last", "first"):
+        problems.append(f"summary_type={d['summary_type']!r} (fastbert keeps padding out of the encoder's work; "
+                        "the heads' 'last' and 'first' summaries are supported, not those that read every position)")
+    model, heads = d.get("d_model", 1024), d.get("n_head", 16)
+    if d.get("d_head") not in (None, model // heads if isinstance(heads, int) and heads else None):
+        problems.append(f"d_head={d['d_head']!r} (fastbert's heads are d_model / n_head wide)")
+    return problems
+
+
+def xlnet_dropout(d: Mapping[str, Any]) -> dict:
+    """XLNet: one ``dropout`` rate, applied where fastbert applies its four (embeddings, attention probabilities,
+    attention output, FFN output) and in three more places fastbert does not implement (after the FFN's activation,
+    on the relative positional encoding, on the last layer's output): train mode with a nonzero rate is refused
+    at the forward (``BertConfig.train_dropout_missing``)."""
+    rate = _rate(d, "dropout", 0.1)
+    return dict(embeddings=rate, attention=rate, attention_output=rate, ffn_output=rate)
 
 
 def _rate(d: Mapping[str, Any], key: str, default: float) -> float:
@@ -303,6 +380,20 @@ _DEBERTA_NAMES = Names(
      "ffn_norm": "output.LayerNorm"},
 )
 
+_XLNET_NAMES = Names(
+    "transformer",
+    {"embeddings.word": "word_embedding"},
+    lambda u, config: f"layer.{u}",
+    {"qkv.query": "rel_attn.q", "qkv.key": "rel_attn.k", "qkv.value": "rel_attn.v", "attn_out": "rel_attn.o",
+     "attn_norm": "rel_attn.layer_norm", "ffn_up": "ff.layer_1", "ffn_down": "ff.layer_2", "ffn_norm": "ff.layer_norm",
+     "relative.position": "rel_attn.r", "relative.content_bias": "rel_attn.r_w_bias",
+     "relative.position_bias": "rel_attn.r_r_bias", "relative.segment_bias": "rel_attn.r_s_bias",
+     "relative.segments": "rel_attn.seg_embed"},
+    {"qkv.query": "in", "qkv.key": "in", "qkv.value": "in", "attn_out": "out", "relative.position": "in",
+     "relative.content_bias": "as_is", "relative.position_bias": "as_is", "relative.segment_bias": "as_is",
+     "relative.segments": "as_is"},
+)
+
 _WITH_POOLING = "BaseModelOutputWithPoolingAndCrossAttentions"
 FAMILIES: dict[str, Family] = {
     "bert": Family(bert_config, Names("bert", _BERT_MODULES, _encoder_layer, _BERT_LAYER), "BertModel",
@@ -317,6 +408,8 @@ FAMILIES: dict[str, Family] = {
     "mpnet": Family(mpnet_config, _MPNET_NAMES, "MPNetModel", "BaseModelOutputWithPooling", bert_dropout,
                     tuple_keeps_pooler=True),
     "deberta-v2": Family(deberta_v2_config, _DEBERTA_NAMES, "DebertaV2Model", "BaseModelOutput", bert_dropout),
+    "xlnet": Family(xlnet_config, _XLNET_NAMES, "XLNetModel", "XLNetModelOutput", xlnet_dropout,
+                    output_module="transformers.models.xlnet.modeling_xlnet"),
 }
 NAMES: dict[str, Names] = {model_type: family.names for model_type, family in FAMILIES.items()}
 
@@ -334,6 +427,8 @@ def module_names(config) -> dict[str, str]:
         out.pop("embeddings.token_type", None)
     if config.disentangled is not None and not config.disentangled.norm:
         out.pop("relative.norm", None)
+    if not config.embedding_norm:
+        out.pop("embeddings.norm", None)
     for u in range(config.num_layer_weights):
         out.update({f"layers.{u}.{fb}": f"{names.layer(u, config)}.{hf}" for fb, hf in names.layer_modules.items()})
     return out
@@ -355,6 +450,8 @@ def check_supported(d: Mapping[str, Any]) -> None:
                         "buckets, so its table needs at least 32 rows)")
     if d.get("model_type") == "deberta-v2":
         problems += _check_deberta(d)
+    if d.get("model_type") == "xlnet":
+        problems += _check_xlnet(d)
     if d.get("model_type") == "distilbert" and d.get("sinusoidal_pos_embds") not in (None, False, True):
         problems.append(f"sinusoidal_pos_embds={d['sinusoidal_pos_embds']!r}")
     if problems:

@@ -44,7 +44,7 @@ def _max_length(config: BertConfig) -> str:
 
 
 def _require_token_types(config: BertConfig) -> None:
-    if config.type_vocab_size == 0:
+    if config.type_vocab_size == 0 and not config.segment_ids:
         raise ValueError(f"token_type_ids given, but this {config.model_type} model has no token-type embeddings")
 
 
@@ -72,7 +72,8 @@ def check_inputs(
     integer or float); inputs_embeds ``[B, S, H]`` in a float dtype that promotes to the model's ``dtype``.
 
     ``all_real``: the mask is known to keep every position (attention needs no mask). ``first_real``: every row
-    keeps its first position (None when not checked). Both are only known when ``check_values`` is on.
+    keeps its first position, or the last where the family's summary reads it (``config.summary_column``; None when
+    not checked). Both are only known when ``check_values`` is on.
     """
     shape = _input_shape(config, input_ids, inputs_embeds, dtype)
     checks: list[tuple[str, torch.Tensor, int]] = []  # (name, ids, exclusive upper bound) for the value check
@@ -83,7 +84,8 @@ def check_inputs(
         _require_token_types(config)
         _require_index("token_type_ids", token_type_ids)
         _require_shape("token_type_ids", token_type_ids, shape, (1, shape[1]), (shape[1],))
-        checks.append(("token_type_ids", token_type_ids, config.type_vocab_size))
+        if not config.segment_ids:  # segment ids (XLNet) are any integers
+            checks.append(("token_type_ids", token_type_ids, config.type_vocab_size))
     if position_ids is not None:
         _require_tensor("position_ids", position_ids)
         _require_index("position_ids", position_ids)
@@ -98,7 +100,7 @@ def check_inputs(
                     token_type_ids=token_type_ids, position_ids=position_ids)
     if not check_values:
         return shape, attention_mask is None, None
-    all_real, first_real = _check_values(checks, attention_mask)
+    all_real, first_real = _check_values(checks, attention_mask, config.summary_column)
     return shape, all_real, first_real
 
 
@@ -139,20 +141,20 @@ def _require_device(device: torch.device | None, **named: torch.Tensor | None) -
             raise ValueError(f"{name} is on {t.device} but the model is on {device}; move the inputs there")
 
 
-def _check_values(checks: list[tuple[str, torch.Tensor, int]], attention_mask) -> tuple[bool, bool]:
+def _check_values(checks: list[tuple[str, torch.Tensor, int]], attention_mask, column: int = 0) -> tuple[bool, bool]:
     """Id ranges and mask values, gathered on the device and read in one transfer; returns
-    ``(all_real, first_real)`` of the mask."""
+    ``(all_real, first_real)`` of the mask (``first_real``: every row keeps ``column``)."""
     stats: list[torch.Tensor] = []  # (min, max) per checked ids, then the mask's three flags
     for _, ids, _ in checks:
         stats.extend(torch.aminmax(ids))
     if attention_mask is not None:
         if attention_mask.dtype.is_floating_point:  # 0.5 or NaN must not pass as 0/1
             real = attention_mask != 0
-            stats.extend([(real & (attention_mask != 1)).any(), real.all(), real[:, 0].all()])
+            stats.extend([(real & (attention_mask != 1)).any(), real.all(), real[:, column].all()])
         else:  # bool/int: the extremes say it all, in one reduction
             lo, hi = torch.aminmax(attention_mask.view(torch.uint8) if attention_mask.dtype == torch.bool
                                    else attention_mask)
-            stats.extend([(lo < 0) | (hi > 1), lo == 1, attention_mask[:, 0].min() != 0])
+            stats.extend([(lo < 0) | (hi > 1), lo == 1, attention_mask[:, column].min() != 0])
     values = _to_host(stats)
     for i, (name, _, bound) in enumerate(checks):
         lo, hi = values[2 * i], values[2 * i + 1]
@@ -208,7 +210,7 @@ def check_packed_inputs(
         return
     lengths = cu_seqlens[1:] - cu_seqlens[:-1]
     stats = [*torch.aminmax(input_ids), cu_seqlens[0], cu_seqlens[-1], lengths.min(), lengths.max()]
-    bounds = [("token_type_ids", token_type_ids, config.type_vocab_size),
+    bounds = [("token_type_ids", None if config.segment_ids else token_type_ids, config.type_vocab_size),
               ("position_ids", position_ids, config.max_position_embeddings)]
     for _, t, _ in bounds:
         if t is not None:

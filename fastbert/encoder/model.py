@@ -30,7 +30,7 @@ from torch import nn
 from . import ops
 from .config import BertConfig, DropoutRates
 from .packing import TokenRows, packed_rows, padded_rows
-from .position_bias import deberta_rows, deberta_table, distance_bias
+from .position_bias import deberta_rows, deberta_table, distance_bias, xlnet_sinusoids
 from .weights import load_pretrained
 
 
@@ -38,17 +38,27 @@ class EmbeddingWeights(NamedTuple):
     word: torch.Tensor  # [vocab, E]; E = embedding_dim (= H unless ALBERT/ELECTRA factorize it)
     position: torch.Tensor | None  # [max_positions, E]; None: no absolute positions (DeBERTa v3)
     token_type: torch.Tensor | None  # [type_vocab, E]; None: no token types (DistilBERT)
-    norm_weight: torch.Tensor  # [E]
-    norm_bias: torch.Tensor  # [E]
+    norm_weight: torch.Tensor | None  # [E]; None: no embedding LayerNorm (XLNet)
+    norm_bias: torch.Tensor | None  # [E]
     project_weight: torch.Tensor | None = None  # [H, E]: the projection to the encoder width, if any
     project_bias: torch.Tensor | None = None  # [H]
 
 
+class RelativeWeights(NamedTuple):
+    """XLNet's per-layer relative attention weights (:func:`fastbert.encoder.ops.xlnet_attention`)."""
+
+    position_weight: torch.Tensor  # [H, H]: the positional encoding's key projection W_r (nn.Linear layout)
+    content_bias: torch.Tensor  # [heads, D]: r_w_bias, added to the query for the content scores
+    position_bias: torch.Tensor  # [heads, D]: r_r_bias, for the position scores
+    segment_bias: torch.Tensor  # [heads, D]: r_s_bias, for the segment scores
+    segments: torch.Tensor  # [2, heads, D]: seg_embed (same segment, different segment)
+
+
 class LayerWeights(NamedTuple):
     qkv_weight: torch.Tensor  # [3H, H]: query, key, value stacked (nn.Linear layout)
-    qkv_bias: torch.Tensor  # [3H]
+    qkv_bias: torch.Tensor | None  # [3H]; None: no bias (XLNet)
     attn_out_weight: torch.Tensor  # [H, H]
-    attn_out_bias: torch.Tensor  # [H]
+    attn_out_bias: torch.Tensor | None  # [H]
     attn_norm_weight: torch.Tensor  # [H]
     attn_norm_bias: torch.Tensor  # [H]
     ffn_up_weight: torch.Tensor  # [I, H]
@@ -57,6 +67,7 @@ class LayerWeights(NamedTuple):
     ffn_down_bias: torch.Tensor  # [H]
     ffn_norm_weight: torch.Tensor  # [H]
     ffn_norm_bias: torch.Tensor  # [H]
+    relative: RelativeWeights | None = None  # XLNet's relative attention weights; None: other families
 
 
 @dataclass
@@ -98,8 +109,9 @@ def encoder_layer(
     n, hidden = x.shape
     qkv = ops.linear(x, w.qkv_weight, w.qkv_bias, backend=backend)  # [N, 3H]
     q, k, v = qkv.view(n, 3, config.num_attention_heads, config.head_dim).unbind(1)  # 3 x [N, heads, D] views
-    # (the QKV projection goes along for DeBERTa's attention, which also projects its relative embeddings)
-    ctx = ops.attention(q, k, v, layout, (w.qkv_weight, w.qkv_bias), dropout=dropout.attention,
+    # (the QKV projection goes along for DeBERTa's attention, which also projects its relative embeddings, and the
+    # relative weights for XLNet's)
+    ctx = ops.attention(q, k, v, layout, (w.qkv_weight, w.qkv_bias, w.relative), dropout=dropout.attention,
                         backend=backend).reshape(n, hidden)  # [N, H]
     x = ops.linear_residual_layernorm(
         ctx, w.attn_out_weight, w.attn_out_bias, x, w.attn_norm_weight, w.attn_norm_bias, config.layer_norm_eps,
@@ -112,8 +124,8 @@ def encoder_layer(
     )
 
 
-# Over 80 lines because it is the whole forward in order (inputs to rows, the per-forward attention extras of MPNet
-# and DeBERTa, embeddings, layers, pooler) and most of its length is the argument list and its docstring; splitting it
+# Over 80 lines because it is the whole forward in order (inputs to rows, the per-forward attention extras of MPNet,
+# DeBERTa and XLNet, embeddings, layers, pooler) and most of its length is the argument list and its docstring; splitting it
 # would scatter the one place that reads top to bottom.
 def bert_forward(
     config: BertConfig,
@@ -159,6 +171,8 @@ def bert_forward(
     """
     device = embeddings.word.device
     dropout = dropout or _NO_DROPOUT
+    if dropout.active and config.train_dropout_missing:
+        raise ValueError(config.train_dropout_missing)
     backend = ops.resolve_backend(backend, device, needs_grad or dropout.active, config.triton_missing)
     if config.ignore_token_types and not config.type_vocab_size:  # DeBERTa without token types, as transformers
         token_type_ids = None
@@ -185,6 +199,11 @@ def bert_forward(
         rows_of = deberta_rows(max(width, 0), config.disentangled).to(device)  # [2W + 1]: the table row per distance
         layout = ops.disentangled(layout, table, rows_of, rows.columns, config.head_dim, config.disentangled.scale,
                                   config.disentangled.c2p, config.disentangled.p2c, backend=backend)
+    if config.xlnet is not None:  # XLNet: the positional encoding of every distance the batch holds, segment ids
+        width = int(rows.columns.max()) if rows.columns is not None and rows.columns.numel() else layout.seqlen - 1
+        sinusoids = xlnet_sinusoids(max(width, 0), config.hidden_size, config.xlnet.clamp_len, device)  # [2W + 1, H]
+        layout = ops.xlnet_attention(layout, sinusoids, rows.columns, rows.token_type_ids.reshape(-1),
+                                     backend=backend)
     x = embed_rows(rows, embeddings, config, backend, needs_grad, dropout.embeddings)  # [N, H]
     hidden_states = [x] if output_hidden_states else None
     layer = encoder_layer if checkpoint is None else functools.partial(_checkpointed, checkpoint)
@@ -219,6 +238,7 @@ def embed_rows(rows: TokenRows, w: EmbeddingWeights, config: BertConfig, backend
     projection to the encoder width where the family has one."""
     input_ids, inputs_embeds, position = rows.input_ids, rows.inputs_embeds, w.position
     token_type = w.token_type if w.token_type is not None else w.word.new_zeros(1, w.word.shape[1])  # adds nothing
+    token_type_ids = rows.token_type_ids if w.token_type is not None else torch.zeros_like(rows.token_type_ids)
     if position is None:  # no absolute positions: a table of zeros, one row read for every position
         position = w.word.new_zeros(1, w.word.shape[1]).expand(config.max_position_embeddings, -1)
     if needs_grad and config.pad_token_id is not None:
@@ -229,7 +249,7 @@ def embed_rows(rows: TokenRows, w: EmbeddingWeights, config: BertConfig, backend
         if config.padding_aware_positions and w.position is not None:
             position = _without_grad_at(position, config.pad_token_id)
     x = ops.embed(
-        input_ids, rows.token_type_ids, rows.position_ids, w.word, position, token_type, w.norm_weight, w.norm_bias,
+        input_ids, token_type_ids, rows.position_ids, w.word, position, token_type, w.norm_weight, w.norm_bias,
         config.layer_norm_eps, inputs_embeds=inputs_embeds, dropout=dropout, backend=backend,
     ).reshape(rows.rows, config.embedding_dim)  # [N, E]
     if w.project_weight is not None:
@@ -309,33 +329,53 @@ class BertEmbeddings(nn.Module):
         self.word = nn.Embedding(config.vocab_size, e)
         self.position = nn.Embedding(config.max_position_embeddings, e) if config.absolute_positions else None
         self.token_type = nn.Embedding(config.type_vocab_size, e) if config.type_vocab_size else None
-        self.norm = nn.LayerNorm(e, eps=config.layer_norm_eps)
+        self.norm = nn.LayerNorm(e, eps=config.layer_norm_eps) if config.embedding_norm else None
         self.project = nn.Linear(e, config.hidden_size) if config.embedding_projection else None
 
     def weights(self) -> EmbeddingWeights:
         return EmbeddingWeights(
             self.word.weight, self.position.weight if self.position is not None else None,
             self.token_type.weight if self.token_type is not None else None,
-            self.norm.weight, self.norm.bias, *((self.project.weight, self.project.bias) if self.project else ()),
+            *((self.norm.weight, self.norm.bias) if self.norm is not None else (None, None)),
+            *((self.project.weight, self.project.bias) if self.project else ()),
         )
+
+
+class RelativeAttention(nn.Module):
+    """XLNet's per-layer relative attention weights (:class:`RelativeWeights`)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        h, heads, d = config.hidden_size, config.num_attention_heads, config.head_dim
+        self.position = nn.Linear(h, h, bias=False)
+        self.content_bias = nn.Parameter(torch.zeros(heads, d))
+        self.position_bias = nn.Parameter(torch.zeros(heads, d))
+        self.segment_bias = nn.Parameter(torch.zeros(heads, d))
+        self.segments = nn.Parameter(torch.zeros(2, heads, d))
+
+    def weights(self) -> RelativeWeights:
+        return RelativeWeights(self.position.weight, self.content_bias, self.position_bias, self.segment_bias,
+                               self.segments)
 
 
 class BertLayer(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         h, i = config.hidden_size, config.intermediate_size
-        self.qkv = nn.Linear(h, 3 * h)
-        self.attn_out = nn.Linear(h, h)
+        self.qkv = nn.Linear(h, 3 * h, bias=config.attention_bias)
+        self.attn_out = nn.Linear(h, h, bias=config.attention_bias)
         self.attn_norm = nn.LayerNorm(h, eps=config.layer_norm_eps)
         self.ffn_up = nn.Linear(h, i)
         self.ffn_down = nn.Linear(i, h)
         self.ffn_norm = nn.LayerNorm(h, eps=config.layer_norm_eps)
+        self.relative = RelativeAttention(config) if config.xlnet is not None else None  # XLNet
 
     def weights(self) -> LayerWeights:
         return LayerWeights(
             self.qkv.weight, self.qkv.bias, self.attn_out.weight, self.attn_out.bias,
             self.attn_norm.weight, self.attn_norm.bias, self.ffn_up.weight, self.ffn_up.bias,
             self.ffn_down.weight, self.ffn_down.bias, self.ffn_norm.weight, self.ffn_norm.bias,
+            self.relative.weights() if self.relative is not None else None,
         )
 
 
@@ -460,7 +500,8 @@ class BertModel(nn.Module):
 class AutoModel:
     """The encoder of any supported family, picked by the ``model_type`` in its ``config.json`` as transformers'
     ``AutoModel`` does: ``bert``, ``roberta``, ``xlm-roberta``, ``distilbert``, ``electra``, ``albert``, ``mpnet``,
-    ``deberta-v2`` (DeBERTa v2 and v3; PyTorch backend only, no pooler)."""
+    ``deberta-v2`` (DeBERTa v2 and v3; PyTorch backend only, no pooler), ``xlnet`` (PyTorch backend only, no
+    pooler)."""
 
     @staticmethod
     def from_pretrained(path: str | os.PathLike, **kwargs) -> BertModel:
@@ -478,4 +519,4 @@ class AutoModel:
 
 
 __all__: Sequence[str] = ["AutoModel", "BertModel", "BertOutput", "bert_forward", "encoder_layer", "LayerWeights",
-                          "EmbeddingWeights"]
+                          "EmbeddingWeights", "RelativeWeights"]

@@ -140,7 +140,8 @@ def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_emb
     """dropout(LayerNorm(word[input_ids] + token_type[token_type_ids] + position[position_ids])) ->
     ``[*ids.shape, E]``.
 
-    ``inputs_embeds`` (``[..., E]``) replaces the word-embedding lookup when given.
+    ``inputs_embeds`` (``[..., E]``) replaces the word-embedding lookup when given. ``ln_weight`` None: no
+    LayerNorm (XLNet).
     """
     return _backend(backend).embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings,
                                    token_type_embeddings, ln_weight, ln_bias, eps, inputs_embeds=inputs_embeds,
@@ -158,15 +159,16 @@ def linear(x: torch.Tensor, weight, bias: torch.Tensor | None, activation: str |
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: AttentionLayout,
-              projection: tuple[torch.Tensor, torch.Tensor] | None = None, *, dropout: float = 0.0,
+              projection: tuple | None = None, *, dropout: float = 0.0,
               backend: str = "torch") -> torch.Tensor:
     """dropout(softmax(q k^T / sqrt(D) + bias + mask)) v per sequence and head (``bias``: the layout's
     relative-position bias, if :func:`position_bias` gave it one; with :func:`disentangled`'s, DeBERTa's attention
-    instead, which also reads ``projection``, the layer's fused QKV weight and bias).
+    instead, and with :func:`xlnet_attention`'s XLNet's, which also read ``projection``).
 
     q, k, v: ``[N, heads, D]`` (any strides, e.g. views into a fused QKV projection) -> ``[N, heads, D]``.
-    ``projection``: the layer's fused QKV weight ``[3H, H]`` and bias ``[3H]``, which DeBERTa's attention applies
-    to its relative embeddings; other layouts ignore it.
+    ``projection``: the layer's fused QKV weight ``[3H, H]`` and bias ``[3H]`` (or None), which DeBERTa's attention
+    applies to its relative embeddings, and its relative-attention weights
+    (:class:`~fastbert.encoder.model.RelativeWeights`, XLNet; else None); other layouts ignore it.
     Keys whose mask is 0 get no weight; a query row whose keys are all masked gets finite output.
     """
     return _backend(backend).attention(q, k, v, layout, dropout, projection)
@@ -196,6 +198,20 @@ def disentangled(layout: AttentionLayout, table: torch.Tensor, rows_of: torch.Te
     if layout.packed and columns is None:
         raise ValueError("a packed layout needs the column of every token row for DeBERTa's attention")
     return _backend(backend).disentangled(layout, table, rows_of, columns, head_dim, scale, c2p, p2c)
+
+
+def xlnet_attention(layout: AttentionLayout, sinusoids: torch.Tensor, columns: torch.Tensor | None,
+                    segments: torch.Tensor, *, backend: str = "torch") -> AttentionLayout:
+    """``layout`` with XLNet's relative attention (:mod:`fastbert.encoder.position_bias`), which every
+    :func:`attention` call on it then runs: ``softmax(((q + r_w).k + (q + r_r).(R W_r)[c_i - c_j] + (q + r_s).
+    seg[s_ij]) / sqrt(D) + mask) v``, each query attending to the real keys and to itself. ``sinusoids``
+    ``[2W + 1, H]``: the positional encoding of each distance in ``[-W, W]`` (W: the widest the batch holds);
+    ``segments`` ``[N]`` int64: each row's segment id (token_type_ids); ``columns`` as in :func:`position_bias`. The
+    layer's r_w, r_r, r_s, W_r and seg reach :func:`attention` in its ``projection`` (third item). Called once per
+    forward. PyTorch only (the Triton backend refuses it)."""
+    if layout.packed and columns is None:
+        raise ValueError("a packed layout needs the column of every token row for XLNet's attention")
+    return _backend(backend).xlnet_attention(layout, sinusoids, columns, segments)
 
 
 def linear_residual_layernorm(x: torch.Tensor, weight, bias: torch.Tensor | None, residual: torch.Tensor,

@@ -168,7 +168,7 @@ def padded_rows(config: BertConfig, input_ids, attention_mask, token_type_ids, p
     """Padded input ``[B, S]`` -> token rows: packed when the batch has padding and ``padding_free`` (default: on
     for Triton and on CPU), or when position ids restart without a mask (``config.packed_position_ids``); else the
     padded rows with a key mask. Rows whose first position is padding (left padding) keep the padded path, because
-    the pooler reads position 0 as HF does. Position ids default to the family's (:func:`padded_positions`),
+    the pooler reads position 0 as HF does (XLNet: rows whose last position is padding, which its heads read). Position ids default to the family's (:func:`padded_positions`),
     computed from the padded input before any packing."""
     (batch, seqlen), all_real, first_real = check_inputs(
         config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
@@ -192,7 +192,7 @@ def padded_rows(config: BertConfig, input_ids, attention_mask, token_type_ids, p
     if padding_free is None:
         padding_free = backend == "triton" or device.type == "cpu"
     if restarts is None and padding_free and key_mask is not None and first_real is None:
-        first_real = bool(key_mask[:, 0].all())
+        first_real = bool(key_mask[:, config.summary_column].all())
     ids = (input_ids, token_type_ids, position_ids, inputs_embeds)
     if restarts is not None:  # every token kept, rows split where the positions restart
         indices = torch.arange(batch * seqlen, device=device)  # [T = B * S]

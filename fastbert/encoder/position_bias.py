@@ -89,3 +89,32 @@ def deberta_table(table: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor] |
     if norm is None:
         return table
     return F.layer_norm(table, (table.shape[-1],), norm[0], norm[1], eps)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# XLNet's relative attention
+# ----------------------------------------------------------------------------------------------------------------
+#
+# For query i and key j at columns c_i, c_j of the caller's row, XLNet's score (content stream, attn_type "bi") is
+#
+#     ((q_i + r_w) . k_j  +  (q_i + r_r) . (R[c_i - c_j] W_r)  +  (q_i + r_s) . seg[s_ij]) / sqrt(D)
+#
+# with the layer's own biases r_w, r_r, r_s ``[heads, D]``, position projection W_r and segment embeddings seg
+# ``[2, heads, D]``; s_ij is 1 where the two tokens' segment ids (token_type_ids) differ. R[d] is the sinusoid of the
+# query-minus-key distance d (clamped to +-clamp_len when clamp_len > 0): ``[sin(d f), cos(d f)]`` with
+# ``f = 10000 ** (-arange(0, H, 2) / H)``. transformers builds R for the distances S .. -S + 1 and picks each pair's
+# row with its relative shift (``rel_shift_bnij``), which lands on d = c_i - c_j; fastbert builds the rows of the
+# distances the batch holds, once per forward (:func:`xlnet_sinusoids`), in float32 exactly as transformers does.
+# Masks: a query attends to the real keys, and always to itself (transformers' ``-eye`` non-target mask), so a
+# padding query on the padded path gets transformers' value too.
+
+def xlnet_sinusoids(width: int, d_model: int, clamp_len: int, device=None) -> torch.Tensor:
+    """The relative positional encoding of each query-minus-key distance ``d`` in ``[-width, width]``:
+    ``[2 width + 1, d_model]`` float32, row ``d + width``, as transformers' ``relative_positional_encoding``."""
+    freq_seq = torch.arange(0, d_model, 2.0, dtype=torch.int64, device=device).float()
+    inv_freq = 1 / torch.pow(10000, (freq_seq / d_model))  # [d_model / 2]
+    distance = torch.arange(-width, width + 1, dtype=torch.int64, device=device).float()  # [2 width + 1]
+    if clamp_len > 0:
+        distance = distance.clamp(-clamp_len, clamp_len)
+    angle = distance[:, None] * inv_freq  # [2 width + 1, d_model / 2]
+    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)

@@ -1,8 +1,9 @@
 """Swap fastbert into an existing ``transformers`` model of the BERT family, in place.
 
 ``optimize(model)`` finds the model's base encoder (``BertModel``, ``RobertaModel``, ``XLMRobertaModel``,
-``DistilBertModel``, ``ElectraModel``, ``AlbertModel``, ``MPNetModel`` or ``DebertaV2Model``: the model itself, or its
-``bert``/``roberta``/``distilbert``/``electra``/``albert``/``mpnet``/``deberta`` attribute inside any task head) and
+``DistilBertModel``, ``ElectraModel``, ``AlbertModel``, ``MPNetModel``, ``DebertaV2Model`` or ``XLNetModel``: the model
+itself, or its ``bert``/``roberta``/``distilbert``/``electra``/``albert``/``mpnet``/``deberta``/``transformer``
+attribute inside any task head) and
 gives that one instance a forward that runs fastbert's encoder (:func:`fastbert.encoder.model.bert_forward`) on the
 HF module's own parameters, found through the family's names (:data:`fastbert.encoder.families.NAMES`). Nothing is copied or renamed (ALBERT's shared layer is used for
 every layer application): the task heads, HF's output classes, ``state_dict`` and ``save_pretrained`` see the model
@@ -26,6 +27,9 @@ What runs where:
   modules at every forward (Q/K/V stacked with a differentiable ``torch.cat``), so an optimizer step is seen by
   the next forward. When that alone keeps a forward off the Triton path, a warning (once per model) names the fix:
   ``torch.inference_mode()`` or ``torch.no_grad()``.
+* XLNet: its new memories (``mems``, returned in eval by default) are each layer's input, cut by ``reuse_len`` and
+  ``mem_len`` as transformers' ``cache_mem`` does; ``mems``, ``perm_mask``, ``target_mapping`` and ``input_mask`` as
+  arguments are a ``ValueError`` (two-stream attention and memories as input are not implemented).
 * Padding: a padded batch runs packed (real tokens only) and comes back padded for the head, with zeros at padding
   positions. Question answering heads are the exception: transformers' QA loss takes its softmax over every
   position, padding included, so the padding rows enter the loss; for them ``padding_free=None`` keeps a padded
@@ -55,8 +59,9 @@ import torch
 from torch import nn
 
 from .config import BertConfig, DropoutRates
-from .families import FAMILIES, NAMES, module_names
-from .model import EmbeddingWeights, LayerWeights, bert_forward, check_backend, choose_backend, needs_grad
+from .families import FAMILIES, NAMES, module_names, parameter_as_weight
+from .model import (EmbeddingWeights, LayerWeights, RelativeWeights, bert_forward, check_backend, choose_backend,
+                    needs_grad)
 
 _ATTR = "_fastbert"  # set on an optimized base model instance: its _Settings
 _MASKED = -1e4  # an additive 4-D mask value at or below this masks the key (exp underflows to exactly 0)
@@ -73,6 +78,7 @@ class _Settings(NamedTuple):
     tuple_keeps_pooler: bool  # return_dict=False keeps a None pooler_output in place (the family's Family entry)
     dropout: DropoutRates  # train mode's rates
     pads_enter_outputs: bool  # the head's loss reads padding positions (QA): padded batches stay padded by default
+    parameters: dict[str, str]  # fastbert layer module -> how the family's bare parameter becomes its weight (XLNet)
 
 
 def _find_base(model: nn.Module) -> tuple[nn.Module, str]:
@@ -106,17 +112,20 @@ def _weights(base: nn.Module, s: _Settings):
     weights, so no second copy is held and gradients still reach the three HF parameters."""
     m = {name: _module(base, path) for name, path in s.modules.items()}
     for name, module in m.items():
-        if module is not None and type(module).forward not in _PLAIN_FORWARDS:
+        if name.startswith("layers.") and name.split(".", 2)[-1] in s.parameters:  # a bare parameter (XLNet)
+            m[name] = _Linear(parameter_as_weight(module, s.parameters[name.split(".", 2)[-1]]), None)
+        elif module is not None and type(module).forward not in _PLAIN_FORWARDS:
             raise TypeError(
                 f"{type(base).__name__}.{'.'.join(s.modules[name])} is a {type(module).__name__} with its own forward "
                 "(an adapter such as LoRA, or a quantized layer?); fastbert computes nn.Linear / nn.LayerNorm / "
                 "nn.Embedding math from its weight and bias alone, which would silently drop what that forward adds. "
                 "Call fastbert.restore(model) to run it")
     project, token_type, pooler = m.get("embeddings.project"), m.get("embeddings.token_type"), m.get("pooler")
-    position = m.get("embeddings.position")
+    position, norm = m.get("embeddings.position"), m.get("embeddings.norm")
     embeddings = EmbeddingWeights(
         m["embeddings.word"].weight, position.weight if position is not None else None,
-        token_type.weight if token_type is not None else None, m["embeddings.norm"].weight, m["embeddings.norm"].bias,
+        token_type.weight if token_type is not None else None, norm.weight if norm is not None else None,
+        norm.bias if norm is not None else None,
         project.weight if project is not None else None, project.bias if project is not None else None,
     )
     unique = []
@@ -124,12 +133,24 @@ def _weights(base: nn.Module, s: _Settings):
         q, k, v = (m[f"layers.{u}.qkv.{p}"] for p in ("query", "key", "value"))
         a, an, up, down, fn = (m[f"layers.{u}.{n}"]
                                for n in ("attn_out", "attn_norm", "ffn_up", "ffn_down", "ffn_norm"))
+        relative = None
+        if f"layers.{u}.relative.position" in m:  # XLNet
+            relative = RelativeWeights(*(m[f"layers.{u}.relative.{n}"].weight for n in (
+                "position", "content_bias", "position_bias", "segment_bias", "segments")))
         unique.append(LayerWeights(
-            torch.cat([q.weight, k.weight, v.weight]), torch.cat([q.bias, k.bias, v.bias]), a.weight, a.bias,
-            an.weight, an.bias, up.weight, up.bias, down.weight, down.bias, fn.weight, fn.bias,
+            torch.cat([q.weight, k.weight, v.weight]), None if q.bias is None else torch.cat([q.bias, k.bias, v.bias]),
+            a.weight, a.bias, an.weight, an.bias, up.weight, up.bias, down.weight, down.bias, fn.weight, fn.bias,
+            relative,
         ))
     layers = [unique[u] for u in s.config.layer_schedule]  # ALBERT: the same tuple for every application
     return embeddings, layers, (pooler.weight, pooler.bias) if pooler is not None else None
+
+
+class _Linear(NamedTuple):
+    """A family's bare parameter seen as a module's weight (XLNet), for :func:`_weights`."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
 
 
 # transformers' keyword arguments that reach the base model but are the loss's business (Trainer passes
@@ -148,6 +169,9 @@ def _select(hidden_states: tuple[torch.Tensor, ...], which: Any) -> tuple[torch.
     return tuple(h if i in wanted else None for i, h in enumerate(hidden_states))
 
 
+# Over 80 lines because it is the one translation of a transformers forward call into fastbert's and back (arguments,
+# masks, each family's per-forward extras, XLNet's memories, the output class and tuple); split, its order would be
+# hidden across helpers.
 def _fast_forward(base, *args, **kwargs):
     s: _Settings = getattr(base, _ATTR)
     hf_config = base.config
@@ -167,6 +191,7 @@ def _fast_forward(base, *args, **kwargs):
     kwargs.pop("output_attentions", None)
     output_hidden_states = kwargs.pop("output_hidden_states", None)
     return_dict = kwargs.pop("return_dict", None)
+    use_mems = _use_mems(base, s, kwargs)
     for name in _LOSS_ONLY:
         kwargs.pop(name, None)
     given = sorted(k for k, v in kwargs.items() if v is not None and v is not False)
@@ -185,7 +210,7 @@ def _fast_forward(base, *args, **kwargs):
     input_ids, inputs_embeds = inputs.get("input_ids"), inputs.get("inputs_embeds")
     attention_mask = inputs.get("attention_mask")
     reference = input_ids if input_ids is not None else inputs_embeds
-    if isinstance(reference, torch.Tensor) and reference.dim() >= 2:
+    if isinstance(reference, torch.Tensor) and reference.dim() >= 2 and not config.binary_mask:
         attention_mask = key_mask(attention_mask, tuple(reference.shape[:2]), config.num_attention_heads,
                                   hf_config._attn_implementation, check=s.validate_inputs)
     grad = needs_grad(base, inputs_embeds)
@@ -206,7 +231,7 @@ def _fast_forward(base, *args, **kwargs):
         backend=choose_backend(base, s.backend, embeddings.word.device, grad, bool(dropout and dropout.active),
                                config.triton_missing),
         validate=s.validate_inputs,
-        output_hidden_states=bool(output_hidden_states),
+        output_hidden_states=bool(output_hidden_states or use_mems),
         needs_grad=grad,
         padding_free=padding_free,
         relative_bias=relative.weight if relative is not None else None,
@@ -217,8 +242,10 @@ def _fast_forward(base, *args, **kwargs):
     fields = dict(last_hidden_state=out.last_hidden_state)
     if "pooler_output" in s.output.__dataclass_fields__:
         fields["pooler_output"] = out.pooler_output
-    if out.hidden_states is not None:
+    if out.hidden_states is not None and output_hidden_states:
         fields["hidden_states"] = _select(out.hidden_states, output_hidden_states)
+    if use_mems:
+        fields["mems"] = _memories(out.hidden_states[:-1], hf_config)
     result = s.output(**fields)
     if return_dict:
         return result
@@ -226,6 +253,32 @@ def _fast_forward(base, *args, **kwargs):
     if s.tuple_keeps_pooler and out.pooler_output is None:
         values = values[:1] + (None,) + values[1:]
     return values
+
+
+def _use_mems(base: nn.Module, s: _Settings, kwargs: dict) -> bool:
+    """Whether the forward returns new memories (XLNet's output has ``mems``): its ``use_mems`` argument (taken out
+    of ``kwargs``), else the config's ``use_mems_eval`` / ``use_mems_train``, as transformers reads them."""
+    if "mems" not in s.output.__dataclass_fields__:
+        return False
+    use_mems = kwargs.pop("use_mems", None)
+    if use_mems is None:
+        use_mems = base.config.use_mems_train if base.training else base.config.use_mems_eval
+    return bool(use_mems)
+
+
+def _memories(inputs: tuple[torch.Tensor, ...], hf_config) -> tuple[torch.Tensor, ...]:
+    """XLNet's new memories, as its ``cache_mem``: each layer's input ``[B, S, H]`` -> ``[S', B, H]`` detached,
+    the first ``reuse_len`` positions when set, then the last ``mem_len`` (all when 0 or None). At padding positions
+    a padding-free forward gives zeros where transformers gives what it computed for padding."""
+    out = []
+    for h in inputs:
+        h = h.transpose(0, 1)  # [S, B, H]
+        if hf_config.reuse_len:
+            h = h[:hf_config.reuse_len]
+        if hf_config.mem_len:
+            h = h[-hf_config.mem_len:]
+        out.append(h.detach())
+    return tuple(out)
 
 
 def _checkpoint_function(base: nn.Module):
@@ -242,7 +295,7 @@ def _checkpoint_function(base: nn.Module):
 # Heads whose loss reads the encoder's output at padding positions: transformers' QA loss is a softmax over every
 # position of the row. (Sequence classification and multiple choice read the first token; token classification and
 # masked LM score labelled tokens only, and transformers' collators label padding -100.)
-_HEADS_READING_PADDING = ("ForQuestionAnswering",)
+_HEADS_READING_PADDING = ("ForQuestionAnswering", "ForQuestionAnsweringSimple")
 
 
 def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: bool = True,
@@ -261,7 +314,7 @@ def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: b
     For ``torch.compile(fullgraph=True)`` and CUDA-graph capture, which need a forward without host syncs, pass
     ``validate_inputs=False, padding_free=False`` once the inputs are known good.
     """
-    import transformers.modeling_outputs as outputs
+    import importlib
 
     check_transformers_version()
     base, model_type = _find_base(model)
@@ -281,9 +334,11 @@ def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: b
     arg_names = tuple(p.name for p in parameters if p.kind == p.POSITIONAL_OR_KEYWORD)[1:]  # without self
     if padding_free not in (None, True, False):
         raise TypeError(f"padding_free must be None, True or False, got {padding_free!r}")
+    family = FAMILIES[model_type]
     settings = _Settings(config, check_backend(backend), bool(validate_inputs), padding_free, modules, arg_names,
-                         getattr(outputs, FAMILIES[model_type].hf_output), FAMILIES[model_type].tuple_keeps_pooler,
-                         DropoutRates.from_hf(base.config), type(model).__name__.endswith(_HEADS_READING_PADDING))
+                         getattr(importlib.import_module(family.output_module), family.hf_output),
+                         family.tuple_keeps_pooler, DropoutRates.from_hf(base.config),
+                         type(model).__name__.endswith(_HEADS_READING_PADDING), dict(family.names.parameters))
     object.__setattr__(base, _ATTR, settings)
     # An instance attribute shadows the class's forward for this one module only; restore() deletes it.
     object.__setattr__(base, "forward", functools.partial(_fast_forward, base))

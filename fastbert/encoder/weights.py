@@ -15,13 +15,14 @@ from typing import Mapping
 import torch
 
 from .config import BertConfig, read_json
-from .families import NAMES, module_names
+from .families import NAMES, module_names, parameter_as_weight
 
 Tensors = dict[str, torch.Tensor]
 
 
-# Buffers older checkpoints carry that are not parameters.
-_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
+# Buffers older checkpoints carry that are not parameters, and XLNet's query-stream embedding (two-stream attention,
+# which fastbert does not run; transformers' XLNetModel holds it whatever the task).
+_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids", "mask_emb")
 _QKV = ("query", "key", "value")
 
 
@@ -49,17 +50,27 @@ def drop_unused_positions(sd: Mapping[str, torch.Tensor], config: BertConfig) ->
     its checkpoint may still hold, as transformers does."""
     if config.absolute_positions:
         return dict(sd)
+    if "embeddings.position" not in NAMES[config.model_type].modules:  # XLNet: none to drop
+        return dict(sd)
     table = f"{NAMES[config.model_type].modules['embeddings.position']}.weight"
     return {k: v for k, v in sd.items() if k != table}
 
 
 def rename(sd: Mapping[str, torch.Tensor], config: BertConfig) -> Tensors:
     """The family's names -> fastbert's. Query/key/value keep a marker for :func:`fuse_qkv`; unknown keys pass
-    through unchanged so the strict load can name them."""
-    fastbert_name = {}
+    through unchanged so the strict load can name them. A family's bare parameters (XLNet's, ``Names.parameters``)
+    become the weights of fastbert's modules (:func:`~fastbert.encoder.families.parameter_as_weight`)."""
+    fastbert_name, kinds = {}, {}
+    parameters = NAMES[config.model_type].parameters
     for fb, hf in module_names(config).items():
-        fastbert_name.update({f"{hf}.weight": f"{fb}.weight", f"{hf}.bias": f"{fb}.bias"})
-    return {fastbert_name.get(k, k): v for k, v in sd.items()}
+        kind = parameters.get(fb.split(".", 2)[-1]) if fb.startswith("layers.") else None
+        if kind is None:
+            fastbert_name.update({f"{hf}.weight": f"{fb}.weight", f"{hf}.bias": f"{fb}.bias"})
+        else:  # a module's weight, or (as_is) a parameter of fastbert's own
+            fastbert_name[hf] = fb if kind == "as_is" else f"{fb}.weight"
+            kinds[hf] = kind
+    return {fastbert_name.get(k, k): parameter_as_weight(v, kinds[k]).contiguous() if k in kinds else v
+            for k, v in sd.items()}
 
 
 def fuse_qkv(sd: Mapping[str, torch.Tensor], config: BertConfig) -> Tensors:

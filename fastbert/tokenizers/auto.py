@@ -9,7 +9,7 @@ in ``config.json``):
 - WordPiece (BERT, DistilBERT, ELECTRA, MPNet): fastbert's C++ :class:`~fastbert.tokenizers.BertTokenizer`.
   DistilBERT's and MPNet's inputs have no ``token_type_ids`` (their ``model_input_names``), as with transformers;
   MPNet's has RoBERTa's special tokens and pair template (``<s> A </s></s> B </s>``).
-- Byte-level BPE (RoBERTa) and Unigram/SentencePiece (XLM-RoBERTa, ALBERT, DeBERTa-v2/v3): :class:`TokenizersTokenizer`, a thin
+- Byte-level BPE (RoBERTa) and Unigram/SentencePiece (XLM-RoBERTa, ALBERT, DeBERTa-v2/v3, XLNet): :class:`TokenizersTokenizer`, a thin
   wrapper over the Rust ``tokenizers`` library with ``BertTokenizer``'s call signature and ``BatchEncoding``
   (``families.py``).
 
@@ -74,7 +74,7 @@ class AutoTokenizer:
             tokenizer, model_input_names=names, **{k: options.get(k) for k in SPECIAL_TOKENS_ATTRIBUTES},
             extra_special_tokens=extra_special_tokens(options),
             model_max_length=VERY_LARGE_INTEGER if max_length is None or max_length > LARGE_INTEGER else max_length,
-            padding_side=options.get("padding_side", "right"), truncation_side=options.get("truncation_side", "right"),
+            padding_side=options.get("padding_side", kind.padding_side), truncation_side=options.get("truncation_side", "right"),
             clean_up_tokenization_spaces=bool(options.get("clean_up_tokenization_spaces", False)),
             split_special_tokens=bool(options.get("split_special_tokens", False)))
         wrapper.name_or_path = path

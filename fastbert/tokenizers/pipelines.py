@@ -3,7 +3,7 @@
 transformers' tokenizer classes for these families rebuild parts of ``tokenizer.json`` when they load it (RoBERTa: no
 normalizer, its byte-level pre-tokenizer and ``RobertaProcessing``; XLM-R: only a SentencePiece precompiled
 normalizer, whitespace split + Metaspace, its template; ALBERT: its normalizer from ``do_lower_case``/
-``keep_accents``; DeBERTa-v2: everything but the vocabulary and the precompiled map). Each ``*_pipeline`` function states one such rebuild (a ``tokenizer.json`` dict + the options ->
+``keep_accents``; DeBERTa-v2 and XLNet: everything but the vocabulary and the precompiled map). Each ``*_pipeline`` function states one such rebuild (a ``tokenizer.json`` dict + the options ->
 the dict that runs), and ``TOKENIZERS`` maps each tokenizer class to its ``TokenizerKind``, so a folder gives what
 ``transformers.AutoTokenizer`` gives for it, including folders written by older versions.
 """
@@ -118,6 +118,28 @@ def deberta_v2_pipeline(spec: dict, options: Mapping[str, Any], ids: Mapping[str
                 post_processor=post)
 
 
+def xlnet_pipeline(spec: dict, options: Mapping[str, Any], ids: Mapping[str, int]) -> dict:
+    """XLNet: Unigram (unknown id ``unk_id``, default 0); ``` `` ```/``''`` to ``"``, accents always stripped (NFKD,
+    StripAccents: transformers 5's class ignores ``keep_accents``), lowercase if ``do_lower_case``, then the
+    precompiled normalizer; whitespace split + Metaspace; ``A <sep> <cls>`` and ``A <sep> B <sep> <cls>`` (types
+    0, 1 and 2 for ``<cls>``). transformers' class rebuilds all of this from the file's vocabulary and precompiled
+    map; it pads on the left (``TokenizerKind.padding_side``)."""
+    steps = [{"type": "Replace", "pattern": {"String": "``"}, "content": '"'},
+             {"type": "Replace", "pattern": {"String": "''"}, "content": '"'}, {"type": "NFKD"},
+             {"type": "StripAccents"}]
+    if options.get("do_lower_case", False):
+        steps.append({"type": "Lowercase"})
+    precompiled = _precompiled(spec.get("normalizer"))
+    if precompiled:
+        steps.append(precompiled)
+    pre, decoder = _metaspace_split(True)
+    sep, cls = options["sep_token"], options["cls_token"]
+    post = _template([("$A", 0), (sep, 0), (cls, 2)], [("$A", 0), (sep, 0), ("$B", 1), (sep, 1), (cls, 2)], ids)
+    return dict(spec, model=dict(spec["model"], unk_id=options.get("unk_id", 0), byte_fallback=False),
+                normalizer={"type": "Sequence", "normalizers": steps}, pre_tokenizer=pre, decoder=decoder,
+                post_processor=post)
+
+
 def file_pipeline(spec: dict, options: Mapping[str, Any], ids: Mapping[str, int]) -> dict:
     """A generic ``tokenizer.json`` (transformers' ``PreTrainedTokenizerFast``): the file as it is."""
     return spec
@@ -133,6 +155,7 @@ class TokenizerKind:
     specials: Mapping[str, str] = field(default_factory=dict)
     model_input_names: tuple[str, ...] = ("input_ids", "token_type_ids", "attention_mask")
     wordpiece: Mapping[str, Any] = field(default_factory=dict)  # BertTokenizer options under the files' (MPNet's)
+    padding_side: str = "right"  # the class's default (XLNet: "left"); tokenizer_config.json's wins
 
 
 _ROBERTA_SPECIALS = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", sep_token="</s>", pad_token="<pad>",
@@ -153,10 +176,13 @@ TOKENIZERS: dict[str, TokenizerKind] = {
     "DebertaV2Tokenizer": TokenizerKind("Unigram", deberta_v2_pipeline, dict(
         bos_token="[CLS]", eos_token="[SEP]", unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
         cls_token="[CLS]", mask_token="[MASK]"), ("input_ids", "attention_mask", "token_type_ids")),
+    "XLNetTokenizer": TokenizerKind("Unigram", xlnet_pipeline, dict(
+        bos_token="<s>", eos_token="</s>", unk_token="<unk>", sep_token="<sep>", pad_token="<pad>",
+        cls_token="<cls>", mask_token="<mask>"), _NO_TYPES, padding_side="left"),
     "PreTrainedTokenizerFast": TokenizerKind("", file_pipeline),
     "TokenizersBackend": TokenizerKind("", file_pipeline),
 }
 # config.json model_type -> tokenizer class, when tokenizer_config.json names none.
 MODEL_TYPES = {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer", "electra": "ElectraTokenizer",
                "roberta": "RobertaTokenizer", "xlm-roberta": "XLMRobertaTokenizer", "albert": "AlbertTokenizer",
-               "mpnet": "MPNetTokenizer", "deberta-v2": "DebertaV2Tokenizer"}
+               "mpnet": "MPNetTokenizer", "deberta-v2": "DebertaV2Tokenizer", "xlnet": "XLNetTokenizer"}

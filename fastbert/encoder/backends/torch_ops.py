@@ -26,7 +26,9 @@ def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_emb
     words = F.embedding(input_ids, word_embeddings) if inputs_embeds is None else inputs_embeds
     x = words + F.embedding(token_type_ids, token_type_embeddings)
     x = x + F.embedding(position_ids, position_embeddings)
-    return _dropout(F.layer_norm(x, (x.shape[-1],), ln_weight, ln_bias, eps), dropout)
+    if ln_weight is not None:  # XLNet has no embedding LayerNorm
+        x = F.layer_norm(x, (x.shape[-1],), ln_weight, ln_bias, eps)
+    return _dropout(x, dropout)
 
 
 def _dropout(x: torch.Tensor, p: float) -> torch.Tensor:
@@ -191,7 +193,7 @@ def _disentangled_attention(q, k, v, layout: AttentionLayout, projection, dropou
     embedding rows into the position queries Qr and keys Kr ``[rows, heads, D]``."""
     d: _Disentangled = layout.bias
     heads, head_dim = q.shape[1], q.shape[2]
-    weight, bias = projection
+    weight, bias = projection[:2]
     sources = {}  # on_table -> (Qr, Kr), projected once per layer for the groups that read them
     if layout.buckets is not None:
         blocks = [(b.start, b.count, b.span) for b in layout.buckets]
@@ -230,9 +232,95 @@ def _disentangled_attention(q, k, v, layout: AttentionLayout, projection, dropou
     return torch.cat(outs) if outs else q.new_empty(q.shape)
 
 
+class _XLNetGroup(NamedTuple):
+    """One SDPA call's sequences under XLNet's relative attention (a length bucket, or the padded batch)."""
+
+    index: torch.Tensor  # [n | 1, 1, L, L] int64: each query/key pair's row of the group's positional encoding
+    lo: int  # the group's rows of the batch's positional encoding (distances -reach .. reach)
+    hi: int
+    differ: torch.Tensor  # [n, 1, L, L] bool: the query's and key's segments differ
+    attend: torch.Tensor | None  # [n, 1, L, L] bool: the real keys and the query itself; None when nothing is padded
+
+
+class _XLNet(NamedTuple):
+    """What every layer's XLNet attention reads, prepared once per forward (:func:`xlnet_attention`)."""
+
+    sinusoids: torch.Tensor  # [2R + 1, H]: the positional encoding of each distance in [-R, R]
+    groups: tuple[_XLNetGroup, ...]  # one per length bucket, or one for the padded batch
+
+
+def xlnet_attention(layout: AttentionLayout, sinusoids: torch.Tensor, columns: torch.Tensor | None,
+                    segments: torch.Tensor) -> AttentionLayout:
+    """The layout with XLNet's relative attention (see :func:`fastbert.encoder.ops.xlnet_attention`): per SDPA call,
+    the distance row of every query/key pair, whether their segments differ, and the keys each query attends to."""
+    width = sinusoids.shape[0] // 2
+
+    def group(cols: torch.Tensor, segs: torch.Tensor, key_mask: torch.Tensor | None) -> _XLNetGroup:
+        # cols, segs [n, L] int64; key_mask [n, L] bool or None
+        reach = int(cols.max() - cols.min())
+        shared = cols[:1] if key_mask is None and bool((cols == cols[:1]).all()) else cols  # one index for all
+        index = (shared[:, :, None] - shared[:, None, :] + reach)[:, None]  # [n | 1, 1, L(query), L(key)]
+        differ = (segs[:, :, None] != segs[:, None, :])[:, None]  # [n, 1, L, L]
+        attend = None
+        if key_mask is not None:
+            eye = torch.eye(cols.shape[1], dtype=torch.bool, device=cols.device)
+            attend = (key_mask[:, None, :] | eye)[:, None]  # [n, 1, L, L]: XLNet's query always sees itself
+        return _XLNetGroup(index, width - reach, width + reach, differ, attend)
+
+    if layout.buckets is not None:
+        groups = tuple(group(columns[b.start:b.start + b.count * b.span].view(b.count, b.span),
+                             segments[b.start:b.start + b.count * b.span].view(b.count, b.span), b.key_mask)
+                       for b in layout.buckets)
+    elif layout.packed:
+        raise ValueError("the PyTorch backend runs packed tokens in length buckets (ops.packed_layout); "
+                         "XLNet's attention needs that layout")
+    else:
+        cols = torch.arange(layout.seqlen, device=segments.device)[None].expand(layout.batch, -1)  # [B, S]
+        groups = (group(cols, segments.view(layout.batch, layout.seqlen), layout.key_mask),)
+    return dataclasses.replace(layout, bias=_XLNet(sinusoids, groups))
+
+
+def _xlnet_attention(q, k, v, layout: AttentionLayout, projection, dropout: float) -> torch.Tensor:
+    """XLNet's attention, one SDPA call per group: the content scores of ``q + r_w``, plus the additive mask
+    ``((q + r_r).Kr[distance] + (q + r_s).seg[differ]) / sqrt(D)`` with the keys a query does not attend to at
+    ``finfo.min``. The layer's position projection turns the positional encoding into Kr ``[rows, heads, D]``."""
+    d: _XLNet = layout.bias
+    w = projection[2]  # the layer's RelativeWeights
+    heads, head_dim = q.shape[1], q.shape[2]
+    scale = head_dim ** -0.5
+    pos_k = linear(d.sinusoids.to(w.position_weight.dtype), w.position_weight, None)  # [2R + 1, H]
+    pos_k = pos_k.to(q.dtype).unflatten(1, (heads, head_dim))  # [2R + 1, heads, D] (mixed bf16: q's dtype)
+    content, position, segment = (b[:, None, :].to(q.dtype) for b in (w.content_bias, w.position_bias,
+                                                                      w.segment_bias))  # [heads, 1, D] each
+    segments = w.segments.to(q.dtype).permute(1, 2, 0)  # [heads, D, 2]
+    if layout.buckets is not None:
+        blocks = [(b.start, b.count, b.span) for b in layout.buckets]
+    else:
+        blocks = [(0, layout.batch, layout.seqlen)]
+    outs = []
+    for (start, count, span), g in zip(blocks, d.groups):
+        # rows [start, start + count * span) -> [count, heads, span, D] views
+        qb, kb, vb = (t[start:start + count * span].unflatten(0, (count, span)).transpose(1, 2) for t in (q, k, v))
+        shape = (count, heads, span, span)
+        bd = (qb + position) @ pos_k[g.lo:g.hi + 1].permute(1, 2, 0)  # [count, heads, L(query), rows]
+        mask = bd.gather(-1, g.index.expand(shape))  # [count, heads, L(query), L(key)]
+        ef = (qb + segment) @ segments  # [count, heads, L(query), 2]: same segment, different segment
+        mask = mask.add_(torch.where(g.differ, ef[..., 1:], ef[..., :1])).mul_(scale)
+        if g.attend is not None:
+            mask = mask.masked_fill_(~g.attend, torch.finfo(qb.dtype).min)
+        ob = F.scaled_dot_product_attention(qb + content, kb, vb, attn_mask=mask, dropout_p=dropout,
+                                            scale=scale)  # [count, heads, L, D]
+        outs.append(ob.transpose(1, 2).flatten(0, 1))  # [count * L, heads, D]
+    if len(outs) == 1:
+        return outs[0]
+    return torch.cat(outs) if outs else q.new_empty(q.shape)
+
+
 def attention(q, k, v, layout: AttentionLayout, dropout=0.0, projection=None) -> torch.Tensor:
     if isinstance(layout.bias, _Disentangled):
         return _disentangled_attention(q, k, v, layout, projection, dropout)
+    if isinstance(layout.bias, _XLNet):
+        return _xlnet_attention(q, k, v, layout, projection, dropout)
     if layout.buckets is not None:
         return _attention_buckets(q, k, v, layout.buckets, layout.bias, dropout)
     if layout.packed:  # packed rows in their own order (the encoder itself runs them bucketed)

@@ -50,6 +50,10 @@ def disentangled(layout: AttentionLayout, table, rows_of, columns, head_dim, sca
     raise ValueError("DeBERTa's disentangled attention has no Triton kernel yet; run it with backend='torch'")
 
 
+def xlnet_attention(layout: AttentionLayout, sinusoids, columns, segments) -> AttentionLayout:
+    raise ValueError("XLNet's relative attention has no Triton kernel yet; run it with backend='torch'")
+
+
 def attention(q, k, v, layout: AttentionLayout, dropout=0.0, projection=None) -> torch.Tensor:
     _no_dropout(dropout)
     bias, positions = layout.bias if layout.bias is not None else (None, None)
