@@ -91,8 +91,8 @@ def _batch(model, head):
         batch["labels"] = torch.randint(0, model.config.num_labels, (BATCH,))
     else:  # multiple choice: [B, choices, S]
         rows = [_padded(model) for _ in range(2)]
-        batch = dict(input_ids=torch.stack([r[0] for r in rows], 1), attention_mask=torch.stack([r[1] for r in rows], 1),
-                     labels=torch.randint(0, 2, (BATCH,)))
+        batch = dict(input_ids=torch.stack([r[0] for r in rows], 1),
+                     attention_mask=torch.stack([r[1] for r in rows], 1), labels=torch.randint(0, 2, (BATCH,)))
     return batch
 
 
