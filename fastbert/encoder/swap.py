@@ -278,18 +278,20 @@ _PACKED_ROWS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("fast
 
 class _PackedRows(NamedTuple):
     shape: tuple[int, int]  # the padded batch's (B, S)
-    indices: torch.Tensor  # [T] int64: the real tokens' rows in the flattened [B * S] batch
-    take: torch.Tensor  # [T + 1] int64: those rows, then one padding row
+    take: torch.Tensor  # [T + 1] int64: the real tokens' rows in the flattened [B * S] batch, then one padding row
+    source: torch.Tensor  # [B * S] int64: the row of those T + 1 each padded position reads (padding: the last)
 
 
 def _packed_rows(indices: torch.Tensor | None, shape: tuple[int, int]) -> _PackedRows | None:
     """The encoder's ``packed_indices`` -> what the head modules gather, or None when the batch ran padded or had no
     padding (position_ids-packed rows keep every token)."""
-    if indices is None or indices.numel() == shape[0] * shape[1]:
+    total = shape[0] * shape[1]
+    if indices is None or indices.numel() == total:
         return None
-    real = torch.zeros(shape[0] * shape[1], dtype=torch.int8, device=indices.device)
-    real[indices] = 1  # [B * S]
-    return _PackedRows(shape, indices, torch.cat([indices, real.argmin().reshape(1)]))  # argmin: a padding row
+    source = torch.full((total,), indices.numel(), dtype=torch.int64, device=indices.device)
+    source[indices] = torch.arange(indices.numel(), device=indices.device)  # [B * S]
+    pad = (source == indices.numel()).to(torch.int8).argmax().reshape(1)  # [1]: the first padding position
+    return _PackedRows(shape, torch.cat([indices, pad]), source)
 
 
 def _share_packed_rows(out) -> None:
@@ -322,8 +324,8 @@ def _head_module_forward(module, x, *args, **kwargs):
     if rows is None or not isinstance(x, torch.Tensor) or tuple(x.shape[:2]) != rows.shape:
         return forward(module, x, *args, **kwargs)
     y = forward(module, x.flatten(0, 1).index_select(0, rows.take), *args, **kwargs)  # [T + 1, V]
-    padded = y[-1:].expand(rows.shape[0] * rows.shape[1], *y.shape[1:])  # [B * S, V]: the padding row's result
-    return padded.index_copy(0, rows.indices, y[:-1]).unflatten(0, rows.shape)  # [B, S, V]
+    # One gather back to [B * S, V] (its backward sums the padding positions' gradients into the last row)
+    return y.index_select(0, rows.source).unflatten(0, rows.shape)  # [B, S, V]
 
 
 def _wrap_heads(model: nn.Module) -> None:
