@@ -1,7 +1,7 @@
 """Fine-tuning step time on CPU: fastbert.optimize(model) against transformers (sdpa and eager), measured.
 
     python -m benchmarks.train [--models minilm bert-base] [--dtypes fp32 bf16] [--batch 32] [--max-length 128]
-                               [--steps 5] [--threads 2]
+                               [--steps 5] [--threads 2] [--head sequence-classification | masked-lm]
 
 One step is what a training loop does per batch: forward of ``BertForSequenceClassification`` in train mode (the
 config's dropout, 0.1), loss, backward, ``AdamW.step()``, ``zero_grad``. Batches are real text: prose paragraphs
@@ -19,6 +19,10 @@ weights, interleaved step by step, so that a shared machine's changing load fall
 real (unpadded) tokens. Peak resident memory (``ru_maxrss``): each implementation alone in its own process (load,
 a warm-up step, one more). The machine's load average before and after is recorded: on a shared machine the ratios
 are the figure to read.
+``--head masked-lm``: ``BertForMaskedLM`` instead (MiniLM's checkpoint holds no MLM head: the head's new weights are
+drawn with a fixed seed and shared), 15% of the real tokens to predict, and one more implementation,
+``fastbert-padded-head``: fastbert with the vocabulary projection on every padded position (as before per-token heads
+ran on real tokens only), to measure what that skips.
 Also measured: the Q/K/V ``torch.cat`` fastbert does per forward (forward and backward of the cat alone), against
 sharing one fused storage, which would make it free.
 
@@ -37,11 +41,13 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train"
-IMPLEMENTATIONS = ("fastbert", "hf-sdpa", "hf-eager")
+IMPLEMENTATIONS = ("fastbert", "hf-sdpa", "hf-eager", "fastbert-padded-head")
+HEADS = {"sequence-classification": "BertForSequenceClassification", "masked-lm": "BertForMaskedLM"}
 BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 
 
-def batches(count: int, batch: int, max_length: int, seed: int = 0) -> list[dict]:
+def batches(count: int, batch: int, max_length: int, seed: int = 0,
+            head: str = "sequence-classification") -> list[dict]:
     """``count`` tokenized batches of real paragraphs (see the module docstring)."""
     import numpy as np
     import torch
@@ -59,28 +65,36 @@ def batches(count: int, batch: int, max_length: int, seed: int = 0) -> list[dict
     for i in range(count):
         chunk = [texts[j] for j in order[i * batch:(i + 1) * batch]]
         enc = dict(tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt"))
-        enc["labels"] = torch.from_numpy(rng.integers(0, 2, size=batch))
+        if head == "masked-lm":  # 15% of the real tokens to predict, -100 elsewhere
+            predict = torch.from_numpy(rng.random(enc["input_ids"].shape) < 0.15) & (enc["attention_mask"] == 1)
+            enc["labels"] = torch.where(predict, enc["input_ids"], -100)
+        else:
+            enc["labels"] = torch.from_numpy(rng.integers(0, 2, size=batch))
         out.append(enc)
     return out
 
 
-def build_model(name: str, implementation: str):
+def build_model(name: str, implementation: str, head: str = "sequence-classification"):
     import torch
     import transformers
 
     import fastbert
 
     attn = "eager" if implementation == "hf-eager" else "sdpa"
+    cls = getattr(transformers, HEADS[head])
+    torch.manual_seed(0)
     if name == "minilm":
-        model = transformers.BertForSequenceClassification.from_pretrained(
-            fastbert.default_model_path(), num_labels=2, attn_implementation=attn)
+        model = cls.from_pretrained(fastbert.default_model_path(), num_labels=2, attn_implementation=attn)
     else:
-        torch.manual_seed(0)
         config = transformers.BertConfig(**BERT_BASE, num_labels=2)
-        model = transformers.BertForSequenceClassification(config)
+        model = cls(config)
         model.set_attn_implementation(attn)
-    if implementation == "fastbert":
+    if implementation.startswith("fastbert"):
         fastbert.optimize(model)
+    if implementation == "fastbert-padded-head":
+        from fastbert.encoder.swap import _unwrap_heads
+
+        _unwrap_heads(model)
     return model.train()
 
 
@@ -122,8 +136,9 @@ def timing(spec: dict) -> dict:
     import torch
 
     torch.set_num_threads(spec["threads"])
-    data = batches(spec["steps"] + 1, spec["batch"], spec["max_length"])
-    models = {name: build_model(spec["model"], name) for name in spec["implementations"]}
+    head = spec.get("head", "sequence-classification")
+    data = batches(spec["steps"] + 1, spec["batch"], spec["max_length"], head=head)
+    models = {name: build_model(spec["model"], name, head) for name in spec["implementations"]}
     first = next(iter(models.values()))
     for model in models.values():  # the same initial weights (the random classifier head included)
         model.load_state_dict(first.state_dict())
@@ -159,8 +174,9 @@ def memory(spec: dict) -> dict:
     import torch
 
     torch.set_num_threads(spec["threads"])
-    data = batches(2, spec["batch"], spec["max_length"])
-    model = build_model(spec["model"], spec["implementation"])
+    head = spec.get("head", "sequence-classification")
+    data = batches(2, spec["batch"], spec["max_length"], head=head)
+    model = build_model(spec["model"], spec["implementation"], head)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
     _step(model, optimizer, data[0], spec["dtype"] == "bf16")
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -216,7 +232,7 @@ def table(results: dict) -> str:
         f"before {tuple(round(x, 2) for x in env['load_average_before'])}, after "
         f"{tuple(round(x, 2) for x in env['load_average_after'])} (a shared machine: read the ratios).",
         "",
-        f"BertForSequenceClassification, train mode (dropout 0.1), batch {results['args']['batch']} of real "
+        f"{HEADS[results['args'].get('head', 'sequence-classification')]}, train mode (dropout 0.1), batch {results['args']['batch']} of real "
         f"paragraphs padded to the batch's longest (max {results['args']['max_length']}), forward + loss + backward "
         f"+ AdamW step; median of {results['args']['steps']} steps after a warm-up, the implementations interleaved "
         "step by step in one process (the same batch back to back, so each step's ratio is a paired comparison). "
@@ -254,7 +270,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["minilm", "bert-base"], choices=["minilm", "bert-base"])
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
-    parser.add_argument("--implementations", nargs="+", default=list(IMPLEMENTATIONS), choices=IMPLEMENTATIONS)
+    parser.add_argument("--implementations", nargs="+", default=list(IMPLEMENTATIONS[:3]), choices=IMPLEMENTATIONS)
+    parser.add_argument("--head", default="sequence-classification", choices=list(HEADS))
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
@@ -276,7 +293,7 @@ def main(argv=None) -> int:
     for model in args.models:
         for dtype in args.dtypes:
             spec = dict(model=model, dtype=dtype, implementations=args.implementations, batch=args.batch,
-                        max_length=args.max_length, steps=args.steps, threads=args.threads)
+                        max_length=args.max_length, steps=args.steps, threads=args.threads, head=args.head)
             runs = _run_worker("timing", spec)["runs"]
             for run in runs:
                 if dtype in args.memory_dtypes:

@@ -117,3 +117,50 @@ def test_train_benchmark_smoke(bench, tmp_path):
     assert [r["implementation"] for r in data["runs"]] == ["fastbert", "hf-sdpa"]
     assert all(r["step_ms"] > 0 and r["rss_peak_mb"] > 0 for r in data["runs"])
     assert "| minilm | fp32 | fastbert |" in (tmp_path / "train_smoke.md").read_text()
+
+
+def test_finetune_task_data(bench):
+    """The real task's data: each class's paragraphs drawn from one package only, the held-out split stratified and
+    disjoint from training."""
+    import benchmarks.finetune_task as ft
+
+    texts, labels, names = ft.task(3, 10, seed=5)
+    assert len(texts) == len(labels) == 30 and len(set(names)) == 3
+    assert [labels.count(k) for k in range(3)] == [10, 10, 10]
+    assert len(set(texts)) == 30 and all(len(t.split()) >= ft.MIN_WORDS for t in texts)
+    train, test = ft.split(labels, 0.2, seed=5)
+    assert not set(train) & set(test) and sorted(train + test) == list(range(30))
+    assert [sum(labels[i] == k for i in test) for k in range(3)] == [2, 2, 2]
+
+
+def test_finetune_task_smoke(bench, tmp_path):
+    """benchmarks.finetune_task end to end at a toy size: the four runs train and are evaluated, the table is
+    written (no accuracy asserted: one step on a handful of examples)."""
+    import benchmarks.finetune_task as ft
+
+    argv = ["--classes", "2", "--per-class", "4", "--epochs", "1", "--batch", "4", "--max-length", "12",
+            "--out", str(tmp_path), "--tag", "smoke"]
+    assert ft.main(argv) == 0
+    data = json.loads((tmp_path / "finetune_task_smoke.json").read_text())
+    (seed,) = data["seeds"]
+    assert seed["train_examples"] == 6 and seed["test_examples"] == 2 and seed["steps"] == 2
+    assert [r["run"] for r in seed["runs"]] == list(ft.RUNS)
+    for r in seed["runs"]:
+        assert 0 <= r["accuracy"] <= 1 and np.isfinite(r["loss"]) and len(r["step_ms_all"]) == 2
+        assert r["step_ms"] >= r["forward_backward_ms"] > 0
+    assert "| 0 | fastbert-bf16 |" in (tmp_path / "finetune_task_smoke.md").read_text()
+
+
+def test_train_benchmark_masked_lm_smoke(bench, tmp_path):
+    """benchmarks.train --head masked-lm: fastbert with the vocabulary projection on real tokens and on every padded
+    position both run; the table names the head."""
+    import benchmarks.train
+
+    argv = ["--models", "minilm", "--dtypes", "fp32", "--implementations", "fastbert", "fastbert-padded-head",
+            "hf-sdpa", "--head", "masked-lm", "--batch", "2", "--max-length", "16", "--steps", "1", "--threads", "1",
+            "--memory-dtypes", "--out", str(tmp_path), "--tag", "smoke"]
+    assert benchmarks.train.main(argv) == 0
+    data = json.loads((tmp_path / "train_smoke.json").read_text())
+    assert [r["implementation"] for r in data["runs"]] == ["fastbert", "fastbert-padded-head", "hf-sdpa"]
+    assert all(r["step_ms"] > 0 and np.isfinite(r["losses"]).all() for r in data["runs"])
+    assert "BertForMaskedLM" in (tmp_path / "train_smoke.md").read_text()

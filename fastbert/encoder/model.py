@@ -78,6 +78,9 @@ class BertOutput:
     last_hidden_state: torch.Tensor  # [B, S, H]
     pooler_output: torch.Tensor | None = None  # [B, H]
     hidden_states: tuple[torch.Tensor, ...] | None = None  # embeddings output, then each layer's, [B, S, H] each
+    # [T]: where the real tokens sit in the flattened [B * S] batch when a padded batch ran packed (the other rows of
+    # last_hidden_state are zeros); None when it ran padded, and for the packed API. Not part of to_tuple().
+    packed_indices: torch.Tensor | None = None
 
     def to_tuple(self) -> tuple:
         return tuple(v for v in (self.last_hidden_state, self.pooler_output, self.hidden_states) if v is not None)
@@ -219,7 +222,8 @@ def bert_forward(
         if rows.empty is not None:  # packed API: an empty sequence has no first token
             pooled = pooled.masked_fill(rows.empty[:, None], 0)
     return BertOutput(rows.finish(x), pooled,
-                      None if hidden_states is None else tuple(rows.finish(h) for h in hidden_states))
+                      None if hidden_states is None else tuple(rows.finish(h) for h in hidden_states),
+                      rows.indices if rows.shape is not None else None)
 
 
 def _checkpointed(checkpoint: Callable, x: torch.Tensor, *args) -> torch.Tensor:

@@ -35,6 +35,12 @@ What runs where:
   position, padding included, so the padding rows enter the loss; for them ``padding_free=None`` keeps a padded
   batch padded and the loss is HF's (``padding_free=True`` packs anyway, and padding positions then score the
   head's bias alone).
+* Per-token heads on real tokens only: under a token classification, masked LM or question answering head (the
+  classes in :data:`TOKEN_HEADS`), the head's per-token modules (its classifier, its vocabulary projection) run on the
+  real tokens of a batch that ran packed, plus one padding row; that row's result fills every padding position, which
+  is exactly what the head gives the padded output's zero rows, so logits, loss and gradients are unchanged while the
+  vocabulary projection skips the padding. Sequence classification and multiple choice heads read one row per
+  sequence (the pooler or the first token), so there is nothing to skip.
 
 ``attention_mask`` means what it means to transformers, converted to the key mask fastbert runs:
 
@@ -50,6 +56,7 @@ What runs where:
 """
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import inspect
@@ -239,6 +246,7 @@ def _fast_forward(base, *args, **kwargs):
         checkpoint=_checkpoint_function(base) if grad and base.training else None,
         relative_embeddings=disentangled,
     )
+    _share_packed_rows(out)
     fields = dict(last_hidden_state=out.last_hidden_state)
     if "pooler_output" in s.output.__dataclass_fields__:
         fields["pooler_output"] = out.pooler_output
@@ -292,6 +300,111 @@ def _checkpoint_function(base: nn.Module):
     return None
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Per-token heads on real tokens only
+# ----------------------------------------------------------------------------------------------------------------
+
+def _token_heads() -> dict[str, tuple[str, ...]]:
+    """Task model class -> the modules (attributes of the task model) its forward applies to every token's row, in
+    order, that run on real tokens only. Rows between two of them must stay alike at padding (per-row math, or
+    dropout on zero rows)."""
+    heads = {}
+    for family in FAMILIES.values():
+        prefix = family.hf_model[:-len("Model")]  # BertModel -> Bert
+        heads[prefix + "ForTokenClassification"] = ("classifier",)
+        heads[prefix + "ForQuestionAnswering"] = ("qa_outputs",)
+    masked_lm = {"Bert": ("cls",), "Roberta": ("lm_head",), "XLMRoberta": ("lm_head",), "MPNet": ("lm_head",),
+                 "Albert": ("predictions",), "Electra": ("generator_predictions", "generator_lm_head"),
+                 "DistilBert": ("vocab_transform", "vocab_projector"),  # activation and LayerNorm between: cheap
+                 "DebertaV2": ("cls", "lm_predictions")}  # legacy=True has cls, else lm_predictions
+    heads.update({prefix + "ForMaskedLM": modules for prefix, modules in masked_lm.items()})
+    return heads
+
+
+TOKEN_HEADS = _token_heads()
+_HEAD_ATTR = "_fastbert_head"  # set on each task model and head module whose forward optimize() replaced
+
+# A per-token head's forward opens a scope; its base model's forward records there where the real tokens of a padded
+# batch that ran packed sit, and the head's modules read it (one context per thread or task, so nothing leaks).
+_PACKED_ROWS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("fastbert_packed_rows", default=None)
+
+
+class _PackedRows(NamedTuple):
+    shape: tuple[int, int]  # the padded batch's (B, S)
+    take: torch.Tensor  # [T + 1] int64: the real tokens' rows in the flattened [B * S] batch, then one padding row
+    source: torch.Tensor  # [B * S] int64: the row of those T + 1 each padded position reads (padding: the last)
+
+
+def _packed_rows(indices: torch.Tensor | None, shape: tuple[int, int]) -> _PackedRows | None:
+    """The encoder's ``packed_indices`` -> what the head modules gather, or None when the batch ran padded or had no
+    padding (position_ids-packed rows keep every token)."""
+    total = shape[0] * shape[1]
+    if indices is None or indices.numel() == total:
+        return None
+    source = torch.full((total,), indices.numel(), dtype=torch.int64, device=indices.device)
+    source[indices] = torch.arange(indices.numel(), device=indices.device)  # [B * S]
+    pad = (source == indices.numel()).to(torch.int8).argmax().reshape(1)  # [1]: the first padding position
+    return _PackedRows(shape, torch.cat([indices, pad]), source)
+
+
+def _share_packed_rows(out) -> None:
+    """Under a per-token head's forward (its scope open), record for its modules where the encoder's real tokens
+    sit. Only a batch that ran packed does so (never a traced one: torch.compile sees no context variable)."""
+    scope = _PACKED_ROWS.get() if out.packed_indices is not None else None
+    if scope is not None:
+        scope["rows"] = _packed_rows(out.packed_indices, tuple(out.last_hidden_state.shape[:2]))
+
+
+def _task_forward(model, *args, **kwargs):
+    if torch.compiler.is_compiling():  # a traced forward does not pack (padding_free=False): no scope
+        return type(model).forward(model, *args, **kwargs)
+    token = _PACKED_ROWS.set({})
+    try:
+        return type(model).forward(model, *args, **kwargs)
+    finally:
+        _PACKED_ROWS.reset(token)
+
+
+def _head_module_forward(module, x, *args, **kwargs):
+    """A head module on ``x`` ``[B, S, H]``: on the real rows and one padding row when its task model's encoder ran
+    packed, that padding row's result broadcast to every padding position (the rows there are all alike: zeros
+    from the encoder, then per-row math). Anywhere else, the module's own forward."""
+    forward = type(module).forward
+    if torch.compiler.is_compiling():
+        return forward(module, x, *args, **kwargs)
+    scope = _PACKED_ROWS.get()
+    rows = scope.get("rows") if scope is not None else None
+    if rows is None or not isinstance(x, torch.Tensor) or tuple(x.shape[:2]) != rows.shape:
+        return forward(module, x, *args, **kwargs)
+    y = forward(module, x.flatten(0, 1).index_select(0, rows.take), *args, **kwargs)  # [T + 1, V]
+    # One gather back to [B * S, V] (its backward sums the padding positions' gradients into the last row)
+    return y.index_select(0, rows.source).unflatten(0, rows.shape)  # [B, S, V]
+
+
+def _wrap_heads(model: nn.Module) -> None:
+    """Give a per-token task model (:data:`TOKEN_HEADS`) and its head modules the forwards above."""
+    names = TOKEN_HEADS.get(type(model).__name__)
+    if names is None:
+        return
+    forward = functools.partial(_task_forward, model)
+    # Trainer reads the forward's signature to keep a dataset's columns: it stays the original's
+    forward.__signature__ = inspect.signature(type(model).forward.__get__(model))
+    object.__setattr__(model, "forward", forward)
+    object.__setattr__(model, _HEAD_ATTR, True)
+    for name in names:
+        module = getattr(model, name, None)
+        if isinstance(module, nn.Module):
+            object.__setattr__(module, "forward", functools.partial(_head_module_forward, module))
+            object.__setattr__(module, _HEAD_ATTR, True)
+
+
+def _unwrap_heads(model: nn.Module) -> None:
+    for module in model.modules():
+        if module.__dict__.get(_HEAD_ATTR):
+            object.__delattr__(module, _HEAD_ATTR)
+            object.__delattr__(module, "forward")
+
+
 # Heads whose loss reads the encoder's output at padding positions: transformers' QA loss is a softmax over every
 # position of the row. (Sequence classification and multiple choice read the first token; token classification and
 # masked LM score labelled tokens only, and transformers' collators label padding -100.)
@@ -342,6 +455,8 @@ def optimize(model: nn.Module, *, backend: str | None = None, validate_inputs: b
     object.__setattr__(base, _ATTR, settings)
     # An instance attribute shadows the class's forward for this one module only; restore() deletes it.
     object.__setattr__(base, "forward", functools.partial(_fast_forward, base))
+    _unwrap_heads(model)
+    _wrap_heads(model)
     return model
 
 
@@ -435,6 +550,7 @@ def key_mask(
 def restore(model: nn.Module) -> nn.Module:
     """Undo :func:`optimize`: the model's base encoder runs its original forward again. Returns the model."""
     base, _ = _find_base(model)
+    _unwrap_heads(model)
     if hasattr(base, _ATTR):
         object.__delattr__(base, _ATTR)
         object.__delattr__(base, "forward")
