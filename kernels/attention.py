@@ -464,6 +464,8 @@ def _key_range(Mask_ptr, CuSeqlens_ptr, b, S, stride_mb, stride_ms, HAS_MASK: tl
     return tok0, seqlen, key_lo, key_hi
 
 
+# Over 80 lines for the forward kernel's reason: one program's whole life (its key block, the stream of query blocks,
+# the two accumulators, the stores) reads best in one body, and a third of it is the argument list with shapes.
 @triton.jit
 def _attention_bwd_dkdv_kernel(
     Q_ptr, K_ptr, V_ptr,  # [B, S, heads, D] (padded) or [T, heads, D] (VARLEN), any strides
