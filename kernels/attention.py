@@ -617,8 +617,8 @@ def _attention_bwd_dq_kernel(
         else:
             dq += _mm(ds.to(k.dtype), k, FP32)
 
-    tl.store(dQ_ptr + o_off + offs_m[:, None] * stride_os + offs_d[None, :], (dq * sm_scale).to(dQ_ptr.dtype.element_ty),
-             mask=(offs_m < seqlen)[:, None] & d_ok[None, :])
+    tl.store(dQ_ptr + o_off + offs_m[:, None] * stride_os + offs_d[None, :],
+             (dq * sm_scale).to(dQ_ptr.dtype.element_ty), mask=(offs_m < seqlen)[:, None] & d_ok[None, :])
 
 
 def backward_tile(elem: int, head_dim: int) -> tuple[int, int, int, int]:
