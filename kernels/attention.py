@@ -36,6 +36,9 @@ Output contract (what :func:`attention_ref` reproduces exactly):
 * a query row whose sequence has no valid key, and padded-layout query rows at index ``>= hi`` (trailing padding):
   zeros. Rows of padding *before* ``hi`` (left padding, holes) are computed like real queries, as in HF's eager
   attention, so e.g. the pooler's first token under left padding matches HF.
+
+Training: ``return_lse=True`` also writes each query row's log-sum-exp, and :func:`attention_backward` /
+:func:`attention_varlen_backward` (FlashAttention-2's backward, see "Backward" below) give dQ, dK, dV without bias.
 """
 from __future__ import annotations
 

@@ -290,7 +290,8 @@ def choose_backend(owner: nn.Module, backend: str | None, device: torch.device, 
             _WARNED_GRAD_FALLBACK.add(owner)
             warnings.warn(
                 f"fastbert: {type(owner).__name__} runs on the slower PyTorch path instead of {chosen!r} because "
-                "autograd is recording (grad mode is on and parameters or inputs_embeds require grad). For "
+                "autograd is recording (grad mode is on and parameters or inputs_embeds require grad)"
+                f"{'; ' + grad_missing if grad_missing else ''}. For "
                 "inference, call it under torch.inference_mode() or torch.no_grad() (or model.requires_grad_(False)). "
                 "This warning is shown once per model.",
                 UserWarning,
