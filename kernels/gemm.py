@@ -71,6 +71,9 @@ _ROW_CLASSES = ((64, "small"), (512, "medium"), (None, "large"))  # M <= 64 (poo
 # accumulators per thread (128x256 and 256x128 tiles on 8 warps, 128x128 on 4) they spill, so both keep tiles with at
 # most 64 accumulators per thread.
 _GELU_MAX_ACC_PER_THREAD = 64
+# The backward's dW = dZ^T X reads both operands transposed (unit stride along rows); on sm_80 the 5-stage 64x64x32
+# tile then spills 4 B (benchmarks/results/static/), so transposed activations keep at most 4 stages there.
+_TRANSPOSED_MAX_STAGES_MMA = 4
 
 
 def row_bucket(m: int) -> int:
@@ -109,7 +112,8 @@ def _tile(cfg: triton.Config) -> tuple[int, int, int, int, int]:
 def _prune_gemm_configs(configs, named_args, **kwargs):
     """The candidates of :data:`_TILES` for the target's tensor cores, the operand size and the row class, less
     those whose pipelined A/B tiles exceed the target's shared memory and, for the GELU epilogues, those with more
-    than :data:`_GELU_MAX_ACC_PER_THREAD` accumulators per thread. Always keeps at least one config."""
+    than :data:`_GELU_MAX_ACC_PER_THREAD` accumulators per thread (and, on mma, transposed activations' tiles with
+    more than :data:`_TRANSPOSED_MAX_STAGES_MMA` stages). Always keeps at least one config."""
     target = current_target()
     elem = named_args["X_ptr"].element_size()
     wanted = _TILES[(elem, "wgmma" if target.wgmma else "mma", _row_class(named_args["M_BUCKET"]))]
@@ -121,6 +125,8 @@ def _prune_gemm_configs(configs, named_args, **kwargs):
         if stages * (bm + bn) * bk * elem > target.smem:
             continue
         if kwargs.get("ACTIVATION") in ("gelu", "gelu_tanh") and bm * bn > _GELU_MAX_ACC_PER_THREAD * 32 * warps:
+            continue
+        if not target.wgmma and named_args["stride_xk"] != 1 and stages > _TRANSPOSED_MAX_STAGES_MMA:
             continue
         kept.append(cfg)
     return kept or [min(configs, key=lambda c: (c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"], c.num_stages))]
