@@ -7,8 +7,9 @@ attention math) in fp32, on fresh random inputs, with every buffer the launchers
 no valid key, packed sequences of length 0, 1 and more. The launchers take fp32/fp16/bf16 only, so float64
 ``gradcheck`` is out of reach; ``torch.autograd.gradcheck`` runs in fp32 (fast mode: one random direction, central
 differences against the analytic backward) through the differentiable Triton ops of
-:mod:`fastbert.encoder.backends.triton_ops`. Last, a tiny BERT's ``loss.backward()`` on ``backend="triton"`` against
-the torch backend: every parameter's gradient within 1e-4 relative norm.
+:mod:`fastbert.encoder.backends.triton_ops`. Last, tiny BERT / RoBERTa / ALBERT classifiers' ``loss.backward()`` on
+``backend="triton"`` (packed and, for BERT, padded) against the torch backend: every parameter's gradient within 1e-4
+relative norm.
 """
 import os
 
@@ -210,13 +211,20 @@ def test_triton_ops_refuse_grad_through_the_relative_bias():
         triton_ops.attention(q, q, q, layout)
 
 
-def _tiny_bert():
+_TINY = dict(vocab_size=97, hidden_size=64, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2,
+             max_position_embeddings=40, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+TINY = {  # families whose differences reach the backward: padding-aware positions, an embedding projection
+    "bert": lambda t: t.BertForSequenceClassification(t.BertConfig(**_TINY)),
+    "roberta": lambda t: t.RobertaForSequenceClassification(t.RobertaConfig(**dict(_TINY, max_position_embeddings=42))),
+    "albert": lambda t: t.AlbertForSequenceClassification(t.AlbertConfig(**_TINY, embedding_size=32,
+                                                                          classifier_dropout_prob=0.0)),
+}
+
+
+def _tiny(family):
     import transformers
 
-    config = transformers.BertConfig(vocab_size=97, hidden_size=64, num_attention_heads=4, intermediate_size=96,
-                                     num_hidden_layers=2, max_position_embeddings=40, hidden_dropout_prob=0.0,
-                                     attention_probs_dropout_prob=0.0)
-    model = transformers.BertForSequenceClassification(config).train()
+    model = TINY[family](transformers).train()
     with torch.no_grad():  # draw biases and LayerNorm weights too (0 and 1 would hide a misplaced one)
         for p in model.parameters():
             if p.dim() == 1:
@@ -224,21 +232,23 @@ def _tiny_bert():
     return model.to(DEVICE)
 
 
-@pytest.mark.parametrize("padding_free", [True, False])
-def test_tiny_bert_loss_backward_matches_the_torch_backend(padding_free, monkeypatch, seed):
+@pytest.mark.parametrize("family,padding_free", [("bert", True), ("bert", False), ("roberta", True),
+                                                 ("albert", True)])
+def test_tiny_bert_loss_backward_matches_the_torch_backend(family, padding_free, monkeypatch, seed):
     import copy
 
     import fastbert
     from fastbert.encoder.backends import torch_ops
 
-    ref = _tiny_bert()
+    ref = _tiny(family)
     model = copy.deepcopy(ref)
     fastbert.optimize(ref, backend="torch", padding_free=padding_free)
     fastbert.optimize(model, backend="triton", padding_free=padding_free)
-    ids = torch.randint(1, 97, (3, 11), device=DEVICE)
+    ids = torch.randint(3, 97, (3, 11), device=DEVICE)
     mask = torch.ones(3, 11, dtype=torch.long, device=DEVICE)
     mask[0, 6:] = 0  # right padding
     mask[1, :3] = 0  # left padding (keeps the padded path)
+    ids[mask == 0] = ref.config.pad_token_id
     labels = torch.tensor([0, 1, 1], device=DEVICE)
     ref(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
 
