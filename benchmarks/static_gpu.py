@@ -72,13 +72,15 @@ class Batch:
     """One forward's token layout. ``layout``: ``"dense"`` (padded path, no padding: no key mask), ``"left"``
     (padded path with a key mask; left padding keeps the padded path), ``"packed"`` (padding-free: ``lengths``
     packed back to back). ``pooler``: the pooler GEMM runs on ``len(lengths)`` rows. ``bias``: attention adds
-    MPNet's relative-position bias (a ``[heads, 257]`` table; packed: per-token positions)."""
+    MPNet's relative-position bias (a ``[heads, 257]`` table; packed: per-token positions). ``train``: also one
+    layer's training launches (:func:`train_launches`: the forward's LSE / pre-activation variants, every backward)."""
 
     name: str
     layout: str
     lengths: tuple[int, ...]
     pooler: bool = True
     bias: bool = False
+    train: bool = False
 
     @property
     def batch(self) -> int:
@@ -105,6 +107,9 @@ BATCHES = {
     # MPNet (all-mpnet-base-v2): the relative-position bias, padded with left padding and packed
     "b8-s128-left-mpnet": Batch("b8-s128-left-mpnet", "left", _packed(8, 128, 40), bias=True),
     "b64-packed-s64-mpnet": Batch("b64-packed-s64-mpnet", "packed", _packed(64, 64, 17), bias=True),
+    # training (the Triton backward kernels): a left-padded batch (key mask) and a packed one
+    "b8-s128-left-train": Batch("b8-s128-left-train", "left", _packed(8, 128, 40), train=True),
+    "b64-packed-s64-train": Batch("b64-packed-s64-train", "packed", _packed(64, 64, 17), train=True),
 }
 DTYPES = ("float32", "float16", "bfloat16")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
@@ -145,6 +150,8 @@ def quick_matrix() -> list[Case]:
         Case("bert-base", "float16", "b8-s128-left-mpnet"),
         Case("bert-base", "float16", "b64-packed-s64-mpnet"),
         Case("bert-base", "float32", "b64-packed-s64-mpnet"),
+        Case("minilm", "float16", "b64-packed-s64-train"),
+        Case("bert-base", "float32", "b8-s128-left-train"),
     ]
 
 
@@ -186,6 +193,10 @@ def _kernel_slots():
         (attention, "_attention_fwd_kernel"),
         (layernorm, "_bias_residual_layernorm_kernel"),
         (embedding, "_embed_layernorm_kernel"),
+        (gemm, "_activation_bwd_kernel"),
+        (attention, "_attention_bwd_dkdv_kernel"),
+        (attention, "_attention_bwd_dq_kernel"),
+        (layernorm, "_bias_residual_layernorm_bwd_kernel"),
     ]
 
 
@@ -259,6 +270,56 @@ def batch_launches(shape: Shape, dtype: str, batch: Batch, activation: str, name
         if batch.pooler:
             label[0] = f"{name}: pooler"
             gemm.linear(w(batch.batch, hidden), w(hidden, hidden), w(hidden))
+    if batch.train:
+        sink += train_launches(shape, dtype, batch, activation, name)
+    return sink
+
+
+def train_launches(shape: Shape, dtype, batch: Batch, activation: str, name: str) -> list[Launch]:
+    """One layer's training launches (``triton_ops``' autograd Functions): the forward variants that save the
+    attention LSE and the FFN pre-activation, then the backward of each op in reverse order."""
+    import torch
+
+    from fastbert.kernels import attention, gemm, layernorm
+
+    hidden, heads, inter = shape.hidden, shape.heads, shape.intermediate
+    packed = batch.layout == "packed"
+    rows = sum(batch.lengths) if packed else batch.batch * batch.seqlen
+
+    def w(*size):
+        return torch.empty(size, dtype=dtype)
+
+    sink, label = [], [""]
+    with recording(sink, label):
+        x, dy = w(rows, hidden), w(rows, hidden)
+        label[0] = f"{name}: ffn-up fwd (save_pre)"
+        up, pre = gemm.linear(x, w(inter, hidden), w(inter), activation, save_pre=True)
+        label[0] = f"{name}: ffn layernorm bwd"
+        dh = layernorm.bias_residual_layernorm_backward(dy, w(rows, hidden), w(hidden), x, w(hidden), 1e-12)[0]
+        label[0] = f"{name}: ffn-down bwd"
+        dup = gemm.linear_backward(dh, up, w(hidden, inter), None)[0]
+        label[0] = f"{name}: ffn-up bwd"
+        gemm.linear_backward(dup, x, w(inter, hidden), pre, activation)
+        label[0] = f"{name}: attn-out bwd"
+        dctx = gemm.linear_backward(dh, w(rows, hidden), w(hidden, hidden), None, None, (True, True, False))[0]
+        q, k, v = w(rows, 3, heads, hidden // heads).unbind(1)  # 3 x [N, heads, D] views, token stride 3H
+        dctx = dctx.view(rows, heads, hidden // heads)
+        if packed:
+            cu = torch.tensor([0, *torch.tensor(batch.lengths).cumsum(0).tolist()], dtype=torch.int32)
+            label[0] = f"{name}: attention fwd (lse)"
+            out, lse = attention.attention_varlen(q, k, v, cu, batch.seqlen, return_lse=True)
+            label[0] = f"{name}: attention bwd"
+            attention.attention_varlen_backward(dctx, q, k, v, out, lse, cu, batch.seqlen)
+        else:
+            b, s = batch.batch, batch.seqlen
+            mask = torch.arange(s)[None, :] >= (s - torch.tensor(batch.lengths))[:, None]  # [B, S] left padding
+            q, k, v, dctx = (t.unflatten(0, (b, s)) for t in (q, k, v, dctx))
+            label[0] = f"{name}: attention fwd (lse)"
+            out, lse = attention.attention(q, k, v, mask, return_lse=True)
+            label[0] = f"{name}: attention bwd"
+            attention.attention_backward(dctx, q, k, v, out, lse, mask)
+        label[0] = f"{name}: qkv bwd"
+        gemm.linear_backward(w(rows, 3 * hidden), x, w(3 * hidden, hidden), None)
     return sink
 
 
@@ -556,7 +617,7 @@ def run_matrix(cases: list[Case], archs=(80, 90), workers: int | None = None, co
             keep = ("ok", "registers", "stack", "spill_stores", "spill_loads", "shared", "num_warps", "num_stages",
                     "compile_s", "mma", "ffma", "local_loads", "local_stores", "instructions")
             variants[task[3]].update({k: old[k] for k in keep})
-            tasks.remove(task)
+            tasks = [t for t in tasks if t is not task]  # by identity: Launch equality compares tensors
             reused += 1
     _TASKS[:] = [(launch, config, arch) for launch, config, arch, _ in tasks]
     workers = workers or os.cpu_count() or 1
@@ -719,7 +780,8 @@ def tf32x3_errors(seed: int = 0) -> list[dict]:
 # ----------------------------------------------------------------------------------------------------------------
 
 def _has_dot(variant: dict) -> bool:
-    return variant["kernel"] in ("linear_kernel", "attention_fwd_kernel")
+    return variant["kernel"] in ("linear_kernel", "attention_fwd_kernel", "attention_bwd_dkdv_kernel",
+                                 "attention_bwd_dq_kernel")
 
 
 def problems(variant: dict) -> list[str]:
@@ -747,9 +809,13 @@ def _variant_label(v: dict) -> str:
     if v["kernel"] == "linear_kernel":
         tile = f"{m['BLOCK_M']}x{m['BLOCK_N']}x{m['BLOCK_K']}"
         extra = f"bias={int(m['HAS_BIAS'])} act={m['ACTIVATION']} even_k={int(m['EVEN_K'])}"
-    elif v["kernel"] == "attention_fwd_kernel":
+        extra += " pre=1" if m.get("SAVE_PRE") else ""
+    elif v["kernel"].startswith("attention_"):
         tile = f"{m['BLOCK_M']}x{m['BLOCK_N']}"
         extra = f"D={m['HEAD_DIM']} mask={int(m['HAS_MASK'])} varlen={int(m['VARLEN'])}"
+        extra += " lse=1" if m.get("SAVE_LSE") else ""
+    elif v["kernel"] == "activation_bwd_kernel":
+        tile, extra = f"block={m['BLOCK']}", f"act={m['ACTIVATION']}"
     else:
         tile = f"rows={m['BLOCK_ROWS']}x{m['BLOCK_H']}"
         extra = f"bias={int(m['HAS_BIAS'])}" if "HAS_BIAS" in m else ""
@@ -834,7 +900,8 @@ def _tile_summary(report: dict) -> dict[tuple, dict]:
             kernel, tile = "gemm", f"{m['BLOCK_M']}x{m['BLOCK_N']}x{m['BLOCK_K']} w{m['num_warps']} s{m['num_stages']}"
             kind = "exact GELU" if m["ACTIVATION"] == "gelu" else "other epilogues"
         else:
-            kernel, tile = "attention", f"{m['BLOCK_M']}x{m['BLOCK_N']} w{m['num_warps']} s{m['num_stages']}"
+            kernel = "attention" if v["kernel"] == "attention_fwd_kernel" else v["kernel"]
+            tile = f"{m['BLOCK_M']}x{m['BLOCK_N']} w{m['num_warps']} s{m['num_stages']}"
             kind = f"D={m['HEAD_DIM']}"
         operands = "fp32" if v["dtype"] == "float32" else "fp16/bf16"
         agg = out.setdefault((kernel, operands, kind, v["arch"], tile),
@@ -869,7 +936,8 @@ def compare(before: dict, after: dict) -> str:
 def write_report(report: dict, out_dir: str, command: str) -> None:
     os.makedirs(out_dir, exist_ok=True)
     quick = "_quick" if report.get("subset") == "cover" else ""
-    stem = os.path.join(out_dir, f"static_triton{report['triton']}{quick}")
+    only = f"_{report['only']}" if report.get("only") else ""  # --only: a partial matrix, its own file
+    stem = os.path.join(out_dir, f"static_triton{report['triton']}{quick}{only}")
     with open(stem + ".json", "w") as f:
         json.dump(report, f, indent=1, sort_keys=True)
     with open(stem + ".md", "w") as f:
@@ -919,11 +987,14 @@ def main(argv=None) -> int:
         with open(args.reuse) as f:
             reuse = json.load(f)
     report = run_matrix(cases, tuple(args.arch), args.workers, cover=args.quick, reuse=reuse)
+    if args.only:
+        report["only"] = args.only
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1, sort_keys=True)
     else:
-        write_report(report, args.out, "python -m benchmarks.static_gpu" + (" --quick" if args.quick else ""))
+        write_report(report, args.out, "python -m benchmarks.static_gpu" + (" --quick" if args.quick else "")
+                     + (f" --only {args.only}" if args.only else ""))
     bad = [v for v in report["variants"] if problems(v)]
     print(f"triton {report['triton']}: {len(report['variants'])} variants, {len(bad)} with problems, "
           f"{report['compile_wall_s']} s")

@@ -36,6 +36,9 @@ Output contract (what :func:`attention_ref` reproduces exactly):
 * a query row whose sequence has no valid key, and padded-layout query rows at index ``>= hi`` (trailing padding):
   zeros. Rows of padding *before* ``hi`` (left padding, holes) are computed like real queries, as in HF's eager
   attention, so e.g. the pooler's first token under left padding matches HF.
+
+Training: ``return_lse=True`` also writes each query row's log-sum-exp, and :func:`attention_backward` /
+:func:`attention_varlen_backward` (FlashAttention-2's backward, see "Backward" below) give dQ, dK, dV without bias.
 """
 from __future__ import annotations
 
@@ -142,6 +145,7 @@ def _attention_fwd_kernel(
     CuSeqlens_ptr,  # [B + 1] int32 sequence starts (VARLEN only)
     Pos_ptr,  # [T] int32 column of each packed token (HAS_BIAS and VARLEN only)
     Bias_ptr,  # [heads, 2 * MAX_DISTANCE + 1] fp32 bias per clamped key - query distance (HAS_BIAS only)
+    Lse_ptr,  # [B, heads, S] (padded) or [heads, T] (VARLEN) fp32 base-2 log-sum-exp per query row (SAVE_LSE only)
     S,  # padded: sequence length; VARLEN: unused
     num_heads,
     SEQ_BUCKET,  # seq_bucket(max sequence length): autotune key only
@@ -151,6 +155,7 @@ def _attention_fwd_kernel(
     stride_ob, stride_os, stride_oh,
     stride_mb, stride_ms,
     stride_bias_h,
+    stride_lb, stride_lh,  # LSE strides (its row stride is 1; VARLEN: stride_lb is 0)
     qk_scale,  # log2(e) / sqrt(D)
     HEAD_DIM: tl.constexpr,  # D
     BLOCK_D: tl.constexpr,  # next_pow2(D), >= 16
@@ -159,6 +164,7 @@ def _attention_fwd_kernel(
     HAS_BIAS: tl.constexpr,
     MAX_DISTANCE: tl.constexpr,  # M: distances are clamped to [-M, M]
     FP32: tl.constexpr,  # fp32 operands: tf32x3 products (fp32 accuracy on tensor cores)
+    SAVE_LSE: tl.constexpr,  # training: also write each row's log-sum-exp for the backward
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -263,6 +269,9 @@ def _attention_fwd_kernel(
         out.to(O_ptr.dtype.element_ty),
         mask=(offs_m < seqlen)[:, None] & d_ok[None, :],
     )
+    if SAVE_LSE:  # base 2, scaled logits; +inf for rows whose output is the constant 0 (their P is 0)
+        lse = tl.where(has_keys, m_i + tl.math.log2(tl.where(has_keys, l_i, 1.0)), float("inf"))
+        tl.store(Lse_ptr + b.to(tl.int64) * stride_lb + h * stride_lh + tok0 + offs_m, lse, mask=offs_m < seqlen)
 
 
 def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ndim: int, layout: str) -> None:
@@ -279,7 +288,7 @@ def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ndim: int, lay
 
 
 def _launch(q, k, v, out, mask, cu_seqlens, batch, seqlen_arg, max_seqlen, q_strides, k_strides, v_strides,
-            o_strides, mask_strides, bias=None, positions=None):
+            o_strides, mask_strides, bias=None, positions=None, lse=None, lse_strides=(0, 0)):
     heads, head_dim = q.shape[-2], q.shape[-1]
     block_d = max(16, triton.next_power_of_2(head_dim))
 
@@ -292,9 +301,11 @@ def _launch(q, k, v, out, mask, cu_seqlens, batch, seqlen_arg, max_seqlen, q_str
         cu_seqlens if cu_seqlens is not None else out,
         positions if positions is not None else out,
         bias if bias is not None else out,
+        lse if lse is not None else out,
         seqlen_arg, heads, seq_bucket(max_seqlen),
         *q_strides, *k_strides, *v_strides, *o_strides, *mask_strides,
         bias.stride(0) if bias is not None else 0,
+        *lse_strides,
         _LOG2E / math.sqrt(head_dim),
         HEAD_DIM=head_dim,
         BLOCK_D=block_d,
@@ -303,6 +314,7 @@ def _launch(q, k, v, out, mask, cu_seqlens, batch, seqlen_arg, max_seqlen, q_str
         HAS_BIAS=bias is not None,
         MAX_DISTANCE=(bias.shape[1] - 1) // 2 if bias is not None else 0,
         FP32=q.dtype == torch.float32,
+        SAVE_LSE=lse is not None,
     )
 
 
@@ -319,46 +331,57 @@ def _check_bias(bias: torch.Tensor | None, q: torch.Tensor, heads: int) -> torch
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
-              bias: torch.Tensor | None = None) -> torch.Tensor:
+              bias: torch.Tensor | None = None, return_lse: bool = False):
     """softmax(q k^T / sqrt(D) + bias, keys masked by ``key_mask``) v.
 
     q, k, v: ``[B, S, heads, D]``, any strides; key_mask: ``[B, S]`` bool (True = real token) or None; bias: None or
     ``[heads, 2M + 1]``, the bias of each key - query distance clamped to ``[-M, M]`` (module docstring).
     Returns ``[B, S, heads, D]`` contiguous, q's dtype. See the module docstring for rows without valid keys.
+    ``return_lse`` (training): also return the ``[B, heads, S]`` fp32 log-sum-exp :func:`attention_backward` reads.
     """
     _check_qkv(q, k, v, 4, "[B, S, heads, D]")
     batch, seqlen, heads, head_dim = q.shape
     bias = _check_bias(bias, q, heads)
-    if key_mask is not None:
-        if key_mask.shape != (batch, seqlen) or key_mask.dtype != torch.bool:
-            raise ValueError(
-                f"key_mask must be a [{batch}, {seqlen}] bool tensor, got {list(key_mask.shape)} of {key_mask.dtype}"
-            )
-        if key_mask.device != q.device:
-            raise ValueError(f"key_mask is on {key_mask.device} but q is on {q.device}")
-        key_mask = key_mask.view(torch.uint8)  # same bytes, a dtype every Triton version loads
+    key_mask = _check_key_mask(key_mask, q)
 
     out = torch.empty((batch, seqlen, heads, head_dim), dtype=q.dtype, device=q.device)
-    if out.numel() == 0:
-        return out
-    _launch(
-        q, k, v, out, key_mask, None, batch, seqlen, seqlen,
-        q.stride(), k.stride(), v.stride(), out.stride()[:3],
-        key_mask.stride() if key_mask is not None else (0, 0), bias,
-    )
-    return out
+    lse = torch.empty((batch, heads, seqlen), dtype=torch.float32, device=q.device) if return_lse else None
+    if out.numel() > 0:
+        _launch(
+            q, k, v, out, key_mask, None, batch, seqlen, seqlen,
+            q.stride(), k.stride(), v.stride(), out.stride()[:3],
+            key_mask.stride() if key_mask is not None else (0, 0), bias,
+            lse=lse, lse_strides=lse.stride()[:2] if lse is not None else (0, 0),
+        )
+    return (out, lse) if return_lse else out
+
+
+def _check_key_mask(key_mask: torch.Tensor | None, q: torch.Tensor) -> torch.Tensor | None:
+    """``key_mask`` ``[B, S]`` bool checked against q ``[B, S, heads, D]``, as the uint8 view the kernels read."""
+    if key_mask is None:
+        return None
+    batch, seqlen = q.shape[:2]
+    if key_mask.shape != (batch, seqlen) or key_mask.dtype != torch.bool:
+        raise ValueError(
+            f"key_mask must be a [{batch}, {seqlen}] bool tensor, got {list(key_mask.shape)} of {key_mask.dtype}"
+        )
+    if key_mask.device != q.device:
+        raise ValueError(f"key_mask is on {key_mask.device} but q is on {q.device}")
+    return key_mask.view(torch.uint8)  # same bytes, a dtype every Triton version loads
 
 
 def attention_varlen(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
-    bias: torch.Tensor | None = None, positions: torch.Tensor | None = None,
-) -> torch.Tensor:
+    bias: torch.Tensor | None = None, positions: torch.Tensor | None = None, return_lse: bool = False,
+):
     """Attention within each packed sequence: q, k, v ``[T, heads, D]`` (any strides), sequence ``i`` in rows
     ``cu_seqlens[i]:cu_seqlens[i+1]`` (int32 ``[B + 1]``, non-decreasing, ``cu_seqlens[-1] <= T``), ``max_seqlen``
     >= the longest sequence. ``bias`` ``[heads, 2M + 1]`` (as :func:`attention`) with ``positions`` ``[T]`` (each
     token's column, any integer dtype), or neither. Returns ``[T, heads, D]`` contiguous; rows outside every
-    sequence are left unwritten."""
+    sequence are left unwritten. ``return_lse`` (training): also return the ``[heads, T]`` fp32 log-sum-exp
+    :func:`attention_varlen_backward` reads."""
     _check_qkv(q, k, v, 3, "[T, heads, D]")
+    _check_cu_seqlens(cu_seqlens, max_seqlen, q)
     bias = _check_bias(bias, q, q.shape[1])
     if (bias is None) != (positions is None):
         raise ValueError("bias and positions go together: the bias reads each token's position")
@@ -367,6 +390,22 @@ def attention_varlen(
             raise ValueError(f"positions must be an integer [{q.shape[0]}] tensor on {q.device}, got "
                              f"{list(positions.shape)} of {positions.dtype} on {positions.device}")
         positions = positions.to(torch.int32).contiguous()
+    cu_seqlens = cu_seqlens.contiguous()
+    batch = cu_seqlens.numel() - 1
+    total, heads, head_dim = q.shape
+
+    out = torch.empty((total, heads, head_dim), dtype=q.dtype, device=q.device)
+    lse = torch.empty((heads, total), dtype=torch.float32, device=q.device) if return_lse else None
+    if out.numel() > 0 and batch > 0 and max_seqlen > 0:
+        _launch(
+            q, k, v, out, None, cu_seqlens, batch, 0, int(max_seqlen),
+            (0, *q.stride()), (0, *k.stride()), (0, *v.stride()), (0, *out.stride()[:2]), (0, 0), bias, positions,
+            lse=lse, lse_strides=(0, lse.stride(0)) if lse is not None else (0, 0),
+        )
+    return (out, lse) if return_lse else out
+
+
+def _check_cu_seqlens(cu_seqlens: torch.Tensor, max_seqlen: int, q: torch.Tensor) -> None:
     if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 1 or cu_seqlens.dtype != torch.int32:
         raise ValueError(f"cu_seqlens must be a 1-D int32 tensor [B + 1], got {list(cu_seqlens.shape)} "
                          f"of {cu_seqlens.dtype}")
@@ -374,18 +413,292 @@ def attention_varlen(
         raise ValueError(f"cu_seqlens is on {cu_seqlens.device} but q is on {q.device}")
     if int(max_seqlen) < 0:
         raise ValueError(f"max_seqlen must be >= 0, got {max_seqlen}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backward (training)
+# ----------------------------------------------------------------------------------------------------------------
+#
+# FlashAttention-2's backward, with P recomputed from the log-sum-exp the forward saved (``return_lse``): for a query
+# row i with ``lse_i`` (base 2, scaled logits) and ``delta_i = dO_i . O_i``,
+#
+#     P_ij  = exp2(s_ij * log2(e) / sqrt(D) - lse_i)        (0 for invalid keys and for rows whose output is 0)
+#     dV_j  = sum_i P_ij dO_i
+#     dS_ij = P_ij (dO_i . V_j - delta_i)
+#     dK_j  = sum_i dS_ij Q_i / sqrt(D)        dQ_i = sum_j dS_ij K_j / sqrt(D)
+#
+# Two kernels, no atomics: one program per (key block, sequence, head) streams the query blocks for dK and dV; one per
+# (query block, sequence, head) streams the key blocks for dQ. The key range, masks and rows with no work are those
+# of the forward (module docstring): a row whose output is the constant 0 has ``lse = +inf``, hence P = 0 and no
+# gradient. The relative-position bias has no backward (training MPNet runs on the PyTorch backend).
+
+
+@triton.jit
+def _mm(a, b, FP32: tl.constexpr):
+    """a @ b in fp32: tf32x3 products for fp32 operands (as the forward), tensor cores for 16-bit ones."""
+    if FP32:
+        return tl.dot(a, b, input_precision="tf32x3")
+    else:
+        return tl.dot(a, b)
+
+
+@triton.jit
+def _key_range(Mask_ptr, CuSeqlens_ptr, b, S, stride_mb, stride_ms, HAS_MASK: tl.constexpr, VARLEN: tl.constexpr,
+               BLOCK_N: tl.constexpr):
+    """(first token row, rows, first valid key, one past the last valid key) of sequence ``b``, as the forward."""
+    if VARLEN:
+        tok0 = tl.load(CuSeqlens_ptr + b).to(tl.int64)
+        seqlen = tl.load(CuSeqlens_ptr + b + 1) - tok0.to(tl.int32)
+        key_lo = tl.zeros((), dtype=tl.int32)
+        key_hi = seqlen
+    else:
+        tok0 = tl.zeros((), dtype=tl.int64)
+        seqlen = tl.zeros((), dtype=tl.int32) + S
+        key_lo = tl.zeros((), dtype=tl.int32)
+        key_hi = seqlen
+        if HAS_MASK:
+            key_lo = tl.zeros((), dtype=tl.int32) + S
+            key_hi = tl.zeros((), dtype=tl.int32)
+            for start in range(0, S, BLOCK_N):
+                offs = start + tl.arange(0, BLOCK_N)
+                real = tl.load(Mask_ptr + b * stride_mb + offs * stride_ms, mask=offs < S, other=0) != 0
+                key_lo = tl.minimum(key_lo, tl.min(tl.where(real, offs, S), axis=0))
+                key_hi = tl.maximum(key_hi, tl.max(tl.where(real, offs + 1, 0), axis=0))
+    return tok0, seqlen, key_lo, key_hi
+
+
+# Over 80 lines for the forward kernel's reason: one program's whole life (its key block, the stream of query blocks,
+# the two accumulators, the stores) reads best in one body, and a third of it is the argument list with shapes.
+@triton.jit
+def _attention_bwd_dkdv_kernel(
+    Q_ptr, K_ptr, V_ptr,  # [B, S, heads, D] (padded) or [T, heads, D] (VARLEN), any strides
+    dO_ptr,  # like q, contiguous: the output's gradient
+    Lse_ptr, Delta_ptr,  # [B, heads, S] or [heads, T] fp32: the forward's log-sum-exp, rowsum(dO * O)
+    dK_ptr, dV_ptr,  # like q, contiguous
+    Mask_ptr,  # [B, S] uint8 key mask (HAS_MASK only)
+    CuSeqlens_ptr,  # [B + 1] int32 (VARLEN only)
+    S, num_heads,
+    stride_qb, stride_qs, stride_qh, stride_qd,  # VARLEN: stride_*b are 0
+    stride_kb, stride_ks, stride_kh, stride_kd,
+    stride_vb, stride_vs, stride_vh, stride_vd,
+    stride_ob, stride_os, stride_oh,  # dO, dK and dV (all contiguous, same shape)
+    stride_mb, stride_ms,
+    stride_lb, stride_lh,  # LSE and delta (row stride 1)
+    qk_scale,  # log2(e) / sqrt(D)
+    sm_scale,  # 1 / sqrt(D)
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    VARLEN: tl.constexpr,
+    FP32: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // num_heads
+    h = pid_bh % num_heads
+    tok0, seqlen, key_lo, key_hi = _key_range(Mask_ptr, CuSeqlens_ptr, b, S, stride_mb, stride_ms, HAS_MASK, VARLEN,
+                                              BLOCK_N)
+    row_end = key_hi  # query rows at or after it have output 0
+
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N] key rows within the sequence
+    offs_m0 = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < HEAD_DIM
+    n_ok = offs_n < key_hi
+    valid = n_ok
+    if HAS_MASK:
+        valid = valid & (tl.load(Mask_ptr + b * stride_mb + offs_n * stride_ms, mask=n_ok, other=0) != 0)
+
+    k_base = K_ptr + b.to(tl.int64) * stride_kb + tok0 * stride_ks + h * stride_kh
+    v_base = V_ptr + b.to(tl.int64) * stride_vb + tok0 * stride_vs + h * stride_vh
+    kv_mask = n_ok[:, None] & d_ok[None, :]
+    k = tl.load(k_base + offs_n[:, None] * stride_ks + offs_d[None, :] * stride_kd, mask=kv_mask, other=0.0)
+    v = tl.load(v_base + offs_n[:, None] * stride_vs + offs_d[None, :] * stride_vd, mask=kv_mask, other=0.0)
+    # [BLOCK_N, BLOCK_D] each
+
+    q_base = Q_ptr + b.to(tl.int64) * stride_qb + tok0 * stride_qs + h * stride_qh
+    o_off = b.to(tl.int64) * stride_ob + tok0 * stride_os + h * stride_oh
+    l_base = b.to(tl.int64) * stride_lb + h * stride_lh + tok0
+    dk = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    dv = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    # Query blocks before row_end, and none when this key block holds no valid key.
+    has_keys = (pid_n * BLOCK_N < key_hi) & (pid_n * BLOCK_N + BLOCK_N > key_lo)
+    hi = tl.where(has_keys, row_end, 0)
+    for start_m in range(0, hi, BLOCK_M):
+        offs_m = start_m + offs_m0  # [BLOCK_M]
+        m_ok = offs_m < row_end
+        qd_mask = m_ok[:, None] & d_ok[None, :]
+        q = tl.load(q_base + offs_m[:, None] * stride_qs + offs_d[None, :] * stride_qd, mask=qd_mask, other=0.0)
+        do = tl.load(dO_ptr + o_off + offs_m[:, None] * stride_os + offs_d[None, :], mask=qd_mask, other=0.0)
+        lse = tl.load(Lse_ptr + l_base + offs_m, mask=m_ok, other=float("inf"))  # [BLOCK_M]
+        delta = tl.load(Delta_ptr + l_base + offs_m, mask=m_ok, other=0.0)  # [BLOCK_M]
+        s_t = _mm(k, tl.trans(q), FP32) * qk_scale  # [BLOCK_N, BLOCK_M] base-2 logits, transposed
+        p_t = tl.where(valid[:, None], tl.math.exp2(s_t - lse[None, :]), 0.0)
+        if FP32:
+            dv += _mm(p_t, do, FP32)
+        else:
+            dv += _mm(p_t.to(do.dtype), do, FP32)
+        dp_t = _mm(v, tl.trans(do), FP32)  # [BLOCK_N, BLOCK_M]
+        ds_t = p_t * (dp_t - delta[None, :])
+        if FP32:
+            dk += _mm(ds_t, q, FP32)
+        else:
+            dk += _mm(ds_t.to(q.dtype), q, FP32)
+
+    out_mask = (offs_n < seqlen)[:, None] & d_ok[None, :]
+    out_offs = o_off + offs_n[:, None] * stride_os + offs_d[None, :]
+    tl.store(dK_ptr + out_offs, (dk * sm_scale).to(dK_ptr.dtype.element_ty), mask=out_mask)
+    tl.store(dV_ptr + out_offs, dv.to(dV_ptr.dtype.element_ty), mask=out_mask)
+
+
+@triton.jit
+def _attention_bwd_dq_kernel(
+    Q_ptr, K_ptr, V_ptr,  # as _attention_bwd_dkdv_kernel
+    dO_ptr, Lse_ptr, Delta_ptr,
+    dQ_ptr,  # like q, contiguous
+    Mask_ptr, CuSeqlens_ptr,
+    S, num_heads,
+    stride_qb, stride_qs, stride_qh, stride_qd,
+    stride_kb, stride_ks, stride_kh, stride_kd,
+    stride_vb, stride_vs, stride_vh, stride_vd,
+    stride_ob, stride_os, stride_oh,  # dO and dQ
+    stride_mb, stride_ms,
+    stride_lb, stride_lh,
+    qk_scale, sm_scale,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    VARLEN: tl.constexpr,
+    FP32: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // num_heads
+    h = pid_bh % num_heads
+    tok0, seqlen, key_lo, key_hi = _key_range(Mask_ptr, CuSeqlens_ptr, b, S, stride_mb, stride_ms, HAS_MASK, VARLEN,
+                                              BLOCK_N)
+    row_end = key_hi
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # [BLOCK_M] query rows within the sequence
+    offs_n0 = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < HEAD_DIM
+    m_ok = offs_m < row_end
+    qd_mask = m_ok[:, None] & d_ok[None, :]
+    q_base = Q_ptr + b.to(tl.int64) * stride_qb + tok0 * stride_qs + h * stride_qh
+    o_off = b.to(tl.int64) * stride_ob + tok0 * stride_os + h * stride_oh
+    l_base = b.to(tl.int64) * stride_lb + h * stride_lh + tok0
+    q = tl.load(q_base + offs_m[:, None] * stride_qs + offs_d[None, :] * stride_qd, mask=qd_mask, other=0.0)
+    do = tl.load(dO_ptr + o_off + offs_m[:, None] * stride_os + offs_d[None, :], mask=qd_mask, other=0.0)
+    lse = tl.load(Lse_ptr + l_base + offs_m, mask=m_ok, other=float("inf"))  # [BLOCK_M]
+    delta = tl.load(Delta_ptr + l_base + offs_m, mask=m_ok, other=0.0)  # [BLOCK_M]
+
+    k_base = K_ptr + b.to(tl.int64) * stride_kb + tok0 * stride_ks + h * stride_kh
+    v_base = V_ptr + b.to(tl.int64) * stride_vb + tok0 * stride_vs + h * stride_vh
+    dq = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+    lo = (key_lo // BLOCK_N) * BLOCK_N
+    hi = tl.where(pid_m * BLOCK_M < row_end, key_hi, lo)
+    for start_n in range(lo, hi, BLOCK_N):
+        offs_n = start_n + offs_n0  # [BLOCK_N]
+        n_ok = offs_n < key_hi
+        kv_mask = n_ok[:, None] & d_ok[None, :]
+        k = tl.load(k_base + offs_n[:, None] * stride_ks + offs_d[None, :] * stride_kd, mask=kv_mask, other=0.0)
+        v = tl.load(v_base + offs_n[:, None] * stride_vs + offs_d[None, :] * stride_vd, mask=kv_mask, other=0.0)
+        valid = n_ok
+        if HAS_MASK:
+            valid = valid & (tl.load(Mask_ptr + b * stride_mb + offs_n * stride_ms, mask=n_ok, other=0) != 0)
+        s = _mm(q, tl.trans(k), FP32) * qk_scale  # [BLOCK_M, BLOCK_N]
+        p = tl.where(valid[None, :], tl.math.exp2(s - lse[:, None]), 0.0)
+        dp = _mm(do, tl.trans(v), FP32)  # [BLOCK_M, BLOCK_N]
+        ds = p * (dp - delta[:, None])
+        if FP32:
+            dq += _mm(ds, k, FP32)
+        else:
+            dq += _mm(ds.to(k.dtype), k, FP32)
+
+    tl.store(dQ_ptr + o_off + offs_m[:, None] * stride_os + offs_d[None, :],
+             (dq * sm_scale).to(dQ_ptr.dtype.element_ty), mask=(offs_m < seqlen)[:, None] & d_ok[None, :])
+
+
+def backward_tile(elem: int, head_dim: int) -> tuple[int, int, int, int]:
+    """``(BLOCK_M, BLOCK_N, num_warps, num_stages)`` of both backward kernels for operands of ``elem`` bytes: fixed,
+    not tuned (no GPU has timed them). Sized so the fp32 accumulators (dK + dV, or dQ) and the transposed score tiles
+    stay in registers; ``benchmarks/static_gpu.py`` compiles them for sm_80 and sm_90 and reports spills."""
+    if _INTERPRETING:
+        return 16, 32, 4, 1
+    if elem == 2 and head_dim <= 64:
+        return 32, 64, 4, 2
+    if elem == 2:
+        return 32, 32, 4, 2
+    return 16, 32, 4, 2
+
+
+def _launch_backward(do, q, k, v, out, lse, dq, dk, dv, mask, cu_seqlens, batch, seqlen_arg, max_seqlen, qkv_strides,
+                     o_strides, mask_strides, lse_strides):
+    heads, head_dim = q.shape[-2], q.shape[-1]
+    block_m, block_n, warps, stages = backward_tile(q.element_size(), head_dim)
+    # delta_i = dO_i . O_i in fp32, laid out like the LSE (one PyTorch reduction; small next to the two kernels)
+    delta = (do.float() * out.float()).sum(-1)  # [B, S, heads] or [T, heads]
+    delta = delta.permute(0, 2, 1).contiguous() if cu_seqlens is None else delta.t().contiguous()
+    common = dict(
+        HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)), HAS_MASK=mask is not None,
+        VARLEN=cu_seqlens is not None, FP32=q.dtype == torch.float32, num_warps=warps, num_stages=stages,
+    )
+    tail = (mask if mask is not None else dq, cu_seqlens if cu_seqlens is not None else dq, seqlen_arg, heads,
+            *qkv_strides, *o_strides, *mask_strides, *lse_strides, _LOG2E / math.sqrt(head_dim),
+            1.0 / math.sqrt(head_dim))
+    _attention_bwd_dkdv_kernel[(triton.cdiv(max_seqlen, block_n), batch * heads)](
+        q, k, v, do, lse, delta, dk, dv, *tail, BLOCK_M=block_m, BLOCK_N=block_n, **common)
+    _attention_bwd_dq_kernel[(triton.cdiv(max_seqlen, block_m), batch * heads)](
+        q, k, v, do, lse, delta, dq, *tail, BLOCK_M=block_m, BLOCK_N=block_n, **common)
+
+
+def _check_backward(do: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, lse_shape: tuple) -> torch.Tensor:
+    if do.shape != out.shape or do.dtype != out.dtype or do.device != out.device:
+        raise ValueError(f"the output's gradient must match the output ({list(out.shape)} of {out.dtype}), got "
+                         f"{list(do.shape)} of {do.dtype}")
+    if lse.shape != lse_shape or lse.dtype != torch.float32:
+        raise ValueError(f"lse must be a float32 {list(lse_shape)} tensor from the forward's return_lse, got "
+                         f"{list(lse.shape)} of {lse.dtype}")
+    return do.contiguous()
+
+
+def attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                       lse: torch.Tensor, key_mask: torch.Tensor | None):
+    """Gradients ``(dq, dk, dv)`` (``[B, S, heads, D]`` contiguous, q's dtype) of :func:`attention` without bias,
+    given the output's gradient ``do``, the inputs, and the ``out, lse`` the forward returned with ``return_lse``."""
+    _check_qkv(q, k, v, 4, "[B, S, heads, D]")
+    batch, seqlen, heads, _ = q.shape
+    do = _check_backward(do, out, lse, (batch, heads, seqlen))
+    key_mask = _check_key_mask(key_mask, q)
+    dq, dk, dv = (torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(3))
+    if q.numel() > 0:
+        _launch_backward(do, q, k, v, out, lse, dq, dk, dv, key_mask, None, batch, seqlen, seqlen,
+                         (*q.stride(), *k.stride(), *v.stride()), dq.stride()[:3],
+                         key_mask.stride() if key_mask is not None else (0, 0), lse.stride()[:2])
+    return dq, dk, dv
+
+
+def attention_varlen_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                              out: torch.Tensor, lse: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int):
+    """Gradients ``(dq, dk, dv)`` (``[T, heads, D]`` contiguous) of :func:`attention_varlen` without bias; rows
+    outside every sequence are left unwritten, as the forward leaves them."""
+    _check_qkv(q, k, v, 3, "[T, heads, D]")
+    _check_cu_seqlens(cu_seqlens, max_seqlen, q)
+    total, heads, _ = q.shape
+    do = _check_backward(do, out, lse, (heads, total))
     cu_seqlens = cu_seqlens.contiguous()
     batch = cu_seqlens.numel() - 1
-    total, heads, head_dim = q.shape
-
-    out = torch.empty((total, heads, head_dim), dtype=q.dtype, device=q.device)
-    if out.numel() == 0 or batch == 0 or max_seqlen == 0:
-        return out
-    _launch(
-        q, k, v, out, None, cu_seqlens, batch, 0, int(max_seqlen),
-        (0, *q.stride()), (0, *k.stride()), (0, *v.stride()), (0, *out.stride()[:2]), (0, 0), bias, positions,
-    )
-    return out
+    dq, dk, dv = (torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(3))
+    if q.numel() > 0 and batch > 0 and max_seqlen > 0:
+        _launch_backward(do, q, k, v, out, lse, dq, dk, dv, None, cu_seqlens, batch, 0, int(max_seqlen),
+                         (0, *q.stride(), 0, *k.stride(), 0, *v.stride()), (0, *dq.stride()[:2]), (0, 0),
+                         (0, lse.stride(0)))
+    return dq, dk, dv
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -452,3 +765,20 @@ def attention_varlen_ref(
             pos = None if positions is None else positions[start:end].long()
             out[start:end] = _attend_ref(q[start:end], k[start:end], v[start:end], ok, upcast, bias, pos)
     return out.to(q.dtype)
+
+
+def attention_backward_ref(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                           key_mask: torch.Tensor | None):
+    """Reference for :func:`attention_backward`: PyTorch autograd through :func:`attention_ref` (float64 math),
+    gradients in q's dtype."""
+    leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+    out = attention_ref(*leaves, key_mask, upcast=True)
+    return tuple(g.to(q.dtype) for g in torch.autograd.grad(out, leaves, do.to(out.dtype)))
+
+
+def attention_varlen_backward_ref(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                  cu_seqlens: torch.Tensor, max_seqlen: int):
+    """Reference for :func:`attention_varlen_backward` (rows outside every sequence get zeros here)."""
+    leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+    out = attention_varlen_ref(*leaves, cu_seqlens, max_seqlen, upcast=True)
+    return tuple(g.to(q.dtype) for g in torch.autograd.grad(out, leaves, do.to(out.dtype)))

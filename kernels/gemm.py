@@ -23,6 +23,10 @@ FFN up-projection's output is the largest tensor in a BERT layer).
 On speed versus cuBLAS: ``benchmarks/bench_kernels.py`` measures this kernel against bare ``torch.mm`` and against
 ``torch.addmm`` + ``F.gelu``. Tuning: a short per-target candidate list (:data:`_TILES`) per operand size and row
 class, filtered by :func:`_prune_gemm_configs`, keyed by row class (not every token count) and cached on disk.
+
+Training: ``linear(..., save_pre=True)`` also stores the pre-activation, and :func:`linear_backward` turns the
+output's gradient into ``dX``, ``dW`` and ``db`` (the activation's derivative in one elementwise kernel, both products
+on the kernel above).
 """
 from __future__ import annotations
 
@@ -67,6 +71,9 @@ _ROW_CLASSES = ((64, "small"), (512, "medium"), (None, "large"))  # M <= 64 (poo
 # accumulators per thread (128x256 and 256x128 tiles on 8 warps, 128x128 on 4) they spill, so both keep tiles with at
 # most 64 accumulators per thread.
 _GELU_MAX_ACC_PER_THREAD = 64
+# The backward's dW = dZ^T X reads both operands transposed (unit stride along rows); on sm_80 the 5-stage 64x64x32
+# tile then spills 4 B (benchmarks/results/static/), so transposed activations keep at most 4 stages there.
+_TRANSPOSED_MAX_STAGES_MMA = 4
 
 
 def row_bucket(m: int) -> int:
@@ -105,7 +112,8 @@ def _tile(cfg: triton.Config) -> tuple[int, int, int, int, int]:
 def _prune_gemm_configs(configs, named_args, **kwargs):
     """The candidates of :data:`_TILES` for the target's tensor cores, the operand size and the row class, less
     those whose pipelined A/B tiles exceed the target's shared memory and, for the GELU epilogues, those with more
-    than :data:`_GELU_MAX_ACC_PER_THREAD` accumulators per thread. Always keeps at least one config."""
+    than :data:`_GELU_MAX_ACC_PER_THREAD` accumulators per thread (and, on mma, transposed activations' tiles with
+    more than :data:`_TRANSPOSED_MAX_STAGES_MMA` stages). Always keeps at least one config."""
     target = current_target()
     elem = named_args["X_ptr"].element_size()
     wanted = _TILES[(elem, "wgmma" if target.wgmma else "mma", _row_class(named_args["M_BUCKET"]))]
@@ -117,6 +125,8 @@ def _prune_gemm_configs(configs, named_args, **kwargs):
         if stages * (bm + bn) * bk * elem > target.smem:
             continue
         if kwargs.get("ACTIVATION") in ("gelu", "gelu_tanh") and bm * bn > _GELU_MAX_ACC_PER_THREAD * 32 * warps:
+            continue
+        if not target.wgmma and named_args["stride_xk"] != 1 and stages > _TRANSPOSED_MAX_STAGES_MMA:
             continue
         kept.append(cfg)
     return kept or [min(configs, key=lambda c: (c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"], c.num_stages))]
@@ -140,6 +150,7 @@ def _linear_kernel(
     W_ptr,  # [N, K] weight (nn.Linear layout), read as W^T tiles [BLOCK_K, BLOCK_N]
     B_ptr,  # [N] bias (unused when HAS_BIAS is False)
     Y_ptr,  # [M, N] output
+    Z_ptr,  # [M, N] pre-activation x @ W^T + b, in Y's dtype (SAVE_PRE only: training keeps it for the backward)
     M, N, K,
     M_BUCKET,  # row_bucket(M): autotune key only, so a new token count does not re-tune
     stride_xm, stride_xk,
@@ -148,6 +159,7 @@ def _linear_kernel(
     HAS_BIAS: tl.constexpr,
     ACTIVATION: tl.constexpr,  # None | "gelu" | "gelu_tanh" | "relu"
     FP32: tl.constexpr,  # fp32 operands: tf32x3 products (fp32 accuracy on tensor cores)
+    SAVE_PRE: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -193,16 +205,17 @@ def _linear_kernel(
     # Epilogue in fp32: bias, activation, one rounding.
     if HAS_BIAS:
         acc += tl.load(B_ptr + cols).to(tl.float32)[None, :]
+    y_offs = offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn  # [BLOCK_M, BLOCK_N]
+    mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
+    if SAVE_PRE:  # same strides as Y
+        tl.store(Z_ptr + y_offs, acc.to(Z_ptr.dtype.element_ty), mask=mask)
     if ACTIVATION == "gelu":
         acc = 0.5 * acc * (1.0 + tl.math.erf(acc * 0.7071067811865476))
     elif ACTIVATION == "gelu_tanh":
         acc = _gelu_tanh(acc)
     elif ACTIVATION == "relu":
         acc = tl.maximum(acc, 0.0)
-
-    y_ptrs = Y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
-    mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
-    tl.store(y_ptrs, acc.to(Y_ptr.dtype.element_ty), mask=mask)
+    tl.store(Y_ptr + y_offs, acc.to(Y_ptr.dtype.element_ty), mask=mask)
 
 
 def linear(
@@ -210,9 +223,11 @@ def linear(
     weight: torch.Tensor,
     bias: torch.Tensor | None,
     activation: str | None = None,
-) -> torch.Tensor:
-    """act(x @ weight.T + bias): x ``[rows, K]`` (any strides), weight ``[out, K]``, bias ``[out]`` or None ->
-    a new contiguous ``[rows, out]`` tensor of x's dtype."""
+    save_pre: bool = False,
+):
+    """act(x @ weight.T + bias): x ``[rows, K]`` (any strides), weight ``[out, K]`` (any strides), bias ``[out]`` or
+    None -> a new contiguous ``[rows, out]`` tensor of x's dtype. ``save_pre`` (training): also return the
+    pre-activation ``x @ weight.T + bias`` (same shape and dtype), which :func:`linear_backward` reads."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
     if x.dim() != 2 or weight.dim() != 2 or x.shape[1] != weight.shape[1]:
@@ -229,14 +244,15 @@ def linear(
     m, k = x.shape
     n = weight.shape[0]
     y = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    pre = torch.empty((m, n), dtype=x.dtype, device=x.device) if save_pre else None
     if m == 0 or n == 0:
-        return y
+        return (y, pre) if save_pre else y
 
     def grid(meta):
         return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
 
     _linear_kernel[grid](
-        x, weight, bias if bias is not None else y, y,
+        x, weight, bias if bias is not None else y, y, pre if pre is not None else y,
         m, n, k,
         row_bucket(m),
         x.stride(0), x.stride(1),
@@ -245,8 +261,80 @@ def linear(
         HAS_BIAS=bias is not None,
         ACTIVATION=activation,
         FP32=x.dtype == torch.float32,
+        SAVE_PRE=save_pre,
     )
-    return y
+    return (y, pre) if save_pre else y
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backward (training): dZ = dY * act'(Z) in one elementwise kernel, then dX = dZ W and dW = dZ^T X on the forward's
+# GEMM kernel (through strided views: no transposed copies), db = the column sums of dZ.
+# ----------------------------------------------------------------------------------------------------------------
+
+@triton.jit
+def _activation_bwd_kernel(
+    dY_ptr,  # [M, N] gradient of the activation's output, contiguous
+    Z_ptr,  # [M, N] pre-activation (linear(..., save_pre=True)), contiguous
+    dZ_ptr,  # [M, N] output, contiguous
+    numel,
+    ACTIVATION: tl.constexpr,  # "gelu" | "gelu_tanh" | "relu"
+    BLOCK: tl.constexpr,
+):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < numel
+    z = tl.load(Z_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    dy = tl.load(dY_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    if ACTIVATION == "gelu":  # d/dz [z Phi(z)] = Phi(z) + z phi(z)
+        grad = 0.5 * (1.0 + tl.math.erf(z * 0.7071067811865476)) + z * 0.3989422804014327 * tl.exp(-0.5 * z * z)
+    elif ACTIVATION == "gelu_tanh":  # d/dz [z sigmoid(2u)] = sig + z sig (1 - sig) 2 u'
+        u = 0.7978845608028654 * (z + 0.044715 * z * z * z)
+        sig = 1.0 / (1.0 + tl.exp(-2.0 * u))
+        grad = sig + z * sig * (1.0 - sig) * 2.0 * 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * z * z)
+    else:  # relu
+        grad = tl.where(z > 0.0, 1.0, 0.0)
+    tl.store(dZ_ptr + offs, (dy * grad).to(dZ_ptr.dtype.element_ty), mask=ok)
+
+
+def linear_backward(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    pre: torch.Tensor | None,
+    activation: str | None = None,
+    needs: tuple[bool, bool, bool] = (True, True, True),
+):
+    """Gradients ``(dx, dweight, dbias)`` of :func:`linear` for the output's gradient ``dy`` ``[rows, out]``;
+    ``pre``: the pre-activation the forward returned with ``save_pre`` (None without an activation). ``needs``:
+    which of the three to compute (the others are None)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+    m, n = x.shape[0], weight.shape[0]
+    if dy.shape != (m, n) or dy.dtype != x.dtype:
+        raise ValueError(f"dy must be [{m}, {n}] of {x.dtype}, got {list(dy.shape)} of {dy.dtype}")
+    if activation is not None and (pre is None or pre.shape != dy.shape):
+        raise ValueError(f"activation {activation!r} needs the [{m}, {n}] pre-activation from save_pre=True")
+    dz = dy
+    if activation is not None:
+        dy, pre = dy.contiguous(), pre.contiguous()
+        dz = torch.empty((m, n), dtype=dy.dtype, device=dy.device)
+        if dz.numel():
+            block = 1024
+            _activation_bwd_kernel[(triton.cdiv(dz.numel(), block),)](dy, pre, dz, dz.numel(), ACTIVATION=activation,
+                                                                    BLOCK=block, num_warps=4)
+    dx = linear(dz, weight.t(), None) if needs[0] else None  # [rows, out] @ [out, K]
+    dw = linear(dz.t(), x.t(), None) if needs[1] else None  # [out, rows] @ [rows, K]
+    db = dz.float().sum(0).to(dz.dtype) if needs[2] else None
+    return dx, dw, db
+
+
+def linear_backward_ref(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                        activation: str | None = None):
+    """Reference for :func:`linear_backward`: autograd through :func:`linear_ref` (fp32 math)."""
+    leaves = [t.detach().requires_grad_() if t is not None else None for t in (x, weight, bias)]
+    y = linear_ref(*leaves, activation)
+    wanted = [t for t in leaves if t is not None]
+    grads = iter(torch.autograd.grad(y, wanted, dy))
+    return tuple(next(grads) if t is not None else None for t in leaves)
 
 
 def linear_ref(

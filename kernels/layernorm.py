@@ -12,6 +12,7 @@ Each program owns ``BLOCK_ROWS`` whole rows of width ``BLOCK_H = next_pow2(H)`` 
 once, normalised in registers and written once -- 3 reads + 1 write of ``N * H`` elements in all.
 
 :func:`_layernorm_rows` (the row statistics and affine part) is shared with :mod:`fastbert.kernels.embedding`.
+:func:`bias_residual_layernorm_backward` (training) recomputes the statistics and returns every input's gradient.
 """
 from __future__ import annotations
 
@@ -61,6 +62,66 @@ def _bias_residual_layernorm_kernel(
 
     y = _layernorm_rows(h, W_ptr, LnB_ptr, offs_h, H, eps)
     tl.store(Y_ptr + rows64[:, None] * stride_ym + offs_h[None, :], y.to(Y_ptr.dtype.element_ty), mask=mask)
+
+
+# Backward (training). With ``xhat = (h - mean) * rstd`` and ``g = dy * weight``, per row::
+#
+#     dh      = rstd * (g - mean(g) - xhat * mean(g * xhat))      (= dx = dresidual; dbias = sum over rows of dh)
+#     dweight = sum over rows of dy * xhat,   dln_bias = sum over rows of dy
+#
+# mean and rstd are recomputed from x + bias + residual (the row is in registers anyway), so the forward saves
+# nothing. Each program walks a strided set of row blocks and writes its column sums to one row of fp32 partials
+# ``[programs, H]``, which the launcher sums (no atomics: the result does not depend on scheduling).
+
+
+@triton.jit
+def _bias_residual_layernorm_bwd_kernel(
+    dY_ptr,  # [N, H] gradient of the output
+    X_ptr, Bias_ptr, R_ptr, W_ptr,  # the forward's inputs ([N, H], [H], [N, H], [H])
+    dH_ptr,  # [N, H] gradient of x (and of the residual), contiguous
+    dW_ptr, dB_ptr, dBias_ptr,  # [programs, H] fp32 partial column sums of dy * xhat, dy, dh
+    N, H,
+    stride_dym, stride_xm, stride_rm,
+    eps,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    programs = tl.num_programs(0)
+    offs_h = tl.arange(0, BLOCK_H)  # [BLOCK_H]
+    col_ok = offs_h < H
+    w = tl.load(W_ptr + offs_h, mask=col_ok, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(Bias_ptr + offs_h, mask=col_ok, other=0.0).to(tl.float32)
+    dw = tl.zeros((BLOCK_H,), dtype=tl.float32)
+    db = tl.zeros((BLOCK_H,), dtype=tl.float32)
+    dbias = tl.zeros((BLOCK_H,), dtype=tl.float32)
+    for block in range(pid, tl.cdiv(N, BLOCK_ROWS), programs):
+        rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)  # [BLOCK_ROWS]
+        rows64 = rows.to(tl.int64)
+        mask = (rows < N)[:, None] & col_ok[None, :]
+        h = tl.load(X_ptr + rows64[:, None] * stride_xm + offs_h[None, :], mask=mask, other=0.0).to(tl.float32)
+        h += tl.load(R_ptr + rows64[:, None] * stride_rm + offs_h[None, :], mask=mask, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            h += tl.where(mask, bias[None, :], 0.0)
+        dy = tl.load(dY_ptr + rows64[:, None] * stride_dym + offs_h[None, :], mask=mask, other=0.0).to(tl.float32)
+        mean = tl.sum(h, axis=1) / H  # [BLOCK_ROWS]
+        centered = tl.where(mask, h - mean[:, None], 0.0)
+        rstd = 1.0 / tl.sqrt(tl.sum(centered * centered, axis=1) / H + eps)
+        xhat = centered * rstd[:, None]
+        g = dy * w[None, :]
+        c1 = tl.sum(g * xhat, axis=1) / H
+        c2 = tl.sum(g, axis=1) / H
+        dh = tl.where(mask, (g - c2[:, None] - xhat * c1[:, None]) * rstd[:, None], 0.0)
+        tl.store(dH_ptr + rows64[:, None] * H + offs_h[None, :], dh.to(dH_ptr.dtype.element_ty), mask=mask)
+        dw += tl.sum(dy * xhat, axis=0)
+        db += tl.sum(dy, axis=0)
+        dbias += tl.sum(dh, axis=0)
+    tl.store(dW_ptr + pid * H + offs_h, dw, mask=col_ok)
+    tl.store(dB_ptr + pid * H + offs_h, db, mask=col_ok)
+    if HAS_BIAS:
+        tl.store(dBias_ptr + pid * H + offs_h, dbias, mask=col_ok)
 
 
 def row_launch_config(hidden: int) -> tuple[int, int, int]:
@@ -122,6 +183,72 @@ def bias_residual_layernorm(
         num_warps=num_warps,
     )
     return y
+
+
+BACKWARD_PROGRAMS = 512  # at most this many programs (and rows of partial sums) in the backward
+
+
+def bias_residual_layernorm_backward(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor,
+    weight: torch.Tensor,
+    eps: float,
+):
+    """Gradients of :func:`bias_residual_layernorm`: ``(dh, dbias, dweight, dln_bias)`` with ``dh`` ``[N, H]`` (x's
+    dtype, the gradient of both x and the residual), ``dbias`` (None without a bias), ``dweight``, ``dln_bias``
+    ``[H]`` in the weight's dtype."""
+    if x.dim() != 2 or residual.shape != x.shape or dy.shape != x.shape:
+        raise ValueError(f"dy, x and residual must all be [N, H], got {list(dy.shape)}, {list(x.shape)} and "
+                         f"{list(residual.shape)}")
+    if dy.dtype != x.dtype or residual.dtype != x.dtype:
+        raise ValueError(f"dy, x and residual dtypes differ: {dy.dtype}, {x.dtype}, {residual.dtype}")
+    n, hidden = x.shape
+    for name, t in (("bias", bias), ("weight", weight)):
+        _check_row_vector(name, t, hidden, x)
+    dy, x, residual = (t if t.stride(-1) == 1 else t.contiguous() for t in (dy, x, residual))
+
+    block_h, block_rows, num_warps = row_launch_config(hidden)
+    programs = max(1, min(BACKWARD_PROGRAMS, triton.cdiv(n, block_rows)))
+    dh = torch.empty((n, hidden), dtype=x.dtype, device=x.device)
+    partials = torch.empty((3 if bias is not None else 2, programs, hidden), dtype=torch.float32, device=x.device)
+    if n == 0:
+        partials.zero_()
+    else:
+        _bias_residual_layernorm_bwd_kernel[(programs,)](
+            dy, x, bias if bias is not None else x, residual, weight,
+            dh, partials[0], partials[1], partials[-1],
+            n, hidden,
+            dy.stride(0), x.stride(0), residual.stride(0),
+            float(eps),
+            HAS_BIAS=bias is not None,
+            BLOCK_ROWS=block_rows,
+            BLOCK_H=block_h,
+            num_warps=num_warps,
+        )
+    sums = partials.sum(1)  # [2 or 3, H] fp32
+    dbias = sums[2].to(bias.dtype) if bias is not None else None
+    return dh, dbias, sums[0].to(weight.dtype), sums[1].to(weight.dtype)
+
+
+def bias_residual_layernorm_backward_ref(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor,
+    weight: torch.Tensor,
+    ln_bias: torch.Tensor,
+    eps: float,
+):
+    """Reference for :func:`bias_residual_layernorm_backward`: autograd through :func:`bias_residual_layernorm_ref`,
+    returning ``(dx, dresidual, dbias, dweight, dln_bias)``."""
+    leaves = [t.detach().requires_grad_() if t is not None else None for t in (x, bias, residual, weight, ln_bias)]
+    y = bias_residual_layernorm_ref(*leaves, eps)
+    wanted = [t for t in leaves if t is not None]
+    grads = iter(torch.autograd.grad(y, wanted, dy))
+    dx, dbias, dres, dw, db = (next(grads) if t is not None else None for t in leaves)
+    return dx, dres, dbias, dw, db
 
 
 def bias_residual_layernorm_ref(

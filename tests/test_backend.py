@@ -28,4 +28,8 @@ def test_supported_triton_is_taken(fresh_probe):
     assert ops.triton_problem() is None
     assert ops.resolve_backend(None, torch.device("cuda")) == "triton"
     assert ops.resolve_backend("torch", torch.device("cuda")) == "torch"
-    assert ops.resolve_backend(None, torch.device("cuda"), needs_grad=True) == "torch"
+    assert ops.resolve_backend(None, torch.device("cuda"), needs_grad=True) == "torch"  # auto: not before a GPU run
+    # Asked for by name, Triton keeps autograd (backward kernels), unless the model lacks one or dropout is on.
+    assert ops.resolve_backend("triton", torch.device("cuda"), needs_grad=True) == "triton"
+    assert ops.resolve_backend("triton", torch.device("cuda"), needs_grad=True, grad_missing="MPNet") == "torch"
+    assert ops.resolve_backend("triton", torch.device("cuda"), dropout=True) == "torch"

@@ -254,3 +254,97 @@ def test_minilm_low_precision(minilm_path, hf_minilm, seed, dtype):
         where = valid if i == 0 else None
         ours, theirs = max_err(o[i], r32[i], where), max_err(r_low[i], r32[i], where)
         assert ours <= K_LOWP * theirs, (i, ours, theirs, seed)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backward kernels (training): gradients against float64 autograd, held to 1.5x eager autograd's error in the dtype.
+# Written with the kernels (issue 23) and not yet run: no GPU was available.
+# ----------------------------------------------------------------------------------------------------------------
+
+def _grads(fn, inputs, dout):
+    leaves = [t.detach().requires_grad_() for t in inputs]
+    return torch.autograd.grad(fn(*leaves), leaves, dout)
+
+
+def _attention_grad_bound(eager_err: float, ref: torch.Tensor, dtype: torch.dtype) -> float:
+    """fp16/bf16: the 1.5x rule. fp32 may also reach 2e-5 x max(1, max |ref|) (tests/test_kernels_backward.py's
+    bound): the backward recomputes P from the log-sum-exp and takes delta = rowsum(dO * O), so its fp32 rounding
+    differs from eager autograd's (1.8x a 4e-7 eager error seen through the interpreter)."""
+    fp32 = 2e-5 * max(1.0, ref.abs().max().item()) if dtype == torch.float32 else 0.0
+    return max(bound(eager_err, ref, dtype), fp32)
+
+
+@pytest.mark.parametrize("dtype", ALL)
+@pytest.mark.parametrize("mask_kind", ["none", "left", "holes", "fully_masked_row"])
+@pytest.mark.parametrize(
+    "batch,seqlen,heads,head_dim",
+    [(8, 128, 12, 64), (3, 511, 4, 64), (16, 128, 12, 32), (2, 256, 4, 128)],
+    ids=["base-128", "odd-511", "minilm-128", "d128-256"],
+)
+def test_attention_backward_real_sizes(seed, batch, seqlen, heads, head_dim, mask_kind, dtype):
+    qkv = torch.randn(batch * seqlen, 3, heads, head_dim, device="cuda").to(dtype)  # fused projection
+    q, k, v = (t.unflatten(0, (batch, seqlen)) for t in qkv.unbind(1))  # [B, S, heads, D] strided views
+    key_mask = _mask(mask_kind, batch, seqlen)
+    out, lse = attn.attention(q, k, v, key_mask, return_lse=True)
+    dout = torch.randn_like(out)
+    got = attn.attention_backward(dout, q, k, v, out, lse, key_mask)
+    exact = attn.attention_backward_ref(dout.double(), q.double(), k.double(), v.double(), key_mask)
+    eager = _grads(lambda *t: attn.attention_ref(*t, key_mask, upcast=False), (q, k, v), dout)
+    for name, g, e, x in zip("qkv", got, eager, exact):
+        assert torch.isfinite(g).all(), name
+        assert err(g, x) <= _attention_grad_bound(err(e, x), x, dtype), (name, err(g, x), err(e, x), seed)
+
+
+@pytest.mark.parametrize("dtype", ALL)
+def test_attention_varlen_backward_real_sizes(seed, dtype):
+    lengths = [512, 1, 300, 129, 0, 77, 128]
+    heads, head_dim = 12, 64
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
+    q, k, v = torch.randn(sum(lengths), 3, heads, head_dim, device="cuda").to(dtype).unbind(1)
+    out, lse = attn.attention_varlen(q, k, v, cu, 512, return_lse=True)
+    dout = torch.randn_like(out)
+    got = attn.attention_varlen_backward(dout, q, k, v, out, lse, cu, 512)
+    exact = attn.attention_varlen_backward_ref(dout.double(), q.double(), k.double(), v.double(), cu, 512)
+    eager = _grads(lambda *t: attn.attention_varlen_ref(*t, cu, 512, upcast=False), (q, k, v), dout)
+    for name, g, e, x in zip("qkv", got, eager, exact):
+        assert err(g, x) <= _attention_grad_bound(err(e, x), x, dtype), (name, err(g, x), err(e, x), seed)
+
+
+@pytest.mark.parametrize("dtype", ALL)
+@pytest.mark.parametrize("rows,k,out_features,activation", [
+    (64 * 128, 768, 3072, "gelu"), (5000, 384, 1536, "gelu_tanh"), (3001, 768, 768, None), (17, 768, 768, "relu"),
+])
+def test_linear_backward_real_sizes(seed, rows, k, out_features, activation, dtype):
+    x = torch.randn(rows, k, device="cuda").to(dtype)
+    w = (torch.randn(out_features, k, device="cuda") / k**0.5).to(dtype)
+    b = torch.randn(out_features, device="cuda").to(dtype)
+    y, pre = gemm.linear(x, w, b, activation, save_pre=True)
+    dy = torch.randn_like(y)
+    got = gemm.linear_backward(dy, x, w, pre if activation else None, activation)
+
+    def fn(*t):
+        return gemm.linear_ref(*t, activation, upcast=False)
+
+    exact = _grads(fn, (x.double(), w.double(), b.double()), dy.double())
+    eager = _grads(fn, (x, w, b), dy)
+    for name, g, e, r in zip(("dx", "dw", "db"), got, eager, exact):
+        assert err(g, r) <= bound(err(e, r), r, dtype), (name, err(g, r), err(e, r), seed)
+
+
+@pytest.mark.parametrize("dtype", ALL)
+@pytest.mark.parametrize("hidden", [384, 768, 1023])
+def test_bias_residual_layernorm_backward_real_sizes(seed, hidden, dtype):
+    rows = 64 * 128
+    x = torch.randn(rows, hidden, device="cuda").to(dtype)
+    residual = (torch.randn(rows, hidden, device="cuda") * 4).to(dtype)
+    bias, w, lb = (torch.randn(hidden, device="cuda").to(dtype) for _ in range(3))
+    dy = torch.randn(rows, hidden, device="cuda").to(dtype)
+    dh, dbias, dw, dlb = ln.bias_residual_layernorm_backward(dy, x, bias, residual, w, 1e-12)
+    exact = ln.bias_residual_layernorm_backward_ref(dy.double(), x.double(), bias.double(), residual.double(),
+                                                    w.double(), lb.double(), 1e-12)
+    eager = _grads(lambda x, b, r, w, lb: torch.nn.functional.layer_norm(x + b + r, (hidden,), w, lb, 1e-12),
+                   (x, bias, residual, w, lb), dy)  # (dx, dbias, dresidual, dweight, dln_bias) in dtype
+    pairs = [("dx", dh, eager[0], exact[0]), ("dresidual", dh, eager[2], exact[1]),
+             ("dbias", dbias, eager[1], exact[2]), ("dweight", dw, eager[3], exact[3]), ("dln_bias", dlb, eager[4], exact[4])]
+    for name, g, e, r in pairs:
+        assert err(g, r) <= bound(err(e, r), r, dtype), (name, err(g, r), err(e, r), seed)

@@ -149,6 +149,7 @@ def test_backend_argument_and_env(minilm_path, monkeypatch):
     from fastbert.encoder import ops
 
     monkeypatch.delenv("FASTBERT_BACKEND", raising=False)
+    ops.triton_problem()  # imports the kernels now: under TRITON_INTERPRET=0 below they would compile for a GPU
     cpu = torch.device("cpu")
     assert ops.resolve_backend(None, cpu) == "torch"
     monkeypatch.setenv("FASTBERT_BACKEND", "torch")
@@ -160,19 +161,34 @@ def test_backend_argument_and_env(minilm_path, monkeypatch):
         ops.resolve_backend("fast", cpu)
     monkeypatch.setenv("FASTBERT_BACKEND", "triton")
     assert ops.resolve_backend("torch", cpu) == "torch"  # the argument wins over the environment
-    assert ops.resolve_backend(None, cpu, needs_grad=True) == "torch"  # gradients force the differentiable path
+    assert ops.resolve_backend(None, cpu, dropout=True) == "torch"  # the kernels have no dropout
+    # Gradients without dropout keep the Triton backend asked for by name (it has backward kernels), not MPNet's
+    assert ops.resolve_backend(None, cpu, needs_grad=True, grad_missing="MPNet's bias") == "torch"
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="CUDA"):
         ops.resolve_backend(None, cpu)
 
 
-def test_gradients_flow(seed):
+@pytest.mark.parametrize("grad_missing", [None, "no backward kernel here"])
+def test_gradients_flow(grad_missing, monkeypatch, seed):
+    """Asked for by name, the Triton backend differentiates through its backward kernels; a model the kernels cannot
+    differentiate (``triton_grad_missing``, e.g. MPNet) runs the PyTorch path and says so once."""
+    import warnings
+
+    from fastbert.encoder.config import BertConfig
+
+    monkeypatch.setattr(BertConfig, "triton_grad_missing", property(lambda self: grad_missing))
     ref, fb = _random_pair(seed)
-    fb.backend = "triton"  # asked for, but gradients need the differentiable path: it says so once
+    fb.backend = "triton"
     ids = torch.randint(0, 211, (2, 5))
     ids[:, -1] = 0  # the pad token: transformers' word embedding has padding_idx=0, so that row gets no gradient
-    with pytest.warns(UserWarning, match="runs on the slower PyTorch path"):
-        fb(ids).last_hidden_state.sum().backward()
+    if grad_missing is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fb(ids).last_hidden_state.sum().backward()
+    else:
+        with pytest.warns(UserWarning, match="runs on the slower PyTorch path"):
+            fb(ids).last_hidden_state.sum().backward()
     ref(ids).last_hidden_state.sum().backward()
     g_fb = fb.layers[0].ffn_up.weight.grad
     g_ref = ref.encoder.layer[0].intermediate.dense.weight.grad

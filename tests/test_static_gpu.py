@@ -18,7 +18,9 @@ import pytest
 pytest.importorskip("triton.backends.nvidia")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KERNELS = {"linear_kernel", "attention_fwd_kernel", "bias_residual_layernorm_kernel", "embed_layernorm_kernel"}
+KERNELS = {"linear_kernel", "attention_fwd_kernel", "bias_residual_layernorm_kernel", "embed_layernorm_kernel",
+           "activation_bwd_kernel", "attention_bwd_dkdv_kernel", "attention_bwd_dq_kernel",
+           "bias_residual_layernorm_bwd_kernel"}
 
 
 @pytest.fixture(scope="module")

@@ -335,8 +335,8 @@ def test_trainer_keyword_arguments(seed):
 
 
 def test_train_mode_runs_on_torch_even_when_triton_is_asked(monkeypatch, seed):
-    """The Triton backend is forward-only (no backward kernels, no dropout): train mode and autograd route every op
-    to the PyTorch backend, and the Triton ops refuse a dropout they cannot apply."""
+    """The Triton kernels have no dropout: train mode with dropout routes every op to the PyTorch backend, and the
+    Triton ops refuse a dropout they cannot apply. (Autograd without dropout: tests/test_kernels_backward.py.)"""
     from fastbert.encoder import ops
 
     if ops.triton_problem() is not None:

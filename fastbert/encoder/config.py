@@ -143,6 +143,13 @@ class BertConfig:
         return None
 
     @property
+    def triton_grad_missing(self) -> str | None:
+        """Why the Triton backend cannot differentiate this model (autograd then runs PyTorch), or None."""
+        if self.relative_attention_buckets:
+            return "MPNet's relative-position bias has no Triton backward (train it with backend='torch')"
+        return self.triton_missing
+
+    @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 

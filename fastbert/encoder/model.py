@@ -176,7 +176,8 @@ def bert_forward(
     dropout = dropout or _NO_DROPOUT
     if dropout.active and config.train_dropout_missing:
         raise ValueError(config.train_dropout_missing)
-    backend = ops.resolve_backend(backend, device, needs_grad or dropout.active, config.triton_missing)
+    backend = ops.resolve_backend(backend, device, needs_grad, config.triton_missing, dropout=dropout.active,
+                                  grad_missing=config.triton_grad_missing)
     if config.ignore_token_types and not config.type_vocab_size:  # DeBERTa without token types, as transformers
         token_type_ids = None
     if cu_seqlens is not None:
@@ -300,19 +301,21 @@ def _caller_stacklevel() -> int:
 
 
 def choose_backend(owner: nn.Module, backend: str | None, device: torch.device, grad: bool,
-                   dropout: bool = False, triton_missing: str | None = None) -> str:
+                   dropout: bool = False, triton_missing: str | None = None, grad_missing: str | None = None) -> str:
     """The backend one forward of ``owner`` runs (:func:`fastbert.encoder.ops.resolve_backend`). When autograd alone keeps
     it off Triton, warn once per ``owner`` and name the fix; train mode's dropout (``dropout``) runs on PyTorch too
     (fine-tuning: no warning)."""
     chosen = ops.resolve_backend(backend, device, triton_missing=triton_missing)
     if dropout:
         return "torch"
-    if grad and chosen != "torch":
+    if grad and chosen != "torch" and ops.resolve_backend(backend, device, True, triton_missing,
+                                                          grad_missing=grad_missing) == "torch":
         if owner not in _WARNED_GRAD_FALLBACK:
             _WARNED_GRAD_FALLBACK.add(owner)
             warnings.warn(
                 f"fastbert: {type(owner).__name__} runs on the slower PyTorch path instead of {chosen!r} because "
-                "autograd is recording (grad mode is on and parameters or inputs_embeds require grad). For "
+                "autograd is recording (grad mode is on and parameters or inputs_embeds require grad)"
+                f"{'; ' + grad_missing if grad_missing else ''}. For "
                 "inference, call it under torch.inference_mode() or torch.no_grad() (or model.requires_grad_(False)). "
                 "This warning is shown once per model.",
                 UserWarning,
@@ -457,7 +460,8 @@ class BertModel(nn.Module):
             cu_seqlens=cu_seqlens,
             max_seqlen=max_seqlen,
             backend=choose_backend(self, self.backend, self.embeddings.word.weight.device, grad,
-                                   triton_missing=self.config.triton_missing),
+                                   triton_missing=self.config.triton_missing,
+                                   grad_missing=self.config.triton_grad_missing),
             validate=self.validate_inputs,
             output_hidden_states=output_hidden_states,
             needs_grad=grad,

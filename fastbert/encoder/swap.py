@@ -23,7 +23,9 @@ What runs where:
   layer application runs under the checkpoint function transformers installed (every layer, whatever
   ``every_n_layers`` was given; results are the same, only memory and time differ).
 * Gradients: with grad mode on and parameters (or ``inputs_embeds``) requiring grad, the op seam takes its
-  differentiable PyTorch path, so backpropagation reaches the HF parameters. The weights are read from the HF
+  differentiable PyTorch path (or, when ``backend='triton'`` is asked for by name and dropout is off, the Triton
+  kernels with their backward kernels; see :mod:`fastbert.encoder.ops`), so backpropagation reaches the HF
+  parameters. The weights are read from the HF
   modules at every forward (Q/K/V stacked with a differentiable ``torch.cat``), so an optimizer step is seen by
   the next forward. When that alone keeps a forward off the Triton path, a warning (once per model) names the fix:
   ``torch.inference_mode()`` or ``torch.no_grad()``.
@@ -236,7 +238,7 @@ def _fast_forward(base, *args, **kwargs):
         inputs.get("position_ids"),
         inputs_embeds=inputs_embeds,
         backend=choose_backend(base, s.backend, embeddings.word.device, grad, bool(dropout and dropout.active),
-                               config.triton_missing),
+                               config.triton_missing, config.triton_grad_missing),
         validate=s.validate_inputs,
         output_hidden_states=bool(output_hidden_states or use_mems),
         needs_grad=grad,

@@ -1,6 +1,9 @@
-"""The Triton backend: fastbert's fused kernels (:mod:`fastbert.kernels`), inference only: no backward kernels and no
-dropout (the op seam routes autograd and train mode to the PyTorch backend; a nonzero ``dropout`` here is a
-``ValueError``).
+"""The Triton backend: fastbert's fused kernels (:mod:`fastbert.kernels`). Differentiable: when autograd records a
+call (grad mode on and an input requires grad), the GEMM (+ bias + activation), attention and bias + residual +
+LayerNorm ops run as ``torch.autograd.Function`` objects whose backward passes are Triton kernels too; the embeddings'
+lookup + LayerNorm then runs the PyTorch ops (no backward kernel). No dropout (the op seam routes train mode's
+dropout to the PyTorch backend; a nonzero ``dropout`` here is a ``ValueError``), and no backward through MPNet's
+relative-position bias (a ``ValueError``; the op seam routes MPNet training to PyTorch).
 
 Runs on CUDA tensors, or on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before ``triton`` is
 imported), the path CI uses to test the kernels. Packed tokens stay packed: the attention kernel reads
@@ -18,10 +21,16 @@ from ..layout import AttentionLayout
 from . import torch_ops
 
 
+def _recording(*tensors) -> bool:
+    """Whether autograd records this call: grad mode on and some input requires grad."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings, token_type_embeddings,
           ln_weight, ln_bias, eps, *, inputs_embeds=None, dropout=0.0) -> torch.Tensor:
     _no_dropout(dropout)
-    if inputs_embeds is not None:  # no lookup to fuse: the PyTorch ops, on the same tensors
+    tables = (word_embeddings, position_embeddings, token_type_embeddings, ln_weight, ln_bias)
+    if inputs_embeds is not None or _recording(*tables):  # no lookup to fuse, or no backward kernel: PyTorch ops
         return torch_ops.embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings,
                                token_type_embeddings, ln_weight, ln_bias, eps, inputs_embeds=inputs_embeds)
     return embedding.embed_layernorm(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings,
@@ -37,7 +46,31 @@ def linear(x, weight, bias, activation=None) -> torch.Tensor:
     if weight.dtype != x.dtype:
         raise ValueError(f"mixed-precision linears ({weight.dtype} weights, {x.dtype} activations: "
                          "quantize='bfloat16') run on the torch backend, not 'triton'")
+    if _recording(x, weight, bias):
+        return _Linear.apply(x, weight, bias, activation)
     return gemm.linear(x, weight, bias, activation)
+
+
+class _Linear(torch.autograd.Function):
+    """act(x @ weight.T + bias) with :func:`fastbert.kernels.gemm.linear_backward` as its backward."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, activation):
+        if activation is None:
+            y, pre = gemm.linear(x, weight, bias), None
+        else:
+            y, pre = gemm.linear(x, weight, bias, activation, save_pre=True)
+        ctx.save_for_backward(x, weight, pre)
+        ctx.activation, ctx.has_bias = activation, bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight, pre = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        dx, dw, db = gemm.linear_backward(dy, x, weight, pre, ctx.activation,
+                                          (needs[0], needs[1], ctx.has_bias and needs[2]))
+        return dx, dw, db, None
 
 
 def position_bias(layout: AttentionLayout, distances, columns) -> AttentionLayout:
@@ -57,6 +90,10 @@ def xlnet_attention(layout: AttentionLayout, sinusoids, columns, segments) -> At
 def attention(q, k, v, layout: AttentionLayout, dropout=0.0, projection=None) -> torch.Tensor:
     _no_dropout(dropout)
     bias, positions = layout.bias if layout.bias is not None else (None, None)
+    if _recording(q, k, v, bias):
+        if bias is not None:
+            raise ValueError("MPNet's relative-position bias has no Triton backward; train it with backend='torch'")
+        return _Attention.apply(q, k, v, layout)
     if layout.packed:
         return attn.attention_varlen(q, k, v, layout.cu_seqlens, layout.seqlen, bias, positions)
     b, s = layout.batch, layout.seqlen
@@ -65,10 +102,57 @@ def attention(q, k, v, layout: AttentionLayout, dropout=0.0, projection=None) ->
     return out.flatten(0, 1)
 
 
+class _Attention(torch.autograd.Function):
+    """Attention without bias (``[N, heads, D]`` in and out) with the FlashAttention-2 style backward kernels."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, layout):
+        if layout.packed:
+            out, lse = attn.attention_varlen(q, k, v, layout.cu_seqlens, layout.seqlen, return_lse=True)
+        else:
+            b, s = layout.batch, layout.seqlen
+            out, lse = attn.attention(q.unflatten(0, (b, s)), k.unflatten(0, (b, s)), v.unflatten(0, (b, s)),
+                                      layout.key_mask, return_lse=True)
+            out = out.flatten(0, 1)  # [N, heads, D]
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.layout = layout
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        q, k, v, out, lse = ctx.saved_tensors
+        layout = ctx.layout
+        if layout.packed:
+            return (*attn.attention_varlen_backward(dout, q, k, v, out, lse, layout.cu_seqlens, layout.seqlen), None)
+        b, s = layout.batch, layout.seqlen
+        grads = attn.attention_backward(*(t.unflatten(0, (b, s)) for t in (dout, q, k, v, out)), lse,
+                                        layout.key_mask)
+        return (*(g.flatten(0, 1) for g in grads), None)
+
+
 def linear_residual_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps, dropout=0.0) -> torch.Tensor:
     _no_dropout(dropout)
     return bias_residual_layernorm(linear(x, weight, None), bias, residual, ln_weight, ln_bias, eps)
 
 
 def bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps) -> torch.Tensor:
+    if _recording(x, bias, residual, weight, ln_bias):
+        return _BiasResidualLayerNorm.apply(x, bias, residual, weight, ln_bias, eps)
     return layernorm.bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps)
+
+
+class _BiasResidualLayerNorm(torch.autograd.Function):
+    """LayerNorm(x + bias + residual) with :func:`fastbert.kernels.layernorm.bias_residual_layernorm_backward`."""
+
+    @staticmethod
+    def forward(ctx, x, bias, residual, weight, ln_bias, eps):
+        ctx.save_for_backward(x, bias, residual, weight)
+        ctx.eps = eps
+        return layernorm.bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, bias, residual, weight = ctx.saved_tensors
+        dh, dbias, dweight, dln_bias = layernorm.bias_residual_layernorm_backward(dy, x, bias, residual, weight,
+                                                                                   ctx.eps)
+        return dh, dbias, dh, dweight, dln_bias, None
