@@ -26,6 +26,11 @@ ran on real tokens only), to measure what that skips.
 Also measured: the Q/K/V ``torch.cat`` fastbert does per forward (forward and backward of the cat alone), against
 sharing one fused storage, which would make it free.
 
+GPU rows (``--device cuda``, for when a GPU is lent; not run yet): the same steps on CUDA tensors, each step timed
+between ``torch.cuda.synchronize()`` calls, autocast on ``cuda``, peak memory from ``torch.cuda.max_memory_allocated``
+instead of RSS. ``fastbert-triton`` is ``fastbert.optimize(model, backend="triton")``: the Triton forward and backward
+kernels, which have no dropout, so it needs ``--dropout 0`` (which then applies to every implementation alike).
+
 Writes ``train.json`` and ``train.md`` (``train_<tag>.*`` with ``--tag``) to ``benchmarks/results/train/``.
 """
 from __future__ import annotations
@@ -41,7 +46,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train"
-IMPLEMENTATIONS = ("fastbert", "hf-sdpa", "hf-eager", "fastbert-padded-head")
+IMPLEMENTATIONS = ("fastbert", "hf-sdpa", "hf-eager", "fastbert-padded-head", "fastbert-triton")
 HEADS = {"sequence-classification": "BertForSequenceClassification", "masked-lm": "BertForMaskedLM"}
 BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 
@@ -74,7 +79,8 @@ def batches(count: int, batch: int, max_length: int, seed: int = 0,
     return out
 
 
-def build_model(name: str, implementation: str, head: str = "sequence-classification"):
+def build_model(name: str, implementation: str, head: str = "sequence-classification", device: str = "cpu",
+                dropout: float | None = None):
     import torch
     import transformers
 
@@ -83,13 +89,17 @@ def build_model(name: str, implementation: str, head: str = "sequence-classifica
     attn = "eager" if implementation == "hf-eager" else "sdpa"
     cls = getattr(transformers, HEADS[head])
     torch.manual_seed(0)
+    rates = {} if dropout is None else dict(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     if name == "minilm":
-        model = cls.from_pretrained(fastbert.default_model_path(), num_labels=2, attn_implementation=attn)
+        model = cls.from_pretrained(fastbert.default_model_path(), num_labels=2, attn_implementation=attn, **rates)
     else:
-        config = transformers.BertConfig(**BERT_BASE, num_labels=2)
+        config = transformers.BertConfig(**BERT_BASE, num_labels=2, **rates)
         model = cls(config)
         model.set_attn_implementation(attn)
-    if implementation.startswith("fastbert"):
+    model.to(device)
+    if implementation == "fastbert-triton":
+        fastbert.optimize(model, backend="triton")  # gradients through the Triton backward kernels (no dropout)
+    elif implementation.startswith("fastbert"):
         fastbert.optimize(model)
     if implementation == "fastbert-padded-head":
         from fastbert.encoder.swap import _unwrap_heads
@@ -117,17 +127,26 @@ def qkv_cat_ms(model, repeats: int = 20) -> float:
     return (time.perf_counter() - start) / repeats * 1e3
 
 
-def _step(model, optimizer, batch, bf16: bool) -> tuple[float, float]:
-    """One training step; (seconds, loss)."""
+def _step(model, optimizer, batch, bf16: bool, device: str = "cpu") -> tuple[float, float]:
+    """One training step; (seconds, loss). On CUDA the step is timed between synchronizations."""
     import torch
 
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
         loss = model(**batch).loss
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    if cuda:
+        torch.cuda.synchronize()
     return time.perf_counter() - start, loss.item()
+
+
+def _to(batch: dict, device: str) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 def timing(spec: dict) -> dict:
@@ -137,8 +156,10 @@ def timing(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     head = spec.get("head", "sequence-classification")
-    data = batches(spec["steps"] + 1, spec["batch"], spec["max_length"], head=head)
-    models = {name: build_model(spec["model"], name, head) for name in spec["implementations"]}
+    device = spec.get("device", "cpu")
+    data = [_to(b, device) for b in batches(spec["steps"] + 1, spec["batch"], spec["max_length"], head=head)]
+    models = {name: build_model(spec["model"], name, head, device, spec.get("dropout"))
+              for name in spec["implementations"]}
     first = next(iter(models.values()))
     for model in models.values():  # the same initial weights (the random classifier head included)
         model.load_state_dict(first.state_dict())
@@ -149,7 +170,7 @@ def timing(spec: dict) -> dict:
     for i, batch in enumerate(data):
         for name in names[i % len(names):] + names[:i % len(names)]:
             torch.manual_seed(i)
-            elapsed, loss = _step(models[name], optimizers[name], batch, spec["dtype"] == "bf16")
+            elapsed, loss = _step(models[name], optimizers[name], batch, spec["dtype"] == "bf16", device)
             losses[name].append(round(loss, 5))
             if i:  # step 0 is the warm-up
                 times[name].append(round(elapsed * 1e3, 1))
@@ -175,12 +196,19 @@ def memory(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     head = spec.get("head", "sequence-classification")
-    data = batches(2, spec["batch"], spec["max_length"], head=head)
-    model = build_model(spec["model"], spec["implementation"], head)
+    device = spec.get("device", "cpu")
+    data = [_to(b, device) for b in batches(2, spec["batch"], spec["max_length"], head=head)]
+    model = build_model(spec["model"], spec["implementation"], head, device, spec.get("dropout"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
-    _step(model, optimizer, data[0], spec["dtype"] == "bf16")
+    bf16 = spec["dtype"] == "bf16"
+    _step(model, optimizer, data[0], bf16, device)
+    if device.startswith("cuda"):  # the GPU's peak allocation of the second step, not the process's RSS
+        torch.cuda.reset_peak_memory_stats()
+        _step(model, optimizer, data[1], bf16, device)
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        return {"rss_after_warmup_mb": None, "rss_peak_mb": round(peak, 1), "memory": "cuda max_memory_allocated"}
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    _step(model, optimizer, data[1], spec["dtype"] == "bf16")
+    _step(model, optimizer, data[1], bf16, device)
     return {"rss_after_warmup_mb": round(loaded, 1),
             "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
@@ -222,17 +250,23 @@ def environment(threads: int) -> dict:
     }
 
 
+def _dropout(results: dict) -> str:
+    rate = results["args"].get("dropout")
+    return "0.1, as configured" if rate is None else f"{rate:g} for every implementation"
+
+
 def table(results: dict) -> str:
     env = results["environment"]
     lines = [
-        "# Fine-tuning step on CPU: fastbert.optimize vs transformers",
+        f"# Fine-tuning step on {results['args'].get('device', 'cpu')}: fastbert.optimize vs transformers",
         "",
         f"{env['cpu']}, {env['threads']} thread(s) of {env['cores']} cores; torch {env['torch']}, transformers "
         f"{env['transformers']}, fastbert {env['fastbert']} ({env['git_commit']}); {env['date']}. Load average "
         f"before {tuple(round(x, 2) for x in env['load_average_before'])}, after "
         f"{tuple(round(x, 2) for x in env['load_average_after'])} (a shared machine: read the ratios).",
         "",
-        f"{HEADS[results['args'].get('head', 'sequence-classification')]}, train mode (dropout 0.1), batch {results['args']['batch']} of real "
+        f"{HEADS[results['args'].get('head', 'sequence-classification')]}, train mode (dropout {_dropout(results)}), "
+        f"batch {results['args']['batch']} of real "
         f"paragraphs padded to the batch's longest (max {results['args']['max_length']}), forward + loss + backward "
         f"+ AdamW step; median of {results['args']['steps']} steps after a warm-up, the implementations interleaved "
         "step by step in one process (the same batch back to back, so each step's ratio is a paired comparison). "
@@ -278,10 +312,14 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-dtypes", nargs="*", default=["fp32", "bf16"], choices=["fp32", "bf16"],
                         help="measure peak RSS (a process per implementation) for these dtypes")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: GPU rows, see the module docstring")
+    parser.add_argument("--dropout", type=float, help="set every implementation's dropout (fastbert-triton needs 0)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--tag", default="", help="written as train_<tag>.json / .md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if "fastbert-triton" in args.implementations and args.dropout != 0 and not args.worker:
+        parser.error("fastbert-triton runs the Triton kernels, which have no dropout: add --dropout 0")
     if args.worker:
         spec = json.loads(args.worker)
         print(json.dumps((timing if spec["kind"] == "timing" else memory)(spec)))
@@ -293,7 +331,8 @@ def main(argv=None) -> int:
     for model in args.models:
         for dtype in args.dtypes:
             spec = dict(model=model, dtype=dtype, implementations=args.implementations, batch=args.batch,
-                        max_length=args.max_length, steps=args.steps, threads=args.threads, head=args.head)
+                        max_length=args.max_length, steps=args.steps, threads=args.threads, head=args.head,
+                        device=args.device, dropout=args.dropout)
             runs = _run_worker("timing", spec)["runs"]
             for run in runs:
                 if dtype in args.memory_dtypes:

@@ -164,3 +164,23 @@ def test_train_benchmark_masked_lm_smoke(bench, tmp_path):
     assert [r["implementation"] for r in data["runs"]] == ["fastbert", "fastbert-padded-head", "hf-sdpa"]
     assert all(r["step_ms"] > 0 and np.isfinite(r["losses"]).all() for r in data["runs"])
     assert "BertForMaskedLM" in (tmp_path / "train_smoke.md").read_text()
+
+
+def test_train_benchmark_triton_rows(bench, tmp_path, monkeypatch):
+    """benchmarks.train's fastbert-triton row (the Triton forward and backward kernels; on CPU through the
+    interpreter, as the GPU rows would run them on CUDA): with dropout 0 its losses follow fastbert's PyTorch path
+    step by step from the same weights and batches; without --dropout 0 the row is a usage error."""
+    import benchmarks.train
+
+    argv = ["--models", "minilm", "--dtypes", "fp32", "--implementations", "fastbert", "fastbert-triton", "hf-sdpa",
+            "--batch", "2", "--max-length", "12", "--steps", "1", "--threads", "1", "--memory-dtypes",
+            "--out", str(tmp_path), "--tag", "smoke"]
+    with pytest.raises(SystemExit):
+        benchmarks.train.main(argv)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the workers are fresh processes: set before triton is imported
+    assert benchmarks.train.main(argv + ["--dropout", "0"]) == 0
+    data = json.loads((tmp_path / "train_smoke.json").read_text())
+    torch_run, triton_run, _ = data["runs"]
+    assert triton_run["implementation"] == "fastbert-triton" and len(triton_run["losses"]) == 2
+    np.testing.assert_allclose(triton_run["losses"], torch_run["losses"], rtol=1e-3)
+    assert "dropout 0 for every implementation" in (tmp_path / "train_smoke.md").read_text()
