@@ -115,8 +115,9 @@ class BertConfig:
     @property
     def triton_missing(self) -> str | None:
         """Why the Triton backend cannot run this model (the ``auto`` backend then takes PyTorch), or None."""
-        if self.disentangled is not None:
-            return "DeBERTa's disentangled attention has no Triton kernel yet (run it with backend='torch')"
+        if self.disentangled is not None and self.head_dim > 256:
+            return (f"DeBERTa's disentangled attention kernel takes head dims up to 256, not {self.head_dim} "
+                    "(run it with backend='torch')")
         return None
 
     @property
