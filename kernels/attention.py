@@ -104,20 +104,18 @@ def _prune_attention_configs(configs, named_args, **kwargs):
     """The candidates of :data:`_TILES` for the operand size, the target's tensor cores and the sequence class,
     less those whose Q tile and pipelined K/V tiles exceed the target's shared memory, and at head dim > 64 those
     over 128 x 64 (the fp32 accumulator and score tiles no longer fit in registers). Always keeps one config."""
-    return keep_tiles(configs, named_args["Q_ptr"].element_size(), kwargs["BLOCK_D"], named_args["SEQ_BUCKET"],
-                      bool(kwargs.get("HAS_BIAS")))
-
-
-def keep_tiles(configs, elem: int, block_d: int, bucket: int, gathers: bool) -> list:
-    """:func:`_prune_attention_configs` on plain values (``gathers``: the kernel gathers a position term into every
-    score tile, as MPNet's bias and DeBERTa's disentangled attention do); shared with
-    :mod:`fastbert.kernels.disentangled`."""
-    target = current_target()
-    kind = "wgmma" if target.wgmma else "mma"
-    seq_class = _seq_class(bucket)
-    if (elem, kind) == (4, "mma") and gathers and block_d > 32:
+    elem, block_d = named_args["Q_ptr"].element_size(), kwargs["BLOCK_D"]
+    kind = "wgmma" if current_target().wgmma else "mma"
+    seq_class = _seq_class(named_args["SEQ_BUCKET"])
+    if (elem, kind) == (4, "mma") and kwargs.get("HAS_BIAS") and block_d > 32:
         seq_class = "bias"
-    wanted = _TILES[(elem, kind, seq_class)]
+    return keep_tiles(configs, _TILES[(elem, kind, seq_class)], elem, block_d)
+
+
+def keep_tiles(configs, wanted, elem: int, block_d: int) -> list:
+    """The configs among ``wanted`` tiles (``(BLOCK_M, BLOCK_N, num_warps, num_stages)``) that fit the target (see
+    :func:`_prune_attention_configs`); shared with :mod:`fastbert.kernels.disentangled`."""
+    target = current_target()
     kept = []
     for cfg in configs:
         bm, bn = cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"]

@@ -29,8 +29,8 @@ rows as a table for the reason MPNet's bias does (:mod:`fastbert.encoder.positio
 computed once, in float32 exactly as transformers computes them, not re-derived in-kernel.
 
 The online softmax (fp32 running max, sum and accumulator, base-2 exponentials, tf32x3 products for fp32 operands)
-and the work skipping over right padding are those of :mod:`fastbert.kernels.attention`, whose tile list and prune
-this kernel shares. Layouts, strides and ``cu_seqlens`` as there; a query block holding a padding query streams
+and the work skipping over right padding are those of :mod:`fastbert.kernels.attention`; the tile list is this
+kernel's own (:data:`_TILES`: the gathers take registers), filtered by the same shared-memory rule. Layouts, strides and ``cu_seqlens`` as there; a query block holding a padding query streams
 all ``S`` keys (its uniform weights reach them all).
 """
 from __future__ import annotations
@@ -41,22 +41,56 @@ import torch
 import triton
 import triton.language as tl
 
-from .attention import ATTENTION_CONFIGS, _check_qkv, keep_tiles, seq_bucket
+from .attention import _INTERPRETING, _check_qkv, _seq_class, keep_tiles, seq_bucket
+from .target import current_target
 
 _LOG2E = 1.4426950408889634
 
+# Candidate tiles (BLOCK_M, BLOCK_N, num_warps, num_stages) per operand size, tensor-core kind and sequence class, as
+# in kernels/attention.py, less the tiles whose position gathers (an int tile and two table tiles per score tile)
+# spilled in benchmarks/static_gpu.py at head dim 64 (triton 3.9): fp16/bf16 128x128 on 8 warps (2.6-2.9 KB, both
+# targets), 128x32 on 4 warps (sm_80, 392 B), 128x64 on 4 warps (sm_90, 132-200 B); on sm_80 with a key mask
+# 128x64 on 8 warps and 64x64 on 4 warps (56-64 B; "masked"); fp32 (tf32x3) 64x32 on 4 warps with a key mask (sm_90,
+# 28 B) and 128x64 on 8 warps (48 B), so fp32 keeps the small tiles on both targets.
+_TILES = {
+    (2, "wgmma", "short"): [(64, 32, 4, 2), (32, 32, 2, 2)],
+    (2, "wgmma", "medium"): [(64, 64, 4, 3), (64, 32, 4, 2), (128, 64, 8, 3)],
+    (2, "wgmma", "long"): [(128, 64, 8, 3), (64, 64, 4, 3)],
+    (2, "mma", "short"): [(32, 32, 2, 2), (16, 32, 2, 2)],
+    (2, "mma", "medium"): [(64, 64, 4, 3), (64, 32, 4, 2), (128, 64, 8, 3)],
+    (2, "mma", "long"): [(128, 64, 8, 3), (64, 64, 4, 3)],
+    (2, "mma", "masked"): [(64, 32, 4, 2), (32, 32, 2, 2)],
+    (4, "wgmma", "any"): [(32, 32, 4, 2), (16, 32, 2, 2)],
+    (4, "mma", "any"): [(32, 32, 4, 2), (16, 32, 2, 2)],
+}
+
+
+def _configs() -> list[triton.Config]:
+    """Every candidate tile once; :func:`_prune_configs` picks the ones for the target and problem."""
+    if _INTERPRETING:  # the interpreter runs programs one by one: one config, no autotuning
+        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 32}, num_warps=4, num_stages=1)]
+    tiles = sorted({t for group in _TILES.values() for t in group}, reverse=True)
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in tiles]
+
 
 def _prune_configs(configs, named_args, **kwargs):
-    """:func:`fastbert.kernels.attention.keep_tiles` with the gathers of a position-biased kernel."""
-    return keep_tiles(configs, named_args["Q_ptr"].element_size(), kwargs["BLOCK_D"], named_args["SEQ_BUCKET"],
-                      True)
+    """The :data:`_TILES` of the operand size, the target's tensor cores and the sequence class (fp32: any class;
+    fp16/bf16 on sm_80 with a key mask: "masked"), filtered by :func:`fastbert.kernels.attention.keep_tiles`."""
+    elem = named_args["Q_ptr"].element_size()
+    kind = "wgmma" if current_target().wgmma else "mma"
+    seq_class = _seq_class(named_args["SEQ_BUCKET"])
+    if elem == 4:
+        seq_class = "any"
+    elif kind == "mma" and kwargs.get("HAS_MASK") and seq_class != "short":
+        seq_class = "masked"
+    return keep_tiles(configs, _TILES[(elem, kind, seq_class)], elem, kwargs["BLOCK_D"])
 
 
 # Long on purpose, like the attention kernel it follows: one program's whole life (locate the rows, stream K/V tiles
 # with the position gathers and the online softmax, write out) reads best in one body; about 45 of its lines are the
 # argument list with each argument's shape.
 @triton.autotune(
-    configs=ATTENTION_CONFIGS,
+    configs=_configs(),
     key=["SEQ_BUCKET", "BLOCK_D", "HAS_MASK", "VARLEN", "C2P", "P2C"],
     prune_configs_by={"early_config_prune": _prune_configs},
     cache_results=True,
