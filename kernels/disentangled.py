@@ -165,6 +165,7 @@ def _disentangled_fwd_kernel(
         pad_rows = tl.sum(tl.where(m_in & (q_real == 0), 1, 0), axis=0)
         lo = tl.where(pad_rows > 0, 0, lo)  # a padding query weighs all S rows
         hi = tl.where(pad_rows > 0, S, hi)
+    hi = tl.where(pid_m * BLOCK_M < seqlen, hi, lo)  # a block past a packed sequence's end does no work
     if VARLEN:
         col_m = tl.load(Col_ptr + tok0 + offs_m, mask=m_in, other=0)  # [BLOCK_M] columns
     else:
