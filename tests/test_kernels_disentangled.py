@@ -122,3 +122,38 @@ def test_rejects_bad_input():
     with pytest.raises(ValueError, match="int32"):
         dis.disentangled_attention_varlen(q[0], k[0], v[0], cu.long(), 4, torch.arange(4, device=DEVICE),
                                           c2p[:, :4], None, rows_of, 1.0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["left", "packed"])
+def test_real_sizes_gpu(seed, layout, dtype):
+    """DeBERTa-v3-base's attention (12 heads, D=64, 256 position buckets: 512 relative rows) on sequences up to 512,
+    bf16 included (the interpreter cannot test bf16 dots); the tables are the model's kind (position_scores of q and
+    k with random Qr, Kr; rows_of from the real bucket function). Not run yet: no GPU has been available."""
+    from fastbert.encoder.families import Disentangled
+    from fastbert.encoder.position_bias import deberta_rows
+
+    lengths, heads, head_dim = [512, 300, 77, 1], 12, 64
+    spec = Disentangled(span=256, buckets=256, max_position=512, c2p=True, p2c=True, norm=True)
+    rows_of = deberta_rows(511, spec).to(DEVICE)
+    rows_of = rows_of - rows_of[0]
+    pos_q, pos_k = (torch.randn(int(rows_of[-1]) + 1, heads, head_dim, device=DEVICE).to(dtype) for _ in range(2))
+    scale = 1 / (3 * head_dim) ** 0.5
+    if layout == "left":
+        q, k, v = _qkv(len(lengths), 512, heads, head_dim, dtype)
+        key_mask = torch.arange(512, device=DEVICE)[None, :] >= 512 - torch.tensor(lengths, device=DEVICE)[:, None]
+        c2p, p2c = dis.position_scores(q.flatten(0, 1), pos_k), dis.position_scores(k.flatten(0, 1), pos_q)
+        out = dis.disentangled_attention(q, k, v, key_mask, c2p, p2c, rows_of, scale)
+        _check(out, q, lambda upcast: dis.disentangled_attention_ref(q, k, v, key_mask, c2p, p2c, rows_of, scale,
+                                                                     upcast=upcast))
+    else:
+        total = sum(lengths)
+        cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device=DEVICE)
+        q, k, v = torch.randn(total, 3, heads, head_dim, device=DEVICE).to(dtype).unbind(1)
+        columns = torch.cat([torch.arange(n) for n in lengths]).to(DEVICE)
+        c2p, p2c = dis.position_scores(q, pos_k), dis.position_scores(k, pos_q)
+        out = dis.disentangled_attention_varlen(q, k, v, cu, 512, columns, c2p, p2c, rows_of, scale)
+        _check(out, q, lambda upcast: dis.disentangled_attention_varlen_ref(q, k, v, cu, 512, columns, c2p, p2c,
+                                                                            rows_of, scale, upcast=upcast))
