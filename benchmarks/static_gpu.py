@@ -64,6 +64,7 @@ SHAPES = {
     "minilm": Shape("minilm", 384, 12, 1536),
     "bert-base": Shape("bert-base", 768, 12, 3072),
     "bert-large": Shape("bert-large", 1024, 16, 4096),
+    "deberta-v3-base": Shape("deberta-v3-base", 768, 12, 3072),  # runs only the batches marked disentangled
 }
 
 
@@ -73,7 +74,9 @@ class Batch:
     (padded path with a key mask; left padding keeps the padded path), ``"packed"`` (padding-free: ``lengths``
     packed back to back). ``pooler``: the pooler GEMM runs on ``len(lengths)`` rows. ``bias``: attention adds
     MPNet's relative-position bias (a ``[heads, 257]`` table; packed: per-token positions). ``train``: also one
-    layer's training launches (:func:`train_launches`: the forward's LSE / pre-activation variants, every backward)."""
+    layer's training launches (:func:`train_launches`: the forward's LSE / pre-activation variants, every backward).
+    ``disentangled``: DeBERTa-v3's attention (``kernels/disentangled.py``; 256 position buckets, so
+    ``min(2S - 1, 512)`` relative rows) with the projection of those rows; no pooler."""
 
     name: str
     layout: str
@@ -81,6 +84,7 @@ class Batch:
     pooler: bool = True
     bias: bool = False
     train: bool = False
+    disentangled: bool = False
 
     @property
     def batch(self) -> int:
@@ -110,6 +114,13 @@ BATCHES = {
     # training (the Triton backward kernels): a left-padded batch (key mask) and a packed one
     "b8-s128-left-train": Batch("b8-s128-left-train", "left", _packed(8, 128, 40), train=True),
     "b64-packed-s64-train": Batch("b64-packed-s64-train", "packed", _packed(64, 64, 17), train=True),
+    # DeBERTa-v3 (deberta-v3-base's shape): the disentangled attention, dense short, left-padded (key mask), packed
+    "b32-s16-deberta": Batch("b32-s16-deberta", "dense", (16,) * 32, False, disentangled=True),
+    "b8-s128-left-deberta": Batch("b8-s128-left-deberta", "left", _packed(8, 128, 40), False, disentangled=True),
+    "b64-packed-s64-deberta": Batch("b64-packed-s64-deberta", "packed", _packed(64, 64, 17), False,
+                                    disentangled=True),
+    "b32-packed-s512-deberta": Batch("b32-packed-s512-deberta", "packed", _packed(32, 512, 200), False,
+                                     disentangled=True),
 }
 DTYPES = ("float32", "float16", "bfloat16")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
@@ -128,9 +139,13 @@ class Case:
 
 
 def full_matrix() -> list[Case]:
-    """Every shape x dtype x batch with the GELU the three models use, plus the other FFN activations on one batch."""
-    cases = [Case(s, d, b) for s in SHAPES for d in DTYPES for b in BATCHES]
-    cases += [Case(s, d, "b64-packed-s64", a) for s in SHAPES for d in DTYPES for a in ACTIVATIONS[1:]]
+    """Every BERT shape x dtype x batch with the GELU the three models use, plus the other FFN activations on one
+    batch; DeBERTa-v3-base x dtype x its (disentangled) batches."""
+    bert = [s for s in SHAPES if s != "deberta-v3-base"]
+    plain = [b for b in BATCHES if not BATCHES[b].disentangled]
+    cases = [Case(s, d, b) for s in bert for d in DTYPES for b in plain]
+    cases += [Case(s, d, "b64-packed-s64", a) for s in bert for d in DTYPES for a in ACTIVATIONS[1:]]
+    cases += [Case("deberta-v3-base", d, b) for d in DTYPES for b in BATCHES if BATCHES[b].disentangled]
     return cases
 
 
@@ -138,7 +153,8 @@ def quick_matrix() -> list[Case]:
     """The subset the test suite compiles: every kernel and every constexpr variant at MiniLM's shape in fp16 (dense
     short, left-padded, packed), bf16 and fp32 packed, BERT-base's head dim 64 in fp16 packed and fp32 short
     (the fp32 short-sequence tiles at head dim 64 spilled under triton 3.6 before they were changed), and MPNet's
-    relative-position bias at that head dim (fp16 left-padded and packed, fp32 packed)."""
+    relative-position bias at that head dim (fp16 and fp32 left-padded and packed), and DeBERTa's disentangled
+    attention (fp16 left-padded and packed, fp32 packed)."""
     return [
         Case("minilm", "float16", "b1-s7"),
         Case("minilm", "float16", "b8-s128-left"),
@@ -152,6 +168,10 @@ def quick_matrix() -> list[Case]:
         Case("bert-base", "float32", "b64-packed-s64-mpnet"),
         Case("minilm", "float16", "b64-packed-s64-train"),
         Case("bert-base", "float32", "b8-s128-left-train"),
+        Case("bert-base", "float32", "b8-s128-left-mpnet"),  # fp32 bias + key mask: 32x32 on 4 warps spilled
+        Case("deberta-v3-base", "float16", "b8-s128-left-deberta"),
+        Case("deberta-v3-base", "float16", "b64-packed-s64-deberta"),
+        Case("deberta-v3-base", "float32", "b64-packed-s64-deberta"),
     ]
 
 
@@ -186,11 +206,12 @@ class _Recorder:
 
 def _kernel_slots():
     """(module, attribute) of every kernel object the launchers look up at call time."""
-    from fastbert.kernels import attention, embedding, gemm, layernorm
+    from fastbert.kernels import attention, disentangled, embedding, gemm, layernorm
 
     return [
         (gemm, "_linear_kernel"),
         (attention, "_attention_fwd_kernel"),
+        (disentangled, "_disentangled_fwd_kernel"),
         (layernorm, "_bias_residual_layernorm_kernel"),
         (embedding, "_embed_layernorm_kernel"),
         (gemm, "_activation_bwd_kernel"),
@@ -224,7 +245,7 @@ def batch_launches(shape: Shape, dtype: str, batch: Batch, activation: str, name
     """The launches of one forward of ``batch`` (one layer: every layer launches the same), labelled ``name: op``."""
     import torch
 
-    from fastbert.kernels import attention, embedding, gemm, layernorm
+    from fastbert.kernels import attention, disentangled, embedding, gemm, layernorm
 
     dtype = getattr(torch, dtype)
     hidden, heads, inter = shape.hidden, shape.heads, shape.intermediate
@@ -249,7 +270,28 @@ def batch_launches(shape: Shape, dtype: str, batch: Batch, activation: str, name
         q, k, v = qkv.view(rows, 3, heads, head_dim).unbind(1)  # 3 x [N, heads, D] views, token stride 3H
         label[0] = f"{name}: attention"
         bias = torch.zeros(heads, 257) if batch.bias else None  # [heads, 2 * 128 + 1] fp32
-        if packed:
+        if batch.disentangled:
+            width = batch.seqlen - 1
+            reach = min(2 * width + 1, 512)  # the relative rows the batch's distances reach
+            label[0] = f"{name}: rel-projection"
+            gemm.linear(w(reach, hidden), w(2 * hidden, hidden), w(2 * hidden))  # [R, 2H]: Qr, Kr
+            label[0] = f"{name}: attention"
+            c2p, p2c = w(heads, rows, reach), w(heads, rows, reach)  # position_scores: torch.matmul (cuBLAS)
+            rows_of = torch.zeros(2 * width + 1, dtype=torch.int32)
+            scale = 1 / (3 * head_dim) ** 0.5
+        if batch.disentangled and packed:
+            cu = torch.tensor([0, *torch.tensor(batch.lengths).cumsum(0).tolist()], dtype=torch.int32)
+            columns = torch.zeros(rows, dtype=torch.int32)
+            ctx = disentangled.disentangled_attention_varlen(q, k, v, cu, batch.seqlen, columns, c2p, p2c, rows_of,
+                                                             scale)
+        elif batch.disentangled:
+            b, s = batch.batch, batch.seqlen
+            mask = None
+            if batch.layout == "left":
+                mask = torch.arange(s)[None, :] >= (s - torch.tensor(batch.lengths))[:, None]  # [B, S]
+            ctx = disentangled.disentangled_attention(*(t.unflatten(0, (b, s)) for t in (q, k, v)), mask, c2p, p2c,
+                                                      rows_of, scale).flatten(0, 1)
+        elif packed:
             cu = torch.tensor([0, *torch.tensor(batch.lengths).cumsum(0).tolist()], dtype=torch.int32)
             positions = torch.zeros(rows, dtype=torch.int32) if batch.bias else None
             ctx = attention.attention_varlen(q, k, v, cu, batch.seqlen, bias, positions)
@@ -780,8 +822,8 @@ def tf32x3_errors(seed: int = 0) -> list[dict]:
 # ----------------------------------------------------------------------------------------------------------------
 
 def _has_dot(variant: dict) -> bool:
-    return variant["kernel"] in ("linear_kernel", "attention_fwd_kernel", "attention_bwd_dkdv_kernel",
-                                 "attention_bwd_dq_kernel")
+    return variant["kernel"] in ("linear_kernel", "attention_fwd_kernel", "disentangled_fwd_kernel",
+                                 "attention_bwd_dkdv_kernel", "attention_bwd_dq_kernel")
 
 
 def problems(variant: dict) -> list[str]:
@@ -810,10 +852,12 @@ def _variant_label(v: dict) -> str:
         tile = f"{m['BLOCK_M']}x{m['BLOCK_N']}x{m['BLOCK_K']}"
         extra = f"bias={int(m['HAS_BIAS'])} act={m['ACTIVATION']} even_k={int(m['EVEN_K'])}"
         extra += " pre=1" if m.get("SAVE_PRE") else ""
-    elif v["kernel"].startswith("attention_"):
+    elif v["kernel"].startswith("attention_") or v["kernel"] == "disentangled_fwd_kernel":
         tile = f"{m['BLOCK_M']}x{m['BLOCK_N']}"
         extra = f"D={m['HEAD_DIM']} mask={int(m['HAS_MASK'])} varlen={int(m['VARLEN'])}"
         extra += " lse=1" if m.get("SAVE_LSE") else ""
+        if "C2P" in m:
+            extra += f" c2p={int(m['C2P'])} p2c={int(m['P2C'])}"
     elif v["kernel"] == "activation_bwd_kernel":
         tile, extra = f"block={m['BLOCK']}", f"act={m['ACTIVATION']}"
     else:
@@ -900,7 +944,7 @@ def _tile_summary(report: dict) -> dict[tuple, dict]:
             kernel, tile = "gemm", f"{m['BLOCK_M']}x{m['BLOCK_N']}x{m['BLOCK_K']} w{m['num_warps']} s{m['num_stages']}"
             kind = "exact GELU" if m["ACTIVATION"] == "gelu" else "other epilogues"
         else:
-            kernel = "attention" if v["kernel"] == "attention_fwd_kernel" else v["kernel"]
+            kernel = v["kernel"].replace("_fwd_kernel", "")
             tile = f"{m['BLOCK_M']}x{m['BLOCK_N']} w{m['num_warps']} s{m['num_stages']}"
             kind = f"D={m['HEAD_DIM']}"
         operands = "fp32" if v["dtype"] == "float32" else "fp16/bf16"

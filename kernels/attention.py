@@ -72,9 +72,8 @@ _TILES = {
     (4, "mma", "short"): [(32, 32, 4, 2), (16, 32, 2, 2)],
     (4, "mma", "medium"): [(64, 32, 4, 3), (64, 32, 8, 2)],
     (4, "mma", "long"): [(64, 32, 4, 3), (64, 32, 8, 2)],
-    # fp32 with MPNet's relative-position bias at head dim > 32 on mma: the fp32 64-row tiles already sit at 255
-    # registers and the bias' distance and gather tiles made them spill; any sequence class takes these.
-    (4, "mma", "bias"): [(32, 32, 4, 2), (16, 32, 2, 2)],
+    # fp32 + MPNet's bias at D > 32 on mma, any sequence class (64-row tiles spilled; with a key mask 32x32 too, 12 B)
+    (4, "mma", "bias"): [(32, 32, 4, 2), (16, 32, 2, 2)], (4, "mma", "bias-masked"): [(16, 32, 2, 2)],
 }
 _SEQ_CLASSES = ((32, "short"), (128, "medium"), (None, "long"))
 
@@ -107,14 +106,18 @@ def _prune_attention_configs(configs, named_args, **kwargs):
     """The candidates of :data:`_TILES` for the operand size, the target's tensor cores and the sequence class,
     less those whose Q tile and pipelined K/V tiles exceed the target's shared memory, and at head dim > 64 those
     over 128 x 64 (the fp32 accumulator and score tiles no longer fit in registers). Always keeps one config."""
-    target = current_target()
-    elem = named_args["Q_ptr"].element_size()
-    block_d = kwargs["BLOCK_D"]
-    kind = "wgmma" if target.wgmma else "mma"
+    elem, block_d = named_args["Q_ptr"].element_size(), kwargs["BLOCK_D"]
+    kind = "wgmma" if current_target().wgmma else "mma"
     seq_class = _seq_class(named_args["SEQ_BUCKET"])
     if (elem, kind) == (4, "mma") and kwargs.get("HAS_BIAS") and block_d > 32:
-        seq_class = "bias"
-    wanted = _TILES[(elem, kind, seq_class)]
+        seq_class = "bias-masked" if kwargs.get("HAS_MASK") else "bias"
+    return keep_tiles(configs, _TILES[(elem, kind, seq_class)], elem, block_d)
+
+
+def keep_tiles(configs, wanted, elem: int, block_d: int) -> list:
+    """The configs among ``wanted`` tiles (``(BLOCK_M, BLOCK_N, num_warps, num_stages)``) that fit the target (see
+    :func:`_prune_attention_configs`); shared with :mod:`fastbert.kernels.disentangled`."""
+    target = current_target()
     kept = []
     for cfg in configs:
         bm, bn = cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"]

@@ -1,5 +1,5 @@
 """The BERT family against transformers in float32: RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT, MPNet and
-DeBERTa-v2/v3 (PyTorch path only: its Triton kernel is not written yet, and the Triton backend refuses it).
+DeBERTa-v2/v3.
 
 Random-weight models at awkward sizes (hidden 96 with 6 heads, ALBERT/ELECTRA embeddings of 48), every task head
 transformers has for each family, a batch with right padding, left padding and holes; bound 2e-5 x max(1, |ref|)
@@ -56,7 +56,7 @@ HEADS = [(family, PREFIX[family] + head)
          for head in _HEADS + (["ForPreTraining"] if family in ("electra", "albert") else [])]
 HEADS += [("albert-groups", "AlbertModel"), ("albert-groups", "AlbertForSequenceClassification")]
 HEADS += [("deberta-v2", "DebertaV2Model"), ("deberta-v2", "DebertaV2ForSequenceClassification")]
-TRITON = [f for f in CONFIGS if f != "albert-groups" and not f.startswith("deberta")]  # grouping: scheduling only
+TRITON = [f for f in CONFIGS if f != "albert-groups"]  # grouping: scheduling only
 
 
 def _model(family, name):

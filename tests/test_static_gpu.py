@@ -18,8 +18,8 @@ import pytest
 pytest.importorskip("triton.backends.nvidia")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KERNELS = {"linear_kernel", "attention_fwd_kernel", "bias_residual_layernorm_kernel", "embed_layernorm_kernel",
-           "activation_bwd_kernel", "attention_bwd_dkdv_kernel", "attention_bwd_dq_kernel",
+KERNELS = {"linear_kernel", "attention_fwd_kernel", "disentangled_fwd_kernel", "bias_residual_layernorm_kernel",
+           "embed_layernorm_kernel", "activation_bwd_kernel", "attention_bwd_dkdv_kernel", "attention_bwd_dq_kernel",
            "bias_residual_layernorm_bwd_kernel"}
 
 
@@ -57,6 +57,7 @@ def test_covers_every_kernel_dtype_and_target(report):
         assert {k for k, _ in got} == KERNELS
         for kernel in ("linear_kernel", "attention_fwd_kernel"):
             assert {d for k, d in got if k == kernel} == {"float16", "bfloat16", "float32"}, (arch, kernel)
+        assert {d for k, d in got if k == "disentangled_fwd_kernel"} == {"float16", "float32"}, arch
     for launch in report["launches"]:
         assert launch["configs_kept"] >= 1, launch
 
@@ -71,7 +72,7 @@ def test_dots_run_on_tensor_cores(report):
     """fp16/bf16 products are HMMA (sm_80) / HGMMA = wgmma (sm_90, tiles of >= 64 rows per warp group); fp32
     products are tf32x3, i.e. TF32 tensor-core MMAs (three per product), never FFMA loops."""
     for v in report["variants"]:
-        if v["kernel"] not in ("linear_kernel", "attention_fwd_kernel"):
+        if v["kernel"] not in ("linear_kernel", "attention_fwd_kernel", "disentangled_fwd_kernel"):
             continue
         forms = {op.split(".")[0] for op in v["mma"]}
         label = f"sm_{v['arch']} {v['kernel']} {v['dtype']} {v['meta']}"

@@ -128,8 +128,9 @@ class BertConfig:
     @property
     def triton_missing(self) -> str | None:
         """Why the Triton backend cannot run this model (the ``auto`` backend then takes PyTorch), or None."""
-        if self.disentangled is not None:
-            return "DeBERTa's disentangled attention has no Triton kernel yet (run it with backend='torch')"
+        if self.disentangled is not None and self.head_dim > 256:
+            return (f"DeBERTa's disentangled attention kernel takes head dims up to 256, not {self.head_dim} "
+                    "(run it with backend='torch')")
         if self.xlnet is not None:
             return "XLNet's relative attention has no Triton kernel yet (run it with backend='torch')"
         return None
@@ -147,6 +148,8 @@ class BertConfig:
         """Why the Triton backend cannot differentiate this model (autograd then runs PyTorch), or None."""
         if self.relative_attention_buckets:
             return "MPNet's relative-position bias has no Triton backward (train it with backend='torch')"
+        if self.disentangled is not None:
+            return "DeBERTa's disentangled attention has no Triton backward (train it with backend='torch')"
         return self.triton_missing
 
     @property

@@ -508,8 +508,7 @@ class BertModel(nn.Module):
 class AutoModel:
     """The encoder of any supported family, picked by the ``model_type`` in its ``config.json`` as transformers'
     ``AutoModel`` does: ``bert``, ``roberta``, ``xlm-roberta``, ``distilbert``, ``electra``, ``albert``, ``mpnet``,
-    ``deberta-v2`` (DeBERTa v2 and v3; PyTorch backend only, no pooler), ``xlnet`` (PyTorch backend only, no
-    pooler)."""
+    ``deberta-v2`` (DeBERTa v2 and v3; no pooler), ``xlnet`` (PyTorch backend only, no pooler)."""
 
     @staticmethod
     def from_pretrained(path: str | os.PathLike, **kwargs) -> BertModel:

@@ -202,8 +202,9 @@ def disentangled(layout: AttentionLayout, table: torch.Tensor, rows_of: torch.Te
     :func:`attention` call on it then runs: ``softmax((q.k + c2p + p2c) * s / sqrt(D) + mask) v`` (``scale`` = s =
     ``1 / sqrt(1 + #scores)``), c2p/p2c (each when asked) from the layer's own query/key projections of the relative
     embeddings ``table`` ``[2 span, H]``, at row ``rows_of[c_i - c_j + W]`` (``[2W + 1]``) for query and key columns
-    ``c_i``, ``c_j``; ``columns`` as in :func:`position_bias`. Called once per forward. PyTorch only (the Triton
-    backend refuses it)."""
+    ``c_i``, ``c_j``; ``columns`` as in :func:`position_bias`. Called once per forward (PyTorch: the position row of
+    every query/key pair per SDPA call; Triton: the rows the batch reaches, read by
+    :mod:`fastbert.kernels.disentangled`)."""
     if layout.packed and columns is None:
         raise ValueError("a packed layout needs the column of every token row for DeBERTa's attention")
     return _backend(backend).disentangled(layout, table, rows_of, columns, head_dim, scale, c2p, p2c)

@@ -6,16 +6,19 @@ dropout to the PyTorch backend; a nonzero ``dropout`` here is a ``ValueError``),
 relative-position bias (a ``ValueError``; the op seam routes MPNet training to PyTorch).
 
 Runs on CUDA tensors, or on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before ``triton`` is
-imported), the path CI uses to test the kernels. Packed tokens stay packed: the attention kernel reads
-``cu_seqlens``. Every function here has the signature of its namesake in :mod:`fastbert.encoder.ops`.
+imported), the path CI uses to test the kernels. Packed tokens stay packed: the attention kernels read
+``cu_seqlens``. DeBERTa's disentangled attention has its own kernel (:mod:`fastbert.kernels.disentangled`). Every
+function here has the signature of its namesake in :mod:`fastbert.encoder.ops`.
 """
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import torch
 
 from ...kernels import attention as attn
+from ...kernels import disentangled as dis
 from ...kernels import embedding, gemm, layernorm
 from ..layout import AttentionLayout
 from . import torch_ops
@@ -79,8 +82,45 @@ def position_bias(layout: AttentionLayout, distances, columns) -> AttentionLayou
     return dataclasses.replace(layout, bias=(distances.float().contiguous(), positions))
 
 
+class _Disentangled(NamedTuple):
+    """What every layer's disentangled attention reads (:func:`disentangled`, once per forward)."""
+
+    rows: torch.Tensor  # [R, H]: the relative embeddings the batch's distances reach (a contiguous run of the table)
+    rows_of: torch.Tensor  # [2W + 1] int32: the index into ``rows`` of each query-minus-key distance in [-W, W]
+    columns: torch.Tensor | None  # [T] int32: each packed row's column (packed layout); None: padded
+    scale: float  # 1 / sqrt(D (1 + number of position scores))
+    c2p: bool
+    p2c: bool
+
+
 def disentangled(layout: AttentionLayout, table, rows_of, columns, head_dim, scale, c2p, p2c) -> AttentionLayout:
-    raise ValueError("DeBERTa's disentangled attention has no Triton kernel yet; run it with backend='torch'")
+    """The kernel reads per-token position scores against the relative-embedding rows the batch's distances reach:
+    ``rows_of`` is monotone in the distance, so those rows are the run ``rows_of[0] .. rows_of[-1]`` of the table
+    (one host read of the two ends per forward)."""
+    first, last = (int(r) for r in rows_of[[0, -1]].tolist())
+    cols = columns.to(torch.int32).contiguous() if layout.packed else None
+    return dataclasses.replace(layout, bias=_Disentangled(table[first:last + 1], (rows_of - first).to(torch.int32),
+                                                          cols, scale / head_dim ** 0.5, c2p, p2c))
+
+
+def _disentangled_attention(q, k, v, layout: AttentionLayout, projection) -> torch.Tensor:
+    """The layer's query and key projections (``projection``: its fused QKV weight and bias) of the relative rows
+    give Qr, Kr ``[R, heads, D]``; q . Kr and k . Qr per token are the kernel's tables ``[heads, N, R]``."""
+    d: _Disentangled = layout.bias
+    heads, head_dim = q.shape[1], q.shape[2]
+    hidden = heads * head_dim
+    weight, bias = projection[:2]  # (XLNet's relative weights, the third, are not DeBERTa's)
+    pos = linear(d.rows.to(q.dtype), weight[:2 * hidden], bias[:2 * hidden])  # [R, 2H]
+    pos_q, pos_k = pos.unflatten(1, (2, heads, head_dim)).unbind(1)  # 2 x [R, heads, D]
+    c2p = dis.position_scores(q, pos_k) if d.c2p else None  # [heads, N, R]
+    p2c = dis.position_scores(k, pos_q) if d.p2c else None
+    if layout.packed:
+        return dis.disentangled_attention_varlen(q, k, v, layout.cu_seqlens, layout.seqlen, d.columns, c2p, p2c,
+                                                 d.rows_of, d.scale)
+    b, s = layout.batch, layout.seqlen
+    out = dis.disentangled_attention(q.unflatten(0, (b, s)), k.unflatten(0, (b, s)), v.unflatten(0, (b, s)),
+                                     layout.key_mask, c2p, p2c, d.rows_of, d.scale)  # [B, S, heads, D]
+    return out.flatten(0, 1)
 
 
 def xlnet_attention(layout: AttentionLayout, sinusoids, columns, segments) -> AttentionLayout:
@@ -89,6 +129,8 @@ def xlnet_attention(layout: AttentionLayout, sinusoids, columns, segments) -> At
 
 def attention(q, k, v, layout: AttentionLayout, dropout=0.0, projection=None) -> torch.Tensor:
     _no_dropout(dropout)
+    if isinstance(layout.bias, _Disentangled):
+        return _disentangled_attention(q, k, v, layout, projection)
     bias, positions = layout.bias if layout.bias is not None else (None, None)
     if _recording(q, k, v, bias):
         if bias is not None:
