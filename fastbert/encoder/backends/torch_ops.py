@@ -211,8 +211,8 @@ def _disentangled_mask(qb, kb, pos_q, pos_k, index, index_t, d: _Disentangled) -
 
 def _disentangled_attention(q, k, v, layout: AttentionLayout, projection, dropout: float) -> torch.Tensor:
     """Disentangled attention, one SDPA call per chunk of a group's sequences (:data:`_MASK_BUDGET`): the content
-    scores scaled by ``d.scale``, plus the
-    additive mask ``(c2p + p2c) * d.scale`` with padded keys, and every key of a padding query, at ``finfo.min``.
+    scores scaled by ``d.scale``, plus the additive mask ``(c2p + p2c) * d.scale`` (the scale folded into the
+    position rows) with padded keys, and every key of a padding query, at ``finfo.min``.
     The layer's query and key projections (``projection``: its fused QKV weight and bias) turn the relative
     embedding rows into the position queries Qr and keys Kr ``[rows, heads, D]``."""
     d: _Disentangled = layout.bias
@@ -230,7 +230,7 @@ def _disentangled_attention(q, k, v, layout: AttentionLayout, projection, dropou
                                                         head_dim, q.dtype)
         pos_q, pos_k = (t[g.lo:g.hi + 1] * d.scale for t in sources[g.on_table])  # [rows, heads, D], scaled
         # sequences [first, first + chunk) of the group per SDPA call: every temporary stays small (under glibc's
-        # mmap threshold, so no page faults on each fresh [L, L] buffer: the non-GEMM part measured ~1.5x faster)
+        # mmap threshold, so no page faults on each fresh [L, L] buffer: 6 x 490 tokens' masks + SDPA, 1.5x faster)
         chunk = max(1, _MASK_BUDGET // (heads * span * max(span, pos_q.shape[0])))
         for first in range(0, count, chunk):
             n = min(chunk, count - first)
