@@ -76,6 +76,20 @@ def test_matches_transformers(padding_free, pattern, seqlen, seed):
     _check(model, ref, *_batch(seqlen, pattern), seed)
 
 
+@pytest.mark.parametrize("padding_free", [True, False])
+@pytest.mark.parametrize("pattern", ["right", "left", "holes"])
+@pytest.mark.parametrize("pos_att_type", ["p2c|c2p", "c2p", "p2c"])
+def test_one_sequence_per_sdpa_call(monkeypatch, padding_free, pattern, pos_att_type, seed):
+    """The PyTorch backend splits a group's sequences into SDPA calls of at most ``_MASK_BUDGET`` mask elements;
+    a budget of 1 makes every call one sequence (each slicing its own index, key mask and rows)."""
+    from fastbert.encoder.backends import torch_ops
+
+    monkeypatch.setattr(torch_ops, "_MASK_BUDGET", 1)
+    ref = _model(pos_att_type=pos_att_type)
+    model = fastbert.optimize(copy.deepcopy(ref), padding_free=padding_free, backend="torch")
+    _check(model, ref, *_batch(129, pattern), seed)
+
+
 @pytest.mark.parametrize("overrides", [
     dict(pos_att_type="c2p"), dict(pos_att_type="p2c"), dict(pos_att_type=None),
     dict(norm_rel_ebd="none", position_biased_input=True, type_vocab_size=2),  # v2's older layout

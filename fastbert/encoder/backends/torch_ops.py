@@ -153,7 +153,11 @@ def disentangled(layout: AttentionLayout, table: torch.Tensor, rows_of: torch.Te
     width, rows = rows_of.shape[0] // 2, table.shape[0]
 
     def group(cols: torch.Tensor, key_mask: torch.Tensor | None) -> tuple:  # cols [n, L] int64
-        if key_mask is None and cols.shape[0] > 1 and bool((cols == cols[:1]).all()):
+        steps = torch.arange(cols.shape[1], device=cols.device)  # [L]
+        same = cols == cols[:, :1] + steps  # [n, L]: no holes (real pairs' distances are i - j)
+        if bool((same if key_mask is None else same | ~key_mask).all()):
+            cols = steps[None]  # one index for the group (padding slots' distances are masked anyway)
+        elif key_mask is None and cols.shape[0] > 1 and bool((cols == cols[:1]).all()):
             cols = cols[:1]  # the same distances for every sequence: one index broadcast over the group
         reach = int(cols.max() - cols.min())
         distance = cols[:, :, None] - cols[:, None, :]  # [n, L(query), L(key)]: query minus key column
@@ -186,9 +190,29 @@ def _position_projections(rows: torch.Tensor, weight, bias, heads: int, head_dim
     return tuple(t.to(dtype) for t in pos.unflatten(1, (2, heads, head_dim)).unbind(1))  # (mixed bf16: to dtype)
 
 
+_MASK_BUDGET = 1 << 20  # elements of the largest temporary of one SDPA call's mask (4 MiB in float32)
+
+
+def _disentangled_mask(qb, kb, pos_q, pos_k, index, index_t, d: _Disentangled) -> torch.Tensor:
+    """``c2p + p2c`` ``[n, heads, L(query), L(key)]`` (contiguous, built in place) from queries / keys ``[n, heads, L,
+    D]`` and the group's scaled position queries / keys ``[rows, heads, D]``: each token's scores against the rows,
+    gathered per query/key pair by ``index`` ``[n | 1, 1, L, L]`` (``index_t``: transposed)."""
+    shape = qb.shape[:3] + qb.shape[2:3]
+    mask = None
+    if d.c2p:
+        c2p = qb @ pos_k.permute(1, 2, 0)  # [n, heads, L(query), rows]
+        mask = c2p.gather(-1, index.expand(shape))
+    if d.p2c:
+        p2c = kb @ pos_q.permute(1, 2, 0)  # [n, heads, L(key), rows]
+        p2c = p2c.gather(-1, index_t.expand(shape)).transpose(-1, -2)  # [n, heads, L(query), L(key)]
+        mask = p2c.contiguous() if mask is None else mask.add_(p2c)
+    return qb.new_zeros(shape) if mask is None else mask
+
+
 def _disentangled_attention(q, k, v, layout: AttentionLayout, projection, dropout: float) -> torch.Tensor:
-    """Disentangled attention, one SDPA call per group: the content scores scaled by ``d.scale``, plus the
-    additive mask ``(c2p + p2c) * d.scale`` with padded keys, and every key of a padding query, at ``finfo.min``.
+    """Disentangled attention, one SDPA call per chunk of a group's sequences (:data:`_MASK_BUDGET`): the content
+    scores scaled by ``d.scale``, plus the additive mask ``(c2p + p2c) * d.scale`` (the scale folded into the
+    position rows) with padded keys, and every key of a padding query, at ``finfo.min``.
     The layer's query and key projections (``projection``: its fused QKV weight and bias) turn the relative
     embedding rows into the position queries Qr and keys Kr ``[rows, heads, D]``."""
     d: _Disentangled = layout.bias
@@ -204,29 +228,28 @@ def _disentangled_attention(q, k, v, layout: AttentionLayout, projection, dropou
         if g.on_table not in sources:
             sources[g.on_table] = _position_projections(d.table if g.on_table else d.distances, weight, bias, heads,
                                                         head_dim, q.dtype)
-        pos_q, pos_k = sources[g.on_table]
-        # rows [start, start + count * span) -> [count, heads, span, D] views
-        qb, kb, vb = (t[start:start + count * span].unflatten(0, (count, span)).transpose(1, 2) for t in (q, k, v))
-        shape = (count, heads, span, span)
-        mask = None  # becomes [count, heads, L(query), L(key)], built in place
-        if d.c2p:
-            c2p = qb @ pos_k[g.lo:g.hi + 1].permute(1, 2, 0)  # [count, heads, L(query), rows]
-            mask = c2p.gather(-1, g.index.expand(shape))
-        if d.p2c:
-            p2c = kb @ pos_q[g.lo:g.hi + 1].permute(1, 2, 0)  # [count, heads, L(key), rows]
-            p2c = p2c.gather(-1, g.index_t.expand(shape)).transpose(-1, -2)  # [count, heads, L(query), L(key)]
-            mask = p2c.contiguous() if mask is None else mask.add_(p2c)
-        mask = qb.new_zeros(shape) if mask is None else mask.mul_(d.scale)
-        if g.key_mask is not None:  # as transformers' DeBERTa: a padding query attends to no key (uniform weights)
-            attend = g.key_mask[:, None, :] & g.key_mask[:, :, None]  # [count, L(query), L(key)]
-            mask.masked_fill_(~attend[:, None], torch.finfo(qb.dtype).min)
-            if qb.requires_grad:
-                # a zero query: its scores are the mask alone, so no gradient reaches it (transformers masks by
-                # masked_fill, which stops the gradient of the scores it replaces); the forward is the same
-                qb = qb * g.key_mask[:, None, :, None].to(qb.dtype)
-        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, dropout_p=dropout,
-                                            scale=d.scale)  # [count, heads, L, D]
-        outs.append(ob.transpose(1, 2).flatten(0, 1))  # [count * L, heads, D]
+        pos_q, pos_k = (t[g.lo:g.hi + 1] * d.scale for t in sources[g.on_table])  # [rows, heads, D], scaled
+        # sequences [first, first + chunk) of the group per SDPA call: every temporary stays small (under glibc's
+        # mmap threshold, so no page faults on each fresh [L, L] buffer: 6 x 490 tokens' masks + SDPA, 1.5x faster)
+        chunk = max(1, _MASK_BUDGET // (heads * span * max(span, pos_q.shape[0])))
+        for first in range(0, count, chunk):
+            n = min(chunk, count - first)
+            rows = slice(start + first * span, start + (first + n) * span)
+            # [n * span, heads, D] -> [n, heads, span, D] views
+            qb, kb, vb = (t[rows].unflatten(0, (n, span)).transpose(1, 2) for t in (q, k, v))
+            index, index_t, key_mask = (None if t is None else t[first:first + n] if t.shape[0] > 1 else t
+                                        for t in (g.index, g.index_t, g.key_mask))
+            mask = _disentangled_mask(qb, kb, pos_q, pos_k, index, index_t, d)
+            if key_mask is not None:  # as transformers' DeBERTa: a padding query attends to no key (uniform weights)
+                attend = key_mask[:, None, :] & key_mask[:, :, None]  # [n, L(query), L(key)]
+                mask.masked_fill_(~attend[:, None], torch.finfo(qb.dtype).min)
+                if qb.requires_grad:
+                    # a zero query: its scores are the mask alone, so no gradient reaches it (transformers masks by
+                    # masked_fill, which stops the gradient of the scores it replaces); the forward is the same
+                    qb = qb * key_mask[:, None, :, None].to(qb.dtype)
+            ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, dropout_p=dropout,
+                                                scale=d.scale)  # [n, heads, L, D]
+            outs.append(ob.transpose(1, 2).flatten(0, 1))  # [n * L, heads, D]
     if len(outs) == 1:
         return outs[0]
     return torch.cat(outs) if outs else q.new_empty(q.shape)
