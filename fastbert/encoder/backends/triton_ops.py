@@ -1,9 +1,15 @@
 """The Triton backend: fastbert's fused kernels (:mod:`fastbert.kernels`). Differentiable: when autograd records a
 call (grad mode on and an input requires grad), the GEMM (+ bias + activation), attention and bias + residual +
 LayerNorm ops run as ``torch.autograd.Function`` objects whose backward passes are Triton kernels too; the embeddings'
-lookup + LayerNorm then runs the PyTorch ops (no backward kernel). No dropout (the op seam routes train mode's
-dropout to the PyTorch backend; a nonzero ``dropout`` here is a ``ValueError``), and no backward through MPNet's
-relative-position bias (a ``ValueError``; the op seam routes MPNet training to PyTorch).
+lookup + LayerNorm then runs the PyTorch ops (no backward kernel). No backward through MPNet's relative-position bias
+(a ``ValueError``; the op seam routes MPNet training to PyTorch).
+
+Dropout (train mode): the hidden dropout of :func:`linear_residual_layernorm` is fused into the bias + residual +
+LayerNorm kernel and its backward (Philox masks regenerated from a per-call seed drawn from torch's CPU generator,
+:func:`fastbert.kernels.layernorm.dropout_seed`: reproducible under ``torch.manual_seed``, the same distribution as
+transformers' dropout, not the same masks). The embeddings' dropout runs the PyTorch ops (``F.dropout``).
+Attention-probability dropout has no kernel yet: a nonzero ``dropout`` in :func:`attention` is a ``ValueError`` (the
+op seam routes such models to the PyTorch backend).
 
 Runs on CUDA tensors, or on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before ``triton`` is
 imported), the path CI uses to test the kernels. Packed tokens stay packed: the attention kernels read
@@ -31,18 +37,20 @@ def _recording(*tensors) -> bool:
 
 def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings, token_type_embeddings,
           ln_weight, ln_bias, eps, *, inputs_embeds=None, dropout=0.0) -> torch.Tensor:
-    _no_dropout(dropout)
     tables = (word_embeddings, position_embeddings, token_type_embeddings, ln_weight, ln_bias)
-    if inputs_embeds is not None or _recording(*tables):  # no lookup to fuse, or no backward kernel: PyTorch ops
+    if inputs_embeds is not None or dropout > 0 or _recording(*tables):
+        # no lookup to fuse, no dropout in the kernel, or no backward kernel: PyTorch ops
         return torch_ops.embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings,
-                               token_type_embeddings, ln_weight, ln_bias, eps, inputs_embeds=inputs_embeds)
+                               token_type_embeddings, ln_weight, ln_bias, eps, inputs_embeds=inputs_embeds,
+                               dropout=dropout)
     return embedding.embed_layernorm(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings,
                                      token_type_embeddings, ln_weight, ln_bias, eps)
 
 
-def _no_dropout(p: float) -> None:
+def _no_attention_dropout(p: float) -> None:
     if p > 0:
-        raise ValueError(f"the triton backend has no dropout (got p={p}); train mode runs on the torch backend")
+        raise ValueError(f"the triton backend has no attention-probability dropout (got p={p}); train mode with it "
+                         "runs on the torch backend")
 
 
 def linear(x, weight, bias, activation=None) -> torch.Tensor:
@@ -128,7 +136,7 @@ def xlnet_attention(layout: AttentionLayout, sinusoids, columns, segments) -> At
 
 
 def attention(q, k, v, layout: AttentionLayout, dropout=0.0, projection=None) -> torch.Tensor:
-    _no_dropout(dropout)
+    _no_attention_dropout(dropout)
     if isinstance(layout.bias, _Disentangled):
         return _disentangled_attention(q, k, v, layout, projection)
     bias, positions = layout.bias if layout.bias is not None else (None, None)
@@ -173,28 +181,34 @@ class _Attention(torch.autograd.Function):
 
 
 def linear_residual_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps, dropout=0.0) -> torch.Tensor:
-    _no_dropout(dropout)
-    return bias_residual_layernorm(linear(x, weight, None), bias, residual, ln_weight, ln_bias, eps)
+    return _bias_dropout_residual_layernorm(linear(x, weight, None), bias, residual, ln_weight, ln_bias, eps, dropout)
 
 
 def bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps) -> torch.Tensor:
+    return _bias_dropout_residual_layernorm(x, bias, residual, weight, ln_bias, eps, 0.0)
+
+
+def _bias_dropout_residual_layernorm(x, bias, residual, weight, ln_bias, eps, dropout) -> torch.Tensor:
+    """LayerNorm(dropout(x + bias) + residual), one fresh seed per call when ``dropout`` > 0."""
+    seed = layernorm.dropout_seed() if dropout > 0 else 0
     if _recording(x, bias, residual, weight, ln_bias):
-        return _BiasResidualLayerNorm.apply(x, bias, residual, weight, ln_bias, eps)
-    return layernorm.bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps)
+        return _BiasResidualLayerNorm.apply(x, bias, residual, weight, ln_bias, eps, dropout, seed)
+    return layernorm.bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps, dropout=dropout, seed=seed)
 
 
 class _BiasResidualLayerNorm(torch.autograd.Function):
-    """LayerNorm(x + bias + residual) with :func:`fastbert.kernels.layernorm.bias_residual_layernorm_backward`."""
+    """LayerNorm(dropout(x + bias) + residual) with
+    :func:`fastbert.kernels.layernorm.bias_dropout_residual_layernorm_backward` (the same seed: the same mask)."""
 
     @staticmethod
-    def forward(ctx, x, bias, residual, weight, ln_bias, eps):
+    def forward(ctx, x, bias, residual, weight, ln_bias, eps, dropout, seed):
         ctx.save_for_backward(x, bias, residual, weight)
-        ctx.eps = eps
-        return layernorm.bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps)
+        ctx.eps, ctx.dropout, ctx.seed = eps, dropout, seed
+        return layernorm.bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps, dropout=dropout, seed=seed)
 
     @staticmethod
     def backward(ctx, dy):
         x, bias, residual, weight = ctx.saved_tensors
-        dh, dbias, dweight, dln_bias = layernorm.bias_residual_layernorm_backward(dy, x, bias, residual, weight,
-                                                                                   ctx.eps)
-        return dh, dbias, dh, dweight, dln_bias, None
+        dx, dres, dbias, dweight, dln_bias = layernorm.bias_dropout_residual_layernorm_backward(
+            dy, x, bias, residual, weight, ctx.eps, dropout=ctx.dropout, seed=ctx.seed)
+        return dx, dbias, dres, dweight, dln_bias, None, None, None
