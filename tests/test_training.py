@@ -334,26 +334,22 @@ def test_trainer_keyword_arguments(seed):
     assert abs(got.loss - expected.loss) <= LOSS_RTOL * abs(expected.loss)
 
 
-def test_attention_dropout_runs_on_torch_even_when_triton_is_asked(monkeypatch, seed):
-    """The Triton kernels have no attention-probability dropout: train mode with it routes every op to the PyTorch
-    backend, and the Triton attention refuses a dropout it cannot apply. (Hidden dropout, fused into the Triton
-    kernels, and autograd: tests/test_kernels_dropout.py, tests/test_kernels_backward.py.)"""
+def test_train_mode_with_dropout_runs_the_triton_kernels_only_when_asked(monkeypatch, seed):
+    """Dropout is fused into the Triton kernels (tests/test_kernels_dropout.py): train mode with dropout keeps
+    ``backend='triton'`` asked for by name, every op on Triton, with and without autograd; ``auto`` takes PyTorch."""
     from fastbert.encoder import ops
 
     if ops.triton_problem() is not None:
         pytest.skip(ops.triton_problem())
-    from fastbert.encoder.backends import triton_ops
+    from fastbert.encoder.backends import torch_ops
 
     model = fastbert.optimize(_model("bert", "ForSequenceClassification", hidden_dropout_prob=0.1,
                                      attention_probs_dropout_prob=0.1), backend="triton")
-    for name in ("embed", "linear", "attention", "linear_residual_layernorm", "bias_residual_layernorm"):
-        monkeypatch.setattr(triton_ops, name, lambda *a, **k: pytest.fail("a Triton op ran in train mode"))
-    model(**_batch(model, "ForSequenceClassification")).loss.backward()
-    with torch.no_grad():  # train mode without autograd still has dropout: still PyTorch
-        model(**_batch(model, "ForSequenceClassification"))
-    monkeypatch.undo()
-    from fastbert.encoder.layout import AttentionLayout
-
-    q = torch.randn(7, 2, 16)
-    with pytest.raises(ValueError, match="no attention-probability dropout"):
-        triton_ops.attention(q, q, q, AttentionLayout(batch=1, seqlen=7), dropout=0.1)
+    for name in ("linear", "attention", "linear_residual_layernorm", "bias_residual_layernorm"):
+        monkeypatch.setattr(torch_ops, name, lambda *a, _name=name, **k: pytest.fail(f"torch_ops.{_name} ran"))
+    loss = model(**_batch(model, "ForSequenceClassification")).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    with torch.no_grad():  # train mode without autograd: the forward kernels with dropout
+        assert torch.isfinite(model(**_batch(model, "ForSequenceClassification")).logits).all()
+    assert ops.resolve_backend("auto", torch.device("cuda"), dropout=True) == "torch"

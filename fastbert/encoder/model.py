@@ -159,7 +159,7 @@ def bert_forward(
     ``relative_bias``: MPNet's ``[buckets, heads]`` relative-position table, added in every layer's attention (the
     bias is prepared once here, :func:`fastbert.encoder.ops.position_bias`); None: no bias.
     ``dropout``: train mode's dropout rates (None: eval; nonzero rates run the PyTorch backend unless ``triton`` was
-    asked for by name and attention-probability dropout is 0, see :func:`fastbert.encoder.ops.resolve_backend`). ``checkpoint``:
+    asked for by name, see :func:`fastbert.encoder.ops.resolve_backend`). ``checkpoint``:
     gradient checkpointing, a function called as ``checkpoint(fn, x)`` (``torch.utils.checkpoint.checkpoint`` or
     transformers' ``_gradient_checkpointing_func``) that runs each layer application without keeping its
     activations; its dropout masks are replayed by the checkpoint's RNG-state preservation.
@@ -178,7 +178,7 @@ def bert_forward(
     if dropout.active and config.train_dropout_missing:
         raise ValueError(config.train_dropout_missing)
     backend = ops.resolve_backend(backend, device, needs_grad, config.triton_missing, dropout=dropout.active,
-                                  attention_dropout=dropout.attention > 0, grad_missing=config.triton_grad_missing)
+                                  grad_missing=config.triton_grad_missing)
     if config.ignore_token_types and not config.type_vocab_size:  # DeBERTa without token types, as transformers
         token_type_ids = None
     if cu_seqlens is not None:
@@ -302,14 +302,13 @@ def _caller_stacklevel() -> int:
 
 
 def choose_backend(owner: nn.Module, backend: str | None, device: torch.device, grad: bool,
-                   dropout: bool = False, triton_missing: str | None = None, grad_missing: str | None = None, *,
-                   attention_dropout: bool = False) -> str:
+                   dropout: bool = False, triton_missing: str | None = None, grad_missing: str | None = None) -> str:
     """The backend one forward of ``owner`` runs (:func:`fastbert.encoder.ops.resolve_backend`). When autograd alone keeps
-    it off Triton, warn once per ``owner`` and name the fix; when train mode's dropout (``dropout``;
-    ``attention_dropout``: on the attention probabilities) keeps it off Triton, no warning (fine-tuning)."""
+    it off Triton, warn once per ``owner`` and name the fix; when train mode's dropout (``dropout``) keeps it off
+    Triton (``backend`` not ``'triton'`` by name, or no backward), no warning (fine-tuning)."""
     chosen = ops.resolve_backend(backend, device, triton_missing=triton_missing)
     if dropout and ops.resolve_backend(backend, device, grad, triton_missing, dropout=True,
-                                       attention_dropout=attention_dropout, grad_missing=grad_missing) == "torch":
+                                       grad_missing=grad_missing) == "torch":
         return "torch"
     if grad and chosen != "torch" and ops.resolve_backend(backend, device, True, triton_missing,
                                                           grad_missing=grad_missing) == "torch":
