@@ -157,7 +157,7 @@ def keep_tiles(configs, wanted, elem: int, block_d: int) -> list:
     prune_configs_by={"early_config_prune": _prune_attention_configs},
     cache_results=True,  # chosen configs persist in Triton's cache dir: a second process does not tune again
 )
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a fresh seed per call must not recompile
 def _attention_fwd_kernel(
     Q_ptr, K_ptr, V_ptr,  # [B, S, heads, D] (padded) or [T, heads, D] (VARLEN), any strides
     O_ptr,  # like q, contiguous
@@ -513,7 +513,7 @@ def _key_range(Mask_ptr, CuSeqlens_ptr, b, S, stride_mb, stride_ms, HAS_MASK: tl
 
 # Over 80 lines for the forward kernel's reason: one program's whole life (its key block, the stream of query blocks,
 # the two accumulators, the stores) reads best in one body, and a third of it is the argument list with shapes.
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a fresh seed per call must not recompile
 def _attention_bwd_dkdv_kernel(
     Q_ptr, K_ptr, V_ptr,  # [B, S, heads, D] (padded) or [T, heads, D] (VARLEN), any strides
     dO_ptr,  # like q, contiguous: the output's gradient
@@ -605,7 +605,7 @@ def _attention_bwd_dkdv_kernel(
     tl.store(dV_ptr + out_offs, dv.to(dV_ptr.dtype.element_ty), mask=out_mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a fresh seed per call must not recompile
 def _attention_bwd_dq_kernel(
     Q_ptr, K_ptr, V_ptr,  # as _attention_bwd_dkdv_kernel
     dO_ptr, Lse_ptr, Delta_ptr,
@@ -715,7 +715,7 @@ def _launch_backward(do, q, k, v, out, lse, dq, dk, dv, mask, cu_seqlens, batch,
         q, k, v, do, lse, delta, dq, *tail, BLOCK_M=block_m, BLOCK_N=block_n, **common)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a fresh seed per call must not recompile
 def _attention_keep_kernel(
     Keep_ptr,  # [B * heads, L, L] int8 output, contiguous
     L, seed, p,

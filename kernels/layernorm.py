@@ -49,7 +49,7 @@ def _keep(seed, rows64, offs_h, H, p):
     return tl.rand(seed, rows64[:, None] * H + offs_h[None, :]) >= p
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a fresh seed per call must not recompile
 def _dropout_keep_kernel(
     Keep_ptr,  # [N, H] int8 output, contiguous
     N, H, seed, p,
@@ -64,7 +64,7 @@ def _dropout_keep_kernel(
     tl.store(Keep_ptr + rows64[:, None] * H + offs_h[None, :], keep.to(tl.int8), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a fresh seed per call must not recompile
 def _bias_residual_layernorm_kernel(
     X_ptr,  # [N, H] projection output
     Bias_ptr,  # [H] projection bias (unused when HAS_BIAS is False)
@@ -108,7 +108,7 @@ def _bias_residual_layernorm_kernel(
 # ``[programs, H]``, which the launcher sums (no atomics: the result does not depend on scheduling).
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a fresh seed per call must not recompile
 def _bias_residual_layernorm_bwd_kernel(
     dY_ptr,  # [N, H] gradient of the output
     X_ptr, Bias_ptr, R_ptr, W_ptr,  # the forward's inputs ([N, H], [H], [N, H], [H])
