@@ -74,7 +74,8 @@ class Batch:
     (padded path with a key mask; left padding keeps the padded path), ``"packed"`` (padding-free: ``lengths``
     packed back to back). ``pooler``: the pooler GEMM runs on ``len(lengths)`` rows. ``bias``: attention adds
     MPNet's relative-position bias (a ``[heads, 257]`` table; packed: per-token positions). ``train``: also one
-    layer's training launches (:func:`train_launches`: the forward's LSE / pre-activation variants, every backward).
+    layer's training launches (:func:`train_launches`: the forward's LSE / pre-activation variants, every backward),
+    with ``dropout`` the fused-dropout variants of the attention and bias + residual + LayerNorm kernels.
     ``disentangled``: DeBERTa-v3's attention (``kernels/disentangled.py``; 256 position buckets, so
     ``min(2S - 1, 512)`` relative rows) with the projection of those rows; no pooler."""
 
@@ -85,6 +86,7 @@ class Batch:
     bias: bool = False
     train: bool = False
     disentangled: bool = False
+    dropout: bool = False
 
     @property
     def batch(self) -> int:
@@ -114,6 +116,10 @@ BATCHES = {
     # training (the Triton backward kernels): a left-padded batch (key mask) and a packed one
     "b8-s128-left-train": Batch("b8-s128-left-train", "left", _packed(8, 128, 40), train=True),
     "b64-packed-s64-train": Batch("b64-packed-s64-train", "packed", _packed(64, 64, 17), train=True),
+    # training with dropout (train mode): the dropout variants of the attention and LayerNorm kernels
+    "b8-s128-left-dropout": Batch("b8-s128-left-dropout", "left", _packed(8, 128, 40), train=True, dropout=True),
+    "b64-packed-s64-dropout": Batch("b64-packed-s64-dropout", "packed", _packed(64, 64, 17), train=True,
+                                    dropout=True),
     # DeBERTa-v3 (deberta-v3-base's shape): the disentangled attention, dense short, left-padded (key mask), packed
     "b32-s16-deberta": Batch("b32-s16-deberta", "dense", (16,) * 32, False, disentangled=True),
     "b8-s128-left-deberta": Batch("b8-s128-left-deberta", "left", _packed(8, 128, 40), False, disentangled=True),
@@ -154,7 +160,8 @@ def quick_matrix() -> list[Case]:
     short, left-padded, packed), bf16 and fp32 packed, BERT-base's head dim 64 in fp16 packed and fp32 short
     (the fp32 short-sequence tiles at head dim 64 spilled under triton 3.6 before they were changed), and MPNet's
     relative-position bias at that head dim (fp16 and fp32 left-padded and packed), and DeBERTa's disentangled
-    attention (fp16 left-padded and packed, fp32 packed)."""
+    attention (fp16 left-padded and packed, fp32 packed), and training with dropout (MiniLM fp16 packed, BERT-base
+    fp32 left-padded)."""
     return [
         Case("minilm", "float16", "b1-s7"),
         Case("minilm", "float16", "b8-s128-left"),
@@ -168,6 +175,8 @@ def quick_matrix() -> list[Case]:
         Case("bert-base", "float32", "b64-packed-s64-mpnet"),
         Case("minilm", "float16", "b64-packed-s64-train"),
         Case("bert-base", "float32", "b8-s128-left-train"),
+        Case("minilm", "float16", "b64-packed-s64-dropout"),
+        Case("bert-base", "float32", "b8-s128-left-dropout"),
         Case("bert-base", "float32", "b8-s128-left-mpnet"),  # fp32 bias + key mask: 32x32 on 4 warps spilled
         Case("deberta-v3-base", "float16", "b8-s128-left-deberta"),
         Case("deberta-v3-base", "float16", "b64-packed-s64-deberta"),
@@ -319,7 +328,8 @@ def batch_launches(shape: Shape, dtype: str, batch: Batch, activation: str, name
 
 def train_launches(shape: Shape, dtype, batch: Batch, activation: str, name: str) -> list[Launch]:
     """One layer's training launches (``triton_ops``' autograd Functions): the forward variants that save the
-    attention LSE and the FFN pre-activation, then the backward of each op in reverse order."""
+    attention LSE and the FFN pre-activation, then the backward of each op in reverse order; with
+    ``batch.dropout``, the attention and bias + residual + LayerNorm ones with their fused dropout."""
     import torch
 
     from fastbert.kernels import attention, gemm, layernorm
@@ -331,13 +341,18 @@ def train_launches(shape: Shape, dtype, batch: Batch, activation: str, name: str
     def w(*size):
         return torch.empty(size, dtype=dtype)
 
+    drop = dict(dropout=0.1, seed=1234) if batch.dropout else {}
     sink, label = [], [""]
     with recording(sink, label):
         x, dy = w(rows, hidden), w(rows, hidden)
+        if batch.dropout:
+            label[0] = f"{name}: layernorm fwd (dropout)"
+            layernorm.bias_residual_layernorm(w(rows, hidden), w(hidden), x, w(hidden), w(hidden), 1e-12, **drop)
         label[0] = f"{name}: ffn-up fwd (save_pre)"
         up, pre = gemm.linear(x, w(inter, hidden), w(inter), activation, save_pre=True)
         label[0] = f"{name}: ffn layernorm bwd"
-        dh = layernorm.bias_residual_layernorm_backward(dy, w(rows, hidden), w(hidden), x, w(hidden), 1e-12)[0]
+        dh = layernorm.bias_dropout_residual_layernorm_backward(dy, w(rows, hidden), w(hidden), x, w(hidden), 1e-12,
+                                                                **drop)[0]
         label[0] = f"{name}: ffn-down bwd"
         dup = gemm.linear_backward(dh, up, w(hidden, inter), None)[0]
         label[0] = f"{name}: ffn-up bwd"
@@ -349,17 +364,17 @@ def train_launches(shape: Shape, dtype, batch: Batch, activation: str, name: str
         if packed:
             cu = torch.tensor([0, *torch.tensor(batch.lengths).cumsum(0).tolist()], dtype=torch.int32)
             label[0] = f"{name}: attention fwd (lse)"
-            out, lse = attention.attention_varlen(q, k, v, cu, batch.seqlen, return_lse=True)
+            out, lse = attention.attention_varlen(q, k, v, cu, batch.seqlen, return_lse=True, **drop)
             label[0] = f"{name}: attention bwd"
-            attention.attention_varlen_backward(dctx, q, k, v, out, lse, cu, batch.seqlen)
+            attention.attention_varlen_backward(dctx, q, k, v, out, lse, cu, batch.seqlen, **drop)
         else:
             b, s = batch.batch, batch.seqlen
             mask = torch.arange(s)[None, :] >= (s - torch.tensor(batch.lengths))[:, None]  # [B, S] left padding
             q, k, v, dctx = (t.unflatten(0, (b, s)) for t in (q, k, v, dctx))
             label[0] = f"{name}: attention fwd (lse)"
-            out, lse = attention.attention(q, k, v, mask, return_lse=True)
+            out, lse = attention.attention(q, k, v, mask, return_lse=True, **drop)
             label[0] = f"{name}: attention bwd"
-            attention.attention_backward(dctx, q, k, v, out, lse, mask)
+            attention.attention_backward(dctx, q, k, v, out, lse, mask, **drop)
         label[0] = f"{name}: qkv bwd"
         gemm.linear_backward(w(rows, 3 * hidden), x, w(3 * hidden, hidden), None)
     return sink
@@ -856,6 +871,7 @@ def _variant_label(v: dict) -> str:
         tile = f"{m['BLOCK_M']}x{m['BLOCK_N']}"
         extra = f"D={m['HEAD_DIM']} mask={int(m['HAS_MASK'])} varlen={int(m['VARLEN'])}"
         extra += " lse=1" if m.get("SAVE_LSE") else ""
+        extra += " dropout=1" if m.get("HAS_DROPOUT") else ""
         if "C2P" in m:
             extra += f" c2p={int(m['C2P'])} p2c={int(m['P2C'])}"
     elif v["kernel"] == "activation_bwd_kernel":
@@ -863,6 +879,7 @@ def _variant_label(v: dict) -> str:
     else:
         tile = f"rows={m['BLOCK_ROWS']}x{m['BLOCK_H']}"
         extra = f"bias={int(m['HAS_BIAS'])}" if "HAS_BIAS" in m else ""
+        extra += " dropout=1" if m.get("HAS_DROPOUT") else ""
     spec = f" [{' '.join(v['spec'])}]" if v.get("spec") else ""
     return f"{tile} w{m.get('num_warps', 4)} s{m.get('num_stages', '-')} {extra}{spec}".strip()
 

@@ -39,6 +39,16 @@ Output contract (what :func:`attention_ref` reproduces exactly):
 
 Training: ``return_lse=True`` also writes each query row's log-sum-exp, and :func:`attention_backward` /
 :func:`attention_varlen_backward` (FlashAttention-2's backward, see "Backward" below) give dQ, dK, dV without bias.
+
+Dropout on the probabilities (train mode, transformers' ``attention_probs_dropout_prob``)::
+
+    out_i = sum_j softmax_j(s_ij) * z_ij v_j,     z_ij = keep_ij / (1 - p)   (0 for every pair when p = 1)
+
+``keep_ij = tl.rand(seed, ((b * heads + h) * L + i) * L + j) >= p`` -- Triton's Philox with the counter of the pair
+``(sequence b, head h, query i, key j)`` in a ``[B, heads, L, L]`` grid, ``L`` = the padded length or ``max_seqlen``
+-- so the mask depends on the seed and the pair alone, not on tiles: the backward kernels regenerate it (nothing is
+stored). The softmax's normaliser and the saved LSE are those of the un-dropped probabilities (as
+``dropout(softmax(s))``). :func:`attention_dropout_keep` writes the mask out (tests).
 """
 from __future__ import annotations
 
@@ -53,6 +63,13 @@ from .target import current_target
 
 _INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 _LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _attn_keep(seed, p, pid_bh, m, n, L):
+    """Dropout mask (True: kept) of query rows ``m`` and key rows ``n`` (within the sequence; ``[M, 1]`` and
+    ``[1, N]``, or transposed) of the (sequence, head) ``pid_bh``; ``L``: the side of the counter grid."""
+    return tl.rand(seed, (pid_bh.to(tl.int64) * L + m.to(tl.int64)) * L + n.to(tl.int64)) >= p
 
 
 # Candidate tiles per operand size, tensor-core kind and sequence class: (BLOCK_M, BLOCK_N, num_warps, num_stages).
@@ -76,6 +93,9 @@ _TILES = {
     (4, "mma", "bias"): [(32, 32, 4, 2), (16, 32, 2, 2)], (4, "mma", "bias-masked"): [(16, 32, 2, 2)],
 }
 _SEQ_CLASSES = ((32, "short"), (128, "medium"), (None, "long"))
+# With probability dropout at D = 64 (triton 3.9 static check, medium class): 16-bit 64x64 spilled on sm_80 and sm_90,
+# fp32 64x32 on 8 warps on sm_80. Left out of the candidates for dropout at D > 32.
+_DROPOUT_SPILLS = {2: {(64, 64, 4, 3)}, 4: {(64, 32, 8, 2)}}
 
 
 def seq_bucket(max_seqlen: int) -> int:
@@ -111,7 +131,10 @@ def _prune_attention_configs(configs, named_args, **kwargs):
     seq_class = _seq_class(named_args["SEQ_BUCKET"])
     if (elem, kind) == (4, "mma") and kwargs.get("HAS_BIAS") and block_d > 32:
         seq_class = "bias-masked" if kwargs.get("HAS_MASK") else "bias"
-    return keep_tiles(configs, _TILES[(elem, kind, seq_class)], elem, block_d)
+    wanted = _TILES[(elem, kind, seq_class)]
+    if kwargs.get("HAS_DROPOUT") and block_d > 32:  # the mask's Philox rounds need registers: these tiles spilled
+        wanted = [t for t in wanted if t not in _DROPOUT_SPILLS[elem]]
+    return keep_tiles(configs, wanted, elem, block_d)
 
 
 def keep_tiles(configs, wanted, elem: int, block_d: int) -> list:
@@ -136,11 +159,11 @@ def keep_tiles(configs, wanted, elem: int, block_d: int) -> list:
 # with each argument's shape.
 @triton.autotune(
     configs=ATTENTION_CONFIGS,
-    key=["SEQ_BUCKET", "BLOCK_D", "HAS_MASK", "VARLEN", "HAS_BIAS"],
+    key=["SEQ_BUCKET", "BLOCK_D", "HAS_MASK", "VARLEN", "HAS_BIAS", "HAS_DROPOUT"],
     prune_configs_by={"early_config_prune": _prune_attention_configs},
     cache_results=True,  # chosen configs persist in Triton's cache dir: a second process does not tune again
 )
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a fresh seed per call must not recompile
 def _attention_fwd_kernel(
     Q_ptr, K_ptr, V_ptr,  # [B, S, heads, D] (padded) or [T, heads, D] (VARLEN), any strides
     O_ptr,  # like q, contiguous
@@ -160,11 +183,13 @@ def _attention_fwd_kernel(
     stride_bias_h,
     stride_lb, stride_lh,  # LSE strides (its row stride is 1; VARLEN: stride_lb is 0)
     qk_scale,  # log2(e) / sqrt(D)
+    seed, drop_p, drop_scale, drop_len,  # dropout: Philox seed, p, 1 / (1 - p) (0 if p = 1), L (HAS_DROPOUT only)
     HEAD_DIM: tl.constexpr,  # D
     BLOCK_D: tl.constexpr,  # next_pow2(D), >= 16
     HAS_MASK: tl.constexpr,
     VARLEN: tl.constexpr,
     HAS_BIAS: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr,
     MAX_DISTANCE: tl.constexpr,  # M: distances are clamped to [-M, M]
     FP32: tl.constexpr,  # fp32 operands: tf32x3 products (fp32 accuracy on tensor cores)
     SAVE_LSE: tl.constexpr,  # training: also write each row's log-sum-exp for the backward
@@ -258,6 +283,8 @@ def _attention_fwd_kernel(
             mask=n_ok[:, None] & d_ok[None, :], other=0.0,
         )  # [BLOCK_N, BLOCK_D]
         acc = acc * alpha[:, None]
+        if HAS_DROPOUT:  # the normaliser l_i keeps every probability; the values see the dropped ones
+            p = tl.where(_attn_keep(seed, drop_p, pid_bh, offs_m[:, None], offs_n[None, :], drop_len), p * drop_scale, 0.0)
         if FP32:
             acc = tl.dot(p, v, acc, input_precision="tf32x3")
         else:
@@ -291,7 +318,7 @@ def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ndim: int, lay
 
 
 def _launch(q, k, v, out, mask, cu_seqlens, batch, seqlen_arg, max_seqlen, q_strides, k_strides, v_strides,
-            o_strides, mask_strides, bias=None, positions=None, lse=None, lse_strides=(0, 0)):
+            o_strides, mask_strides, bias=None, positions=None, lse=None, lse_strides=(0, 0), dropout=(0.0, 0)):
     heads, head_dim = q.shape[-2], q.shape[-1]
     block_d = max(16, triton.next_power_of_2(head_dim))
 
@@ -310,15 +337,29 @@ def _launch(q, k, v, out, mask, cu_seqlens, batch, seqlen_arg, max_seqlen, q_str
         bias.stride(0) if bias is not None else 0,
         *lse_strides,
         _LOG2E / math.sqrt(head_dim),
+        *_dropout_args(dropout, max_seqlen),
         HEAD_DIM=head_dim,
         BLOCK_D=block_d,
         HAS_MASK=mask is not None,
         VARLEN=cu_seqlens is not None,
         HAS_BIAS=bias is not None,
+        HAS_DROPOUT=dropout[0] > 0,
         MAX_DISTANCE=(bias.shape[1] - 1) // 2 if bias is not None else 0,
         FP32=q.dtype == torch.float32,
         SAVE_LSE=lse is not None,
     )
+
+
+def _check_dropout(dropout: float, seed: int) -> tuple[float, int]:
+    if isinstance(dropout, bool) or not 0.0 <= dropout <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {dropout!r}")
+    return float(dropout), int(seed)
+
+
+def _dropout_args(dropout: tuple[float, int], max_seqlen: int) -> tuple:
+    """``(seed, p, scale, L)`` for the kernels from ``(p, seed)``."""
+    p, seed = dropout
+    return seed, p, (1.0 / (1.0 - p) if p < 1.0 else 0.0), int(max_seqlen)
 
 
 def _check_bias(bias: torch.Tensor | None, q: torch.Tensor, heads: int) -> torch.Tensor | None:
@@ -334,15 +375,17 @@ def _check_bias(bias: torch.Tensor | None, q: torch.Tensor, heads: int) -> torch
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
-              bias: torch.Tensor | None = None, return_lse: bool = False):
-    """softmax(q k^T / sqrt(D) + bias, keys masked by ``key_mask``) v.
+              bias: torch.Tensor | None = None, return_lse: bool = False, *, dropout: float = 0.0, seed: int = 0):
+    """dropout(softmax(q k^T / sqrt(D) + bias, keys masked by ``key_mask``)) v.
 
     q, k, v: ``[B, S, heads, D]``, any strides; key_mask: ``[B, S]`` bool (True = real token) or None; bias: None or
     ``[heads, 2M + 1]``, the bias of each key - query distance clamped to ``[-M, M]`` (module docstring).
     Returns ``[B, S, heads, D]`` contiguous, q's dtype. See the module docstring for rows without valid keys.
     ``return_lse`` (training): also return the ``[B, heads, S]`` fp32 log-sum-exp :func:`attention_backward` reads.
+    ``dropout``: probability, with the Philox ``seed`` (the backward needs the same; module docstring).
     """
     _check_qkv(q, k, v, 4, "[B, S, heads, D]")
+    drop = _check_dropout(dropout, seed)
     batch, seqlen, heads, head_dim = q.shape
     bias = _check_bias(bias, q, heads)
     key_mask = _check_key_mask(key_mask, q)
@@ -354,7 +397,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch
             q, k, v, out, key_mask, None, batch, seqlen, seqlen,
             q.stride(), k.stride(), v.stride(), out.stride()[:3],
             key_mask.stride() if key_mask is not None else (0, 0), bias,
-            lse=lse, lse_strides=lse.stride()[:2] if lse is not None else (0, 0),
+            lse=lse, lse_strides=lse.stride()[:2] if lse is not None else (0, 0), dropout=drop,
         )
     return (out, lse) if return_lse else out
 
@@ -375,16 +418,18 @@ def _check_key_mask(key_mask: torch.Tensor | None, q: torch.Tensor) -> torch.Ten
 
 def attention_varlen(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
-    bias: torch.Tensor | None = None, positions: torch.Tensor | None = None, return_lse: bool = False,
+    bias: torch.Tensor | None = None, positions: torch.Tensor | None = None, return_lse: bool = False, *,
+    dropout: float = 0.0, seed: int = 0,
 ):
     """Attention within each packed sequence: q, k, v ``[T, heads, D]`` (any strides), sequence ``i`` in rows
     ``cu_seqlens[i]:cu_seqlens[i+1]`` (int32 ``[B + 1]``, non-decreasing, ``cu_seqlens[-1] <= T``), ``max_seqlen``
     >= the longest sequence. ``bias`` ``[heads, 2M + 1]`` (as :func:`attention`) with ``positions`` ``[T]`` (each
     token's column, any integer dtype), or neither. Returns ``[T, heads, D]`` contiguous; rows outside every
     sequence are left unwritten. ``return_lse`` (training): also return the ``[heads, T]`` fp32 log-sum-exp
-    :func:`attention_varlen_backward` reads."""
+    :func:`attention_varlen_backward` reads. ``dropout``, ``seed``: as :func:`attention`."""
     _check_qkv(q, k, v, 3, "[T, heads, D]")
     _check_cu_seqlens(cu_seqlens, max_seqlen, q)
+    drop = _check_dropout(dropout, seed)
     bias = _check_bias(bias, q, q.shape[1])
     if (bias is None) != (positions is None):
         raise ValueError("bias and positions go together: the bias reads each token's position")
@@ -403,7 +448,7 @@ def attention_varlen(
         _launch(
             q, k, v, out, None, cu_seqlens, batch, 0, int(max_seqlen),
             (0, *q.stride()), (0, *k.stride()), (0, *v.stride()), (0, *out.stride()[:2]), (0, 0), bias, positions,
-            lse=lse, lse_strides=(0, lse.stride(0)) if lse is not None else (0, 0),
+            lse=lse, lse_strides=(0, lse.stride(0)) if lse is not None else (0, 0), dropout=drop,
         )
     return (out, lse) if return_lse else out
 
@@ -426,10 +471,12 @@ def _check_cu_seqlens(cu_seqlens: torch.Tensor, max_seqlen: int, q: torch.Tensor
 # row i with ``lse_i`` (base 2, scaled logits) and ``delta_i = dO_i . O_i``,
 #
 #     P_ij  = exp2(s_ij * log2(e) / sqrt(D) - lse_i)        (0 for invalid keys and for rows whose output is 0)
-#     dV_j  = sum_i P_ij dO_i
-#     dS_ij = P_ij (dO_i . V_j - delta_i)
+#     dV_j  = sum_i P_ij z_ij dO_i
+#     dS_ij = P_ij (z_ij dO_i . V_j - delta_i)
 #     dK_j  = sum_i dS_ij Q_i / sqrt(D)        dQ_i = sum_j dS_ij K_j / sqrt(D)
 #
+# with dropout's ``z_ij`` (module docstring; 1 without dropout) regenerated from the seed: ``delta_i = dO_i . O_i`` is
+# still ``sum_j P_ij z_ij dO_i . V_j``, so the softmax's backward needs nothing else.
 # Two kernels, no atomics: one program per (key block, sequence, head) streams the query blocks for dK and dV; one per
 # (query block, sequence, head) streams the key blocks for dQ. The key range, masks and rows with no work are those
 # of the forward (module docstring): a row whose output is the constant 0 has ``lse = +inf``, hence P = 0 and no
@@ -472,7 +519,7 @@ def _key_range(Mask_ptr, CuSeqlens_ptr, b, S, stride_mb, stride_ms, HAS_MASK: tl
 
 # Over 80 lines for the forward kernel's reason: one program's whole life (its key block, the stream of query blocks,
 # the two accumulators, the stores) reads best in one body, and a third of it is the argument list with shapes.
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a fresh seed per call must not recompile
 def _attention_bwd_dkdv_kernel(
     Q_ptr, K_ptr, V_ptr,  # [B, S, heads, D] (padded) or [T, heads, D] (VARLEN), any strides
     dO_ptr,  # like q, contiguous: the output's gradient
@@ -489,10 +536,12 @@ def _attention_bwd_dkdv_kernel(
     stride_lb, stride_lh,  # LSE and delta (row stride 1)
     qk_scale,  # log2(e) / sqrt(D)
     sm_scale,  # 1 / sqrt(D)
+    seed, drop_p, drop_scale, drop_len,  # dropout, as the forward's (HAS_DROPOUT only)
     HEAD_DIM: tl.constexpr,
     BLOCK_D: tl.constexpr,
     HAS_MASK: tl.constexpr,
     VARLEN: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr,
     FP32: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -539,11 +588,17 @@ def _attention_bwd_dkdv_kernel(
         delta = tl.load(Delta_ptr + l_base + offs_m, mask=m_ok, other=0.0)  # [BLOCK_M]
         s_t = _mm(k, tl.trans(q), FP32) * qk_scale  # [BLOCK_N, BLOCK_M] base-2 logits, transposed
         p_t = tl.where(valid[:, None], tl.math.exp2(s_t - lse[None, :]), 0.0)
+        pz_t = p_t
+        if HAS_DROPOUT:
+            keep_t = _attn_keep(seed, drop_p, pid_bh, offs_m[None, :], offs_n[:, None], drop_len)  # [BLOCK_N, BLOCK_M]
+            pz_t = tl.where(keep_t, p_t * drop_scale, 0.0)
         if FP32:
-            dv += _mm(p_t, do, FP32)
+            dv += _mm(pz_t, do, FP32)
         else:
-            dv += _mm(p_t.to(do.dtype), do, FP32)
+            dv += _mm(pz_t.to(do.dtype), do, FP32)
         dp_t = _mm(v, tl.trans(do), FP32)  # [BLOCK_N, BLOCK_M]
+        if HAS_DROPOUT:
+            dp_t = tl.where(keep_t, dp_t * drop_scale, 0.0)
         ds_t = p_t * (dp_t - delta[None, :])
         if FP32:
             dk += _mm(ds_t, q, FP32)
@@ -556,7 +611,7 @@ def _attention_bwd_dkdv_kernel(
     tl.store(dV_ptr + out_offs, dv.to(dV_ptr.dtype.element_ty), mask=out_mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a fresh seed per call must not recompile
 def _attention_bwd_dq_kernel(
     Q_ptr, K_ptr, V_ptr,  # as _attention_bwd_dkdv_kernel
     dO_ptr, Lse_ptr, Delta_ptr,
@@ -570,10 +625,12 @@ def _attention_bwd_dq_kernel(
     stride_mb, stride_ms,
     stride_lb, stride_lh,
     qk_scale, sm_scale,
+    seed, drop_p, drop_scale, drop_len,
     HEAD_DIM: tl.constexpr,
     BLOCK_D: tl.constexpr,
     HAS_MASK: tl.constexpr,
     VARLEN: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr,
     FP32: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -617,6 +674,9 @@ def _attention_bwd_dq_kernel(
         s = _mm(q, tl.trans(k), FP32) * qk_scale  # [BLOCK_M, BLOCK_N]
         p = tl.where(valid[None, :], tl.math.exp2(s - lse[:, None]), 0.0)
         dp = _mm(do, tl.trans(v), FP32)  # [BLOCK_M, BLOCK_N]
+        if HAS_DROPOUT:
+            keep = _attn_keep(seed, drop_p, pid_bh, offs_m[:, None], offs_n[None, :], drop_len)
+            dp = tl.where(keep, dp * drop_scale, 0.0)
         ds = p * (dp - delta[:, None])
         if FP32:
             dq += _mm(ds, k, FP32)
@@ -641,7 +701,7 @@ def backward_tile(elem: int, head_dim: int) -> tuple[int, int, int, int]:
 
 
 def _launch_backward(do, q, k, v, out, lse, dq, dk, dv, mask, cu_seqlens, batch, seqlen_arg, max_seqlen, qkv_strides,
-                     o_strides, mask_strides, lse_strides):
+                     o_strides, mask_strides, lse_strides, dropout):
     heads, head_dim = q.shape[-2], q.shape[-1]
     block_m, block_n, warps, stages = backward_tile(q.element_size(), head_dim)
     # delta_i = dO_i . O_i in fp32, laid out like the LSE (one PyTorch reduction; small next to the two kernels)
@@ -649,15 +709,42 @@ def _launch_backward(do, q, k, v, out, lse, dq, dk, dv, mask, cu_seqlens, batch,
     delta = delta.permute(0, 2, 1).contiguous() if cu_seqlens is None else delta.t().contiguous()
     common = dict(
         HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)), HAS_MASK=mask is not None,
-        VARLEN=cu_seqlens is not None, FP32=q.dtype == torch.float32, num_warps=warps, num_stages=stages,
+        VARLEN=cu_seqlens is not None, HAS_DROPOUT=dropout[0] > 0, FP32=q.dtype == torch.float32, num_warps=warps,
+        num_stages=stages,
     )
     tail = (mask if mask is not None else dq, cu_seqlens if cu_seqlens is not None else dq, seqlen_arg, heads,
             *qkv_strides, *o_strides, *mask_strides, *lse_strides, _LOG2E / math.sqrt(head_dim),
-            1.0 / math.sqrt(head_dim))
+            1.0 / math.sqrt(head_dim), *_dropout_args(dropout, max_seqlen))
     _attention_bwd_dkdv_kernel[(triton.cdiv(max_seqlen, block_n), batch * heads)](
         q, k, v, do, lse, delta, dk, dv, *tail, BLOCK_M=block_m, BLOCK_N=block_n, **common)
     _attention_bwd_dq_kernel[(triton.cdiv(max_seqlen, block_m), batch * heads)](
         q, k, v, do, lse, delta, dq, *tail, BLOCK_M=block_m, BLOCK_N=block_n, **common)
+
+
+@triton.jit(do_not_specialize=["seed"])  # a fresh seed per call must not recompile
+def _attention_keep_kernel(
+    Keep_ptr,  # [B * heads, L, L] int8 output, contiguous
+    L, seed, p,
+    BLOCK: tl.constexpr,
+):
+    pid_bh = tl.program_id(1)
+    offs_m = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)  # [BLOCK] query rows
+    for start_n in range(0, L, BLOCK):
+        offs_n = start_n + tl.arange(0, BLOCK)  # [BLOCK] key rows
+        keep = _attn_keep(seed, p, pid_bh, offs_m[:, None], offs_n[None, :], L)
+        offs = (pid_bh.to(tl.int64) * L + offs_m[:, None]) * L + offs_n[None, :]
+        tl.store(Keep_ptr + offs, keep.to(tl.int8), mask=(offs_m < L)[:, None] & (offs_n < L)[None, :])
+
+
+def attention_dropout_keep(batch: int, heads: int, max_seqlen: int, p: float, seed: int, device) -> torch.Tensor:
+    """The dropout mask (bool ``[B, heads, L, L]``, True: kept; ``L`` = the padded length or ``max_seqlen``) that
+    :func:`attention` / :func:`attention_varlen` and their backward apply for ``dropout=p, seed=seed``: entry
+    ``[b, h, i, j]`` is query ``i``, key ``j`` of sequence ``b``, head ``h``. For tests; the kernels store none."""
+    p, seed = _check_dropout(p, seed)
+    keep = torch.empty((batch * heads, max_seqlen, max_seqlen), dtype=torch.int8, device=device)
+    if keep.numel():
+        _attention_keep_kernel[(triton.cdiv(max_seqlen, 32), batch * heads)](keep, max_seqlen, seed, p, BLOCK=32)
+    return keep.bool().view(batch, heads, max_seqlen, max_seqlen)
 
 
 def _check_backward(do: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, lse_shape: tuple) -> torch.Tensor:
@@ -671,10 +758,12 @@ def _check_backward(do: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, lse_
 
 
 def attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
-                       lse: torch.Tensor, key_mask: torch.Tensor | None):
+                       lse: torch.Tensor, key_mask: torch.Tensor | None, *, dropout: float = 0.0, seed: int = 0):
     """Gradients ``(dq, dk, dv)`` (``[B, S, heads, D]`` contiguous, q's dtype) of :func:`attention` without bias,
-    given the output's gradient ``do``, the inputs, and the ``out, lse`` the forward returned with ``return_lse``."""
+    given the output's gradient ``do``, the inputs, and the ``out, lse`` the forward returned with ``return_lse``;
+    ``dropout`` and ``seed`` as the forward's."""
     _check_qkv(q, k, v, 4, "[B, S, heads, D]")
+    drop = _check_dropout(dropout, seed)
     batch, seqlen, heads, _ = q.shape
     do = _check_backward(do, out, lse, (batch, heads, seqlen))
     key_mask = _check_key_mask(key_mask, q)
@@ -682,15 +771,18 @@ def attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: to
     if q.numel() > 0:
         _launch_backward(do, q, k, v, out, lse, dq, dk, dv, key_mask, None, batch, seqlen, seqlen,
                          (*q.stride(), *k.stride(), *v.stride()), dq.stride()[:3],
-                         key_mask.stride() if key_mask is not None else (0, 0), lse.stride()[:2])
+                         key_mask.stride() if key_mask is not None else (0, 0), lse.stride()[:2], drop)
     return dq, dk, dv
 
 
 def attention_varlen_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                              out: torch.Tensor, lse: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int):
+                              out: torch.Tensor, lse: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, *,
+                              dropout: float = 0.0, seed: int = 0):
     """Gradients ``(dq, dk, dv)`` (``[T, heads, D]`` contiguous) of :func:`attention_varlen` without bias; rows
-    outside every sequence are left unwritten, as the forward leaves them."""
+    outside every sequence are left unwritten, as the forward leaves them; ``dropout`` and ``seed`` as the
+    forward's."""
     _check_qkv(q, k, v, 3, "[T, heads, D]")
+    drop = _check_dropout(dropout, seed)
     _check_cu_seqlens(cu_seqlens, max_seqlen, q)
     total, heads, _ = q.shape
     do = _check_backward(do, out, lse, (heads, total))
@@ -700,7 +792,7 @@ def attention_varlen_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor
     if q.numel() > 0 and batch > 0 and max_seqlen > 0:
         _launch_backward(do, q, k, v, out, lse, dq, dk, dv, None, cu_seqlens, batch, 0, int(max_seqlen),
                          (0, *q.stride(), 0, *k.stride(), 0, *v.stride()), (0, *dq.stride()[:2]), (0, 0),
-                         (0, lse.stride(0)))
+                         (0, lse.stride(0)), drop)
     return dq, dk, dv
 
 
@@ -710,10 +802,12 @@ def attention_varlen_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor
 
 def _attend_ref(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_ok: torch.Tensor, upcast: bool,
-    bias: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None, positions: torch.Tensor | None = None, keep: torch.Tensor | None = None,
+    p: float = 0.0,
 ) -> torch.Tensor:
     """One sequence: q, k, v ``[L, heads, D]``, key_ok ``[L]`` bool -> ``[L, heads, D]`` fp32 (zeros when no key is
-    valid). ``bias`` ``[heads, 2M + 1]`` with ``positions`` ``[L]``: the relative-position bias. ``upcast``: float64
+    valid). ``bias`` ``[heads, 2M + 1]`` with ``positions`` ``[L]``: the relative-position bias. ``keep`` ``[heads,
+    L, L]`` bool with ``p``: dropout on the probabilities with that mask. ``upcast``: float64
     math. Otherwise eager attention in q's dtype -- scores and probabilities rounded to it, products accumulated in
     fp32 -- the "same dtype" baseline that low-precision tolerances are relative to."""
     if not bool(key_ok.any()):
@@ -732,16 +826,19 @@ def _attend_ref(
     probs = torch.softmax(scores, dim=-1)
     if not upcast:
         probs = probs.to(dtype).to(work)
+    if keep is not None:
+        probs = probs * (keep.to(work) * (1.0 / (1.0 - p) if p < 1 else 0.0))
     return (probs @ v).transpose(0, 1).float()
 
 
 def attention_ref(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, upcast: bool = True,
-    bias: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None, keep: torch.Tensor | None = None, p: float = 0.0,
 ) -> torch.Tensor:
     """Reference for :func:`attention` in q's dtype, with the module docstring's output contract: zeros for a
     sequence without valid keys and for query rows at or after its last valid key + 1. ``upcast`` as in
-    :func:`_attend_ref`; ``bias`` as in :func:`attention` (positions: the row index)."""
+    :func:`_attend_ref`; ``bias`` as in :func:`attention` (positions: the row index); ``keep`` ``[B, heads, S, S]``
+    (:func:`attention_dropout_keep`'s) with ``p``: dropout with that mask."""
     batch, seqlen = q.shape[:2]
     if key_mask is None:
         key_mask = torch.ones((batch, seqlen), dtype=torch.bool, device=q.device)
@@ -751,37 +848,43 @@ def attention_ref(
         real = key_mask[i].nonzero()
         end = int(real.max()) + 1 if real.numel() else 0
         if end:
-            out[i, :end] = _attend_ref(q[i], k[i], v[i], key_mask[i], upcast, bias, positions)[:end]
+            out[i, :end] = _attend_ref(q[i], k[i], v[i], key_mask[i], upcast, bias, positions,
+                                       None if keep is None else keep[i], p)[:end]
     return out.to(q.dtype)
 
 
 def attention_varlen_ref(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
     upcast: bool = True, bias: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+    keep: torch.Tensor | None = None, p: float = 0.0,
 ) -> torch.Tensor:
-    """Reference for :func:`attention_varlen` in q's dtype; rows outside every sequence are zero here."""
+    """Reference for :func:`attention_varlen` in q's dtype; rows outside every sequence are zero here. ``keep``
+    ``[B, heads, max_seqlen, max_seqlen]`` with ``p``: dropout with that mask (as :func:`attention_ref`)."""
     out = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
     bounds = cu_seqlens.tolist()
-    for start, end in zip(bounds[:-1], bounds[1:]):
+    for i, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
         if end > start:
             ok = torch.ones(end - start, dtype=torch.bool, device=q.device)
             pos = None if positions is None else positions[start:end].long()
-            out[start:end] = _attend_ref(q[start:end], k[start:end], v[start:end], ok, upcast, bias, pos)
+            mask = None if keep is None else keep[i, :, :end - start, :end - start]
+            out[start:end] = _attend_ref(q[start:end], k[start:end], v[start:end], ok, upcast, bias, pos, mask, p)
     return out.to(q.dtype)
 
 
 def attention_backward_ref(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                           key_mask: torch.Tensor | None):
-    """Reference for :func:`attention_backward`: PyTorch autograd through :func:`attention_ref` (float64 math),
-    gradients in q's dtype."""
+                           key_mask: torch.Tensor | None, keep: torch.Tensor | None = None, p: float = 0.0):
+    """Reference for :func:`attention_backward`: PyTorch autograd through :func:`attention_ref` (float64 math, the
+    dropout mask ``keep`` with ``p``), gradients in q's dtype."""
     leaves = [t.detach().requires_grad_() for t in (q, k, v)]
-    out = attention_ref(*leaves, key_mask, upcast=True)
+    out = attention_ref(*leaves, key_mask, upcast=True, keep=keep, p=p)
     return tuple(g.to(q.dtype) for g in torch.autograd.grad(out, leaves, do.to(out.dtype)))
 
 
 def attention_varlen_backward_ref(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                                  cu_seqlens: torch.Tensor, max_seqlen: int):
-    """Reference for :func:`attention_varlen_backward` (rows outside every sequence get zeros here)."""
+                                  cu_seqlens: torch.Tensor, max_seqlen: int, keep: torch.Tensor | None = None,
+                                  p: float = 0.0):
+    """Reference for :func:`attention_varlen_backward` (rows outside every sequence get zeros here; ``keep``, ``p``
+    as :func:`attention_varlen_ref`)."""
     leaves = [t.detach().requires_grad_() for t in (q, k, v)]
-    out = attention_varlen_ref(*leaves, cu_seqlens, max_seqlen, upcast=True)
+    out = attention_varlen_ref(*leaves, cu_seqlens, max_seqlen, upcast=True, keep=keep, p=p)
     return tuple(g.to(q.dtype) for g in torch.autograd.grad(out, leaves, do.to(out.dtype)))

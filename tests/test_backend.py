@@ -29,7 +29,11 @@ def test_supported_triton_is_taken(fresh_probe):
     assert ops.resolve_backend(None, torch.device("cuda")) == "triton"
     assert ops.resolve_backend("torch", torch.device("cuda")) == "torch"
     assert ops.resolve_backend(None, torch.device("cuda"), needs_grad=True) == "torch"  # auto: not before a GPU run
-    # Asked for by name, Triton keeps autograd (backward kernels), unless the model lacks one or dropout is on.
+    # Asked for by name, Triton keeps autograd (backward kernels) and dropout (fused), unless the model lacks a
+    # backward.
     assert ops.resolve_backend("triton", torch.device("cuda"), needs_grad=True) == "triton"
     assert ops.resolve_backend("triton", torch.device("cuda"), needs_grad=True, grad_missing="MPNet") == "torch"
-    assert ops.resolve_backend("triton", torch.device("cuda"), dropout=True) == "torch"
+    assert ops.resolve_backend("triton", torch.device("cuda"), dropout=True) == "triton"  # dropout fused
+    assert ops.resolve_backend("triton", torch.device("cuda"), dropout=True, needs_grad=True,
+                               grad_missing="MPNet") == "torch"
+    assert ops.resolve_backend(None, torch.device("cuda"), dropout=True) == "torch"  # auto: not before a GPU run

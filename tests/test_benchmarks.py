@@ -169,14 +169,12 @@ def test_train_benchmark_masked_lm_smoke(bench, tmp_path):
 def test_train_benchmark_triton_rows(bench, tmp_path, monkeypatch):
     """benchmarks.train's fastbert-triton row (the Triton forward and backward kernels; on CPU through the
     interpreter, as the GPU rows would run them on CUDA): with dropout 0 its losses follow fastbert's PyTorch path
-    step by step from the same weights and batches; without --dropout 0 the row is a usage error."""
+    step by step from the same weights and batches (with dropout the masks differ: tests/test_kernels_dropout.py)."""
     import benchmarks.train
 
     argv = ["--models", "minilm", "--dtypes", "fp32", "--implementations", "fastbert", "fastbert-triton", "hf-sdpa",
             "--batch", "2", "--max-length", "12", "--steps", "1", "--threads", "1", "--memory-dtypes",
             "--out", str(tmp_path), "--tag", "smoke"]
-    with pytest.raises(SystemExit):
-        benchmarks.train.main(argv)
     monkeypatch.setenv("TRITON_INTERPRET", "1")  # the workers are fresh processes: set before triton is imported
     assert benchmarks.train.main(argv + ["--dropout", "0"]) == 0
     data = json.loads((tmp_path / "train_smoke.json").read_text())

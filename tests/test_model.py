@@ -161,7 +161,7 @@ def test_backend_argument_and_env(minilm_path, monkeypatch):
         ops.resolve_backend("fast", cpu)
     monkeypatch.setenv("FASTBERT_BACKEND", "triton")
     assert ops.resolve_backend("torch", cpu) == "torch"  # the argument wins over the environment
-    assert ops.resolve_backend(None, cpu, dropout=True) == "torch"  # the kernels have no dropout
+    assert ops.resolve_backend(None, cpu, dropout=True) == "triton"  # dropout is fused (asked for by name)
     # Gradients without dropout keep the Triton backend asked for by name (it has backward kernels), not MPNet's
     assert ops.resolve_backend(None, cpu, needs_grad=True, grad_missing="MPNet's bias") == "torch"
     monkeypatch.setenv("TRITON_INTERPRET", "0")

@@ -334,23 +334,22 @@ def test_trainer_keyword_arguments(seed):
     assert abs(got.loss - expected.loss) <= LOSS_RTOL * abs(expected.loss)
 
 
-def test_train_mode_runs_on_torch_even_when_triton_is_asked(monkeypatch, seed):
-    """The Triton kernels have no dropout: train mode with dropout routes every op to the PyTorch backend, and the
-    Triton ops refuse a dropout they cannot apply. (Autograd without dropout: tests/test_kernels_backward.py.)"""
+def test_train_mode_with_dropout_runs_the_triton_kernels_only_when_asked(monkeypatch, seed):
+    """Dropout is fused into the Triton kernels (tests/test_kernels_dropout.py): train mode with dropout keeps
+    ``backend='triton'`` asked for by name, every op on Triton, with and without autograd; ``auto`` takes PyTorch."""
     from fastbert.encoder import ops
 
     if ops.triton_problem() is not None:
         pytest.skip(ops.triton_problem())
-    from fastbert.encoder.backends import triton_ops
+    from fastbert.encoder.backends import torch_ops
 
-    model = fastbert.optimize(_model("bert", "ForSequenceClassification", hidden_dropout_prob=0.1), backend="triton")
-    for name in ("embed", "linear", "attention", "linear_residual_layernorm", "bias_residual_layernorm"):
-        monkeypatch.setattr(triton_ops, name, lambda *a, **k: pytest.fail("a Triton op ran in train mode"))
-    model(**_batch(model, "ForSequenceClassification")).loss.backward()
-    with torch.no_grad():  # train mode without autograd still has dropout: still PyTorch
-        model(**_batch(model, "ForSequenceClassification"))
-    monkeypatch.undo()
-    x = torch.randn(3, 8)
-    with pytest.raises(ValueError, match="no dropout"):
-        triton_ops.linear_residual_layernorm(x, torch.randn(8, 8), None, x, torch.ones(8), torch.zeros(8), 1e-12,
-                                             dropout=0.1)
+    model = fastbert.optimize(_model("bert", "ForSequenceClassification", hidden_dropout_prob=0.1,
+                                     attention_probs_dropout_prob=0.1), backend="triton")
+    for name in ("linear", "attention", "linear_residual_layernorm", "bias_residual_layernorm"):
+        monkeypatch.setattr(torch_ops, name, lambda *a, _name=name, **k: pytest.fail(f"torch_ops.{_name} ran"))
+    loss = model(**_batch(model, "ForSequenceClassification")).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    with torch.no_grad():  # train mode without autograd: the forward kernels with dropout
+        assert torch.isfinite(model(**_batch(model, "ForSequenceClassification")).logits).all()
+    assert ops.resolve_backend("auto", torch.device("cuda"), dropout=True) == "torch"

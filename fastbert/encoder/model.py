@@ -158,7 +158,8 @@ def bert_forward(
     ``layers``: the weights of each layer application, in order (ALBERT passes its shared weights repeatedly).
     ``relative_bias``: MPNet's ``[buckets, heads]`` relative-position table, added in every layer's attention (the
     bias is prepared once here, :func:`fastbert.encoder.ops.position_bias`); None: no bias.
-    ``dropout``: train mode's dropout rates (None: eval; any nonzero rate runs the PyTorch backend). ``checkpoint``:
+    ``dropout``: train mode's dropout rates (None: eval; nonzero rates run the PyTorch backend unless ``triton`` was
+    asked for by name, see :func:`fastbert.encoder.ops.resolve_backend`). ``checkpoint``:
     gradient checkpointing, a function called as ``checkpoint(fn, x)`` (``torch.utils.checkpoint.checkpoint`` or
     transformers' ``_gradient_checkpointing_func``) that runs each layer application without keeping its
     activations; its dropout masks are replayed by the checkpoint's RNG-state preservation.
@@ -303,10 +304,11 @@ def _caller_stacklevel() -> int:
 def choose_backend(owner: nn.Module, backend: str | None, device: torch.device, grad: bool,
                    dropout: bool = False, triton_missing: str | None = None, grad_missing: str | None = None) -> str:
     """The backend one forward of ``owner`` runs (:func:`fastbert.encoder.ops.resolve_backend`). When autograd alone keeps
-    it off Triton, warn once per ``owner`` and name the fix; train mode's dropout (``dropout``) runs on PyTorch too
-    (fine-tuning: no warning)."""
+    it off Triton, warn once per ``owner`` and name the fix; when train mode's dropout (``dropout``) keeps it off
+    Triton (``backend`` not ``'triton'`` by name, or no backward), no warning (fine-tuning)."""
     chosen = ops.resolve_backend(backend, device, triton_missing=triton_missing)
-    if dropout:
+    if dropout and ops.resolve_backend(backend, device, grad, triton_missing, dropout=True,
+                                       grad_missing=grad_missing) == "torch":
         return "torch"
     if grad and chosen != "torch" and ops.resolve_backend(backend, device, True, triton_missing,
                                                           grad_missing=grad_missing) == "torch":

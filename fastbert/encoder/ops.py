@@ -6,17 +6,20 @@ Backends (one module each under :mod:`fastbert.encoder.backends`, with the same 
   runs on any device. The reference path. Packed tokens run in length buckets.
 * ``"triton"`` (:mod:`~fastbert.encoder.backends.triton_ops`) -- fastbert's fused Triton kernels. Differentiable
   through Triton backward kernels (GEMM + activation, attention, bias + residual + LayerNorm; tested through the
-  interpreter and compiled for sm_80/sm_90, not yet run on a GPU); no dropout, and no backward through MPNet's
-  relative-position bias.
+  interpreter and compiled for sm_80/sm_90, not yet run on a GPU); dropout fused into the kernels (hidden dropout
+  into bias + residual + LayerNorm, probability dropout into attention, forward and backward; Philox masks from a
+  per-call seed drawn from torch's RNG: same distribution as transformers, not the same masks; not in DeBERTa's
+  disentangled kernel); no backward through MPNet's relative-position bias.
   Runs on CUDA tensors, or on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before
   ``triton`` is imported) -- the path CI uses to test the kernels.
 
 :func:`resolve_backend` makes the choice once per forward: an explicit ``backend`` argument wins, then the
 ``FASTBERT_BACKEND`` environment variable (``torch`` | ``triton`` | ``auto``), then ``auto``, which takes Triton
-on CUDA when it is importable and PyTorch otherwise. Dropout (train mode) always takes the torch path. When gradients
-are needed, Triton is kept only when it was asked for by name (argument or ``FASTBERT_BACKEND=triton``) and the model
-has a backward on every op (``grad_missing`` None); otherwise, ``auto`` included, the torch path is taken (until the
-backward kernels have run on a GPU, ``auto`` does not pick them), so autograd never silently loses its graph.
+on CUDA when it is importable and PyTorch otherwise. When gradients are needed or dropout (train mode) is on, Triton is
+kept only when it was asked for by name (argument or ``FASTBERT_BACKEND=triton``) and, when gradients are needed, the
+model has a backward on every op (``grad_missing`` None); otherwise, ``auto`` included, the torch path is taken (until
+the backward and dropout kernels have run on a GPU, ``auto`` does not pick them), so autograd never silently loses its
+graph.
 
 ``dropout`` arguments (train mode; 0 in eval) are probabilities applied where transformers applies them: after the
 embedding LayerNorm, on the attention probabilities, and on a projection's output before its residual add. A precision
@@ -89,8 +92,8 @@ def resolve_backend(requested: str | None, device: torch.device, needs_grad: boo
     if choice not in BACKENDS:
         source = "backend argument" if requested not in (None, "auto") else "FASTBERT_BACKEND"
         raise ValueError(f"unknown {source} {choice!r}; expected one of {BACKENDS}")
-    if dropout:
-        return "torch"  # the Triton kernels have no dropout
+    if dropout and choice != "triton":
+        return "torch"  # Triton's dropout kernels only when asked for by name
     if needs_grad and (choice != "triton" or grad_missing is not None):
         return "torch"
     if triton_missing is not None:

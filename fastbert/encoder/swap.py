@@ -16,14 +16,18 @@ What runs where:
 * ``output_attentions=True`` (fastbert's attention never materialises the probabilities): the original HF forward
   runs, so results stay exactly HF's.
 * Train mode (fine-tuning): dropout at the rates transformers builds its modules with
-  (:class:`~fastbert.encoder.config.DropoutRates`, read at ``optimize``; call it again after changing them), on
+  (:class:`~fastbert.encoder.config.DropoutRates`, read at ``optimize``; call it again after changing them). On
   the PyTorch backend: hidden dropout with ``F.dropout``, attention-probability dropout with SDPA's ``dropout_p``.
-  The masks come from torch's RNG in fastbert's own order: the same distribution as transformers, not the same
-  masks for the same seed. HF's gradient checkpointing (``model.gradient_checkpointing_enable()``) is honoured: each
+  On the Triton backend (asked for by name, ``backend='triton'``; otherwise the PyTorch backend runs): the hidden
+  dropout after the attention output and FFN projections is fused into the bias + residual + LayerNorm kernels, the
+  probability dropout into the attention kernels (Triton's Philox, a per-call seed drawn from torch's CPU generator,
+  the mask regenerated in the backward kernels, none stored), the embeddings' with ``F.dropout``.
+  RNG semantics: the masks come from torch's RNG in fastbert's own order, so ``torch.manual_seed`` makes runs
+  reproducible; the same distribution as transformers, not the same masks for the same seed. HF's gradient checkpointing (``model.gradient_checkpointing_enable()``) is honoured: each
   layer application runs under the checkpoint function transformers installed (every layer, whatever
   ``every_n_layers`` was given; results are the same, only memory and time differ).
 * Gradients: with grad mode on and parameters (or ``inputs_embeds``) requiring grad, the op seam takes its
-  differentiable PyTorch path (or, when ``backend='triton'`` is asked for by name and dropout is off, the Triton
+  differentiable PyTorch path (or, when ``backend='triton'`` is asked for by name, the Triton
   kernels with their backward kernels; see :mod:`fastbert.encoder.ops`), so backpropagation reaches the HF
   parameters. The weights are read from the HF
   modules at every forward (Q/K/V stacked with a differentiable ``torch.cat``), so an optimizer step is seen by

@@ -1,9 +1,18 @@
 """The Triton backend: fastbert's fused kernels (:mod:`fastbert.kernels`). Differentiable: when autograd records a
 call (grad mode on and an input requires grad), the GEMM (+ bias + activation), attention and bias + residual +
 LayerNorm ops run as ``torch.autograd.Function`` objects whose backward passes are Triton kernels too; the embeddings'
-lookup + LayerNorm then runs the PyTorch ops (no backward kernel). No dropout (the op seam routes train mode's
-dropout to the PyTorch backend; a nonzero ``dropout`` here is a ``ValueError``), and no backward through MPNet's
-relative-position bias (a ``ValueError``; the op seam routes MPNet training to PyTorch).
+lookup + LayerNorm then runs the PyTorch ops (no backward kernel). No backward through MPNet's relative-position bias
+(a ``ValueError``; the op seam routes MPNet training to PyTorch).
+
+Dropout (train mode) is fused: the hidden dropout of :func:`linear_residual_layernorm` into the bias + residual +
+LayerNorm kernel and its backward, the attention-probability dropout of :func:`attention` into the attention forward
+and backward kernels. Each call draws one Philox seed from torch's CPU generator
+(:func:`fastbert.kernels.layernorm.dropout_seed`), and the backward kernels regenerate the mask from it (none is
+stored): reproducible under ``torch.manual_seed`` (and replayed by gradient checkpointing, which restores the CPU RNG
+state), the same distribution as transformers' dropout, not the same masks. The embeddings' dropout runs the PyTorch
+ops (``F.dropout``). DeBERTa's disentangled attention kernel has no dropout (a nonzero ``dropout`` there is a
+``ValueError``; its training runs on PyTorch anyway, having no Triton backward), nor has MPNet's biased attention
+under autograd (no backward).
 
 Runs on CUDA tensors, or on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before ``triton`` is
 imported), the path CI uses to test the kernels. Packed tokens stay packed: the attention kernels read
@@ -31,18 +40,14 @@ def _recording(*tensors) -> bool:
 
 def embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings, token_type_embeddings,
           ln_weight, ln_bias, eps, *, inputs_embeds=None, dropout=0.0) -> torch.Tensor:
-    _no_dropout(dropout)
     tables = (word_embeddings, position_embeddings, token_type_embeddings, ln_weight, ln_bias)
-    if inputs_embeds is not None or _recording(*tables):  # no lookup to fuse, or no backward kernel: PyTorch ops
+    if inputs_embeds is not None or dropout > 0 or _recording(*tables):
+        # no lookup to fuse, no dropout in the kernel, or no backward kernel: PyTorch ops
         return torch_ops.embed(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings,
-                               token_type_embeddings, ln_weight, ln_bias, eps, inputs_embeds=inputs_embeds)
+                               token_type_embeddings, ln_weight, ln_bias, eps, inputs_embeds=inputs_embeds,
+                               dropout=dropout)
     return embedding.embed_layernorm(input_ids, token_type_ids, position_ids, word_embeddings, position_embeddings,
                                      token_type_embeddings, ln_weight, ln_bias, eps)
-
-
-def _no_dropout(p: float) -> None:
-    if p > 0:
-        raise ValueError(f"the triton backend has no dropout (got p={p}); train mode runs on the torch backend")
 
 
 def linear(x, weight, bias, activation=None) -> torch.Tensor:
@@ -128,36 +133,42 @@ def xlnet_attention(layout: AttentionLayout, sinusoids, columns, segments) -> At
 
 
 def attention(q, k, v, layout: AttentionLayout, dropout=0.0, projection=None) -> torch.Tensor:
-    _no_dropout(dropout)
     if isinstance(layout.bias, _Disentangled):
+        if dropout > 0:
+            raise ValueError(f"DeBERTa's disentangled attention kernel has no dropout (got p={dropout}); train mode "
+                             "with attention dropout runs it with backend='torch'")
         return _disentangled_attention(q, k, v, layout, projection)
     bias, positions = layout.bias if layout.bias is not None else (None, None)
+    seed = layernorm.dropout_seed() if dropout > 0 else 0
     if _recording(q, k, v, bias):
         if bias is not None:
             raise ValueError("MPNet's relative-position bias has no Triton backward; train it with backend='torch'")
-        return _Attention.apply(q, k, v, layout)
+        return _Attention.apply(q, k, v, layout, dropout, seed)
     if layout.packed:
-        return attn.attention_varlen(q, k, v, layout.cu_seqlens, layout.seqlen, bias, positions)
+        return attn.attention_varlen(q, k, v, layout.cu_seqlens, layout.seqlen, bias, positions, dropout=dropout,
+                                     seed=seed)
     b, s = layout.batch, layout.seqlen
     out = attn.attention(q.unflatten(0, (b, s)), k.unflatten(0, (b, s)), v.unflatten(0, (b, s)), layout.key_mask,
-                         bias)
+                         bias, dropout=dropout, seed=seed)
     return out.flatten(0, 1)
 
 
 class _Attention(torch.autograd.Function):
-    """Attention without bias (``[N, heads, D]`` in and out) with the FlashAttention-2 style backward kernels."""
+    """Attention without bias (``[N, heads, D]`` in and out; probability dropout ``dropout`` with the Philox ``seed``)
+    with the FlashAttention-2 style backward kernels (the same seed: the same mask)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, layout):
+    def forward(ctx, q, k, v, layout, dropout, seed):
+        drop = dict(dropout=dropout, seed=seed)
         if layout.packed:
-            out, lse = attn.attention_varlen(q, k, v, layout.cu_seqlens, layout.seqlen, return_lse=True)
+            out, lse = attn.attention_varlen(q, k, v, layout.cu_seqlens, layout.seqlen, return_lse=True, **drop)
         else:
             b, s = layout.batch, layout.seqlen
             out, lse = attn.attention(q.unflatten(0, (b, s)), k.unflatten(0, (b, s)), v.unflatten(0, (b, s)),
-                                      layout.key_mask, return_lse=True)
+                                      layout.key_mask, return_lse=True, **drop)
             out = out.flatten(0, 1)  # [N, heads, D]
         ctx.save_for_backward(q, k, v, out, lse)
-        ctx.layout = layout
+        ctx.layout, ctx.drop = layout, drop
         return out
 
     @staticmethod
@@ -165,36 +176,43 @@ class _Attention(torch.autograd.Function):
         q, k, v, out, lse = ctx.saved_tensors
         layout = ctx.layout
         if layout.packed:
-            return (*attn.attention_varlen_backward(dout, q, k, v, out, lse, layout.cu_seqlens, layout.seqlen), None)
+            return (*attn.attention_varlen_backward(dout, q, k, v, out, lse, layout.cu_seqlens, layout.seqlen,
+                                                    **ctx.drop), None, None, None)
         b, s = layout.batch, layout.seqlen
         grads = attn.attention_backward(*(t.unflatten(0, (b, s)) for t in (dout, q, k, v, out)), lse,
-                                        layout.key_mask)
-        return (*(g.flatten(0, 1) for g in grads), None)
+                                        layout.key_mask, **ctx.drop)
+        return (*(g.flatten(0, 1) for g in grads), None, None, None)
 
 
 def linear_residual_layernorm(x, weight, bias, residual, ln_weight, ln_bias, eps, dropout=0.0) -> torch.Tensor:
-    _no_dropout(dropout)
-    return bias_residual_layernorm(linear(x, weight, None), bias, residual, ln_weight, ln_bias, eps)
+    return _bias_dropout_residual_layernorm(linear(x, weight, None), bias, residual, ln_weight, ln_bias, eps, dropout)
 
 
 def bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps) -> torch.Tensor:
+    return _bias_dropout_residual_layernorm(x, bias, residual, weight, ln_bias, eps, 0.0)
+
+
+def _bias_dropout_residual_layernorm(x, bias, residual, weight, ln_bias, eps, dropout) -> torch.Tensor:
+    """LayerNorm(dropout(x + bias) + residual), one fresh seed per call when ``dropout`` > 0."""
+    seed = layernorm.dropout_seed() if dropout > 0 else 0
     if _recording(x, bias, residual, weight, ln_bias):
-        return _BiasResidualLayerNorm.apply(x, bias, residual, weight, ln_bias, eps)
-    return layernorm.bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps)
+        return _BiasResidualLayerNorm.apply(x, bias, residual, weight, ln_bias, eps, dropout, seed)
+    return layernorm.bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps, dropout=dropout, seed=seed)
 
 
 class _BiasResidualLayerNorm(torch.autograd.Function):
-    """LayerNorm(x + bias + residual) with :func:`fastbert.kernels.layernorm.bias_residual_layernorm_backward`."""
+    """LayerNorm(dropout(x + bias) + residual) with
+    :func:`fastbert.kernels.layernorm.bias_dropout_residual_layernorm_backward` (the same seed: the same mask)."""
 
     @staticmethod
-    def forward(ctx, x, bias, residual, weight, ln_bias, eps):
+    def forward(ctx, x, bias, residual, weight, ln_bias, eps, dropout, seed):
         ctx.save_for_backward(x, bias, residual, weight)
-        ctx.eps = eps
-        return layernorm.bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps)
+        ctx.eps, ctx.dropout, ctx.seed = eps, dropout, seed
+        return layernorm.bias_residual_layernorm(x, bias, residual, weight, ln_bias, eps, dropout=dropout, seed=seed)
 
     @staticmethod
     def backward(ctx, dy):
         x, bias, residual, weight = ctx.saved_tensors
-        dh, dbias, dweight, dln_bias = layernorm.bias_residual_layernorm_backward(dy, x, bias, residual, weight,
-                                                                                   ctx.eps)
-        return dh, dbias, dh, dweight, dln_bias, None
+        dx, dres, dbias, dweight, dln_bias = layernorm.bias_dropout_residual_layernorm_backward(
+            dy, x, bias, residual, weight, ctx.eps, dropout=ctx.dropout, seed=ctx.seed)
+        return dx, dbias, dres, dweight, dln_bias, None, None, None
