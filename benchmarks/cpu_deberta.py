@@ -13,19 +13,14 @@ the numbers. Results: ``benchmarks/results/cpu/cpu_deberta.json`` and ``.md``.
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import datetime
-import json
 import os
-import statistics
-import time
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results" / "cpu"
+from benchmarks import cpu_family
+
 V3_BASE = dict(vocab_size=128100, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                intermediate_size=3072, max_position_embeddings=512, relative_attention=True, position_buckets=256,
                max_relative_positions=512, pos_att_type="p2c|c2p", share_att_key=True, norm_rel_ebd="layer_norm",
@@ -63,70 +58,15 @@ def run(args) -> dict:
     ids[mask == 0] = 0
     rows = build_rows(args.seed)
     load_before = os.getloadavg()
-    results, reference = {}, None
-    with torch.inference_mode():
-        for name, fn in rows.items():
-            start = time.perf_counter()
-            out = fn(ids, mask)
-            results[name] = {"warmup_s": round(time.perf_counter() - start, 3), "walls": []}
-            if reference is None:
-                reference = out  # hf-eager, the first row
-            real = mask.bool()
-            results[name]["max_abs_err"] = float((out - reference).abs()[real].max())
-            results[name]["bound"] = 2e-5 * max(1.0, float(reference.abs()[real].max()))
-        for _ in range(args.rounds):
-            for name, fn in rows.items():
-                start = time.perf_counter()
-                fn(ids, mask)
-                results[name]["walls"].append(time.perf_counter() - start)
-    eager = statistics.median(results["hf-eager"]["walls"])
-    for r in results.values():
-        r["median_s"] = round(statistics.median(r["walls"]), 3)
-        r["speedup_vs_hf_eager"] = round(eager / r["median_s"], 2)
-        r["walls"] = [round(w, 3) for w in r["walls"]]
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "model": "DeBERTa-v3-base shape, random weights, float32", "threads": args.threads,
-        "batch": args.batch, "max_length": args.max_length, "lengths": [int(n) for n in lengths],
-        "tokens": int(lengths.sum()), "padded_tokens": int(args.batch * seqlen), "rounds": args.rounds,
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "cpu": _cpu(), "torch": torch.__version__, "rows": results,
-    }
+    timed = cpu_family.time_rows(rows, (ids, mask), mask.bool(), args.rounds)
+    return cpu_family.result(args, "DeBERTa-v3-base shape, random weights, float32", lengths, seqlen, load_before, timed)
 
 
-def _cpu() -> str:
-    from fastbert.encoder.backends.cpu_features import cpu_model
-
-    return cpu_model()
-
-
-def table(result: dict) -> str:
-    lines = [f"DeBERTa-v3-base shape, fp32, {result['threads']} thread(s), batch {result['batch']} of real lengths "
-             f"(max {result['max_length']}, {result['tokens']} real / {result['padded_tokens']} padded tokens); "
-             f"{result['cpu']}; load average {result['load_average_before']} -> {result['load_average_after']}",
-             "", "| row | median s | vs hf-eager | max abs err vs hf-eager (bound) |", "| --- | --- | --- | --- |"]
-    for name, r in result["rows"].items():
-        lines.append(f"| {name} | {r['median_s']} | {r['speedup_vs_hf_eager']}x | {r['max_abs_err']:.2e} "
-                     f"({r['bound']:.1e}) |")
-    return "\n".join(lines) + "\n"
+TITLE = "DeBERTa-v3-base shape"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=RESULTS)
-    args = p.parse_args(argv)
-    result = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cpu_deberta.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "cpu_deberta.md").write_text(table(result))
-    print(table(result))
-    return 0
+    return cpu_family.main_for(run, "cpu_deberta", TITLE, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

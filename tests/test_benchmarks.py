@@ -182,3 +182,19 @@ def test_train_benchmark_triton_rows(bench, tmp_path, monkeypatch):
     assert triton_run["implementation"] == "fastbert-triton" and len(triton_run["losses"]) == 2
     np.testing.assert_allclose(triton_run["losses"], torch_run["losses"], rtol=1e-3)
     assert "dropout 0 for every implementation" in (tmp_path / "train_smoke.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["cpu_deberta", "cpu_xlnet"])
+def test_family_cpu_benchmarks_smoke(bench, tmp_path, name):
+    """benchmarks.cpu_deberta / cpu_xlnet (one shared harness, benchmarks.cpu_family) at a toy batch: both rows time,
+    fastbert within the fp32 bound of transformers eager, results written."""
+    import importlib
+
+    module = importlib.import_module(f"benchmarks.{name}")
+    argv = ["--batch", "2", "--max-length", "12", "--rounds", "1", "--out", str(tmp_path)]
+    assert module.main(argv) == 0
+    data = json.loads((tmp_path / f"{name}.json").read_text())
+    assert list(data["rows"]) == ["hf-eager", "fastbert"]
+    fast = data["rows"]["fastbert"]
+    assert fast["max_abs_err"] <= fast["bound"] and fast["median_s"] > 0
+    assert "| fastbert |" in (tmp_path / f"{name}.md").read_text()
