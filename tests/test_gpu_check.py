@@ -79,8 +79,10 @@ def test_dry_run_grid_rows(dry_run):
         assert 0 < r["p50_ms"] <= r["p99_ms"] and r["real_tok_per_s"] > 0 and r["iters"] >= 3
         assert 0 < r["real_tokens"] <= r["batch"] * r["padded_length"] <= r["batch"] * r["max_length"]
         assert r["backend"] == ("torch" if r["impl"] == "fastbert" else "transformers")
-    # padded batches of realistic mixes: some padding, and the same batch for every implementation of a mix
-    assert all(0 < r["pad_fraction"] < 1 for r in rows)
+    # padded batches of realistic mixes: some padding, and the same batch for every implementation of a mix. (The
+    # dry run's corpus is the installed packages' prose, so a mix can come out all at the maximum length: no padding
+    # in that mix, seen with an unpinned install.)
+    assert all(0 <= r["pad_fraction"] < 1 for r in rows) and any(r["pad_fraction"] > 0 for r in rows)
     assert len({(r["mix"], r["real_tokens"]) for r in rows}) == 2
 
 
