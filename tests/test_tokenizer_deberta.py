@@ -60,11 +60,16 @@ def _variant(folder, tmp_path, **options):
     return path
 
 
-def _compare(path, texts):
+def compare_with_transformers(path, texts, unk_id: int, options=OPTIONS, padding_side: str | None = None):
+    """fastbert's AutoTokenizer against transformers' on ``path``: ``texts`` alone and as pairs under every option
+    set (transformers refusing means fastbert must too), word ids, the multilingual texts, decoding, special ids.
+    (Shared with the other SentencePiece families' tests.)"""
     ours, ref = fastbert.AutoTokenizer.from_pretrained(path), transformers.AutoTokenizer.from_pretrained(path)
     assert isinstance(ours, TokenizersTokenizer)
+    if padding_side is not None:
+        assert ours.padding_side == ref.padding_side == padding_side
     pairs = texts[::-1]
-    for options in OPTIONS:
+    for options in options:
         what = f"{path} {options}"
         _same(ours(texts, **options), ref(texts, **options), what + " singles")
         try:
@@ -83,18 +88,20 @@ def _compare(path, texts):
     ids = ref(texts)["input_ids"]
     assert ours.batch_decode(ids) == ref.batch_decode(ids)
     assert ours.batch_decode(ids, skip_special_tokens=True) == ref.batch_decode(ids, skip_special_tokens=True)
-    assert ours.all_special_ids == ref.all_special_ids and ours.unk_token_id == ref.unk_token_id == 3
+    assert ours.all_special_ids == ref.all_special_ids and ours.unk_token_id == ref.unk_token_id == unk_id
     assert ours.model_input_names == ref.model_input_names
 
 
 def test_tokenizer_matches_transformers(folder, corpus):  # noqa: F811
-    _compare(folder, corpus["test"] + ["hello [MASK] world[SEP][CLS] and [PAD]", "a,b.c!d (e) [f]"])
+    compare_with_transformers(folder, corpus["test"] + ["hello [MASK] world[SEP][CLS] and [PAD]", "a,b.c!d (e) [f]"],
+                              unk_id=3)
 
 
 @pytest.mark.parametrize("options", [dict(do_lower_case=True), dict(split_by_punct=True),
                                      dict(add_prefix_space=False)], ids=["lower", "split-punct", "no-prefix"])
 def test_tokenizer_config_variants(folder, corpus, tmp_path, options):  # noqa: F811
-    _compare(_variant(folder, tmp_path, **options), corpus["test"][:20] + ["a,b.c!d (e) [f]", "MiXeD CaSe"])
+    compare_with_transformers(_variant(folder, tmp_path, **options),
+                              corpus["test"][:20] + ["a,b.c!d (e) [f]", "MiXeD CaSe"], unk_id=3)
 
 
 def test_encoder_on_the_tokenizers_ids(folder, corpus):  # noqa: F811

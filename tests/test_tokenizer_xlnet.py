@@ -14,11 +14,11 @@ import shutil
 import pytest
 import torch
 import transformers
-from test_families_tokenize_encode import MULTILINGUAL, OPTIONS, _same, corpus  # noqa: F401  (corpus: a fixture)
+from test_families_tokenize_encode import MULTILINGUAL, OPTIONS, corpus  # noqa: F401  (corpus: a fixture)
+from test_tokenizer_deberta import compare_with_transformers
 from utils import max_err, parity_bound
 
 import fastbert
-from fastbert.tokenizers import TokenizersTokenizer
 
 SPECIALS = ["<unk>", "<s>", "</s>", "<cls>", "<sep>", "<pad>", "<mask>", "<eod>", "<eop>"]  # xlnet-base-cased's order
 
@@ -46,38 +46,12 @@ def folder(corpus, tmp_path_factory):  # noqa: F811
     return path
 
 
-def _compare(path, texts):
-    ours, ref = fastbert.AutoTokenizer.from_pretrained(path), transformers.AutoTokenizer.from_pretrained(path)
-    assert isinstance(ours, TokenizersTokenizer)
-    assert ours.padding_side == ref.padding_side == "left"
-    pairs = texts[::-1]
-    for options in OPTIONS + [dict(padding=True, return_token_type_ids=True, truncation=True, max_length=16)]:
-        what = f"{path} {options}"
-        _same(ours(texts, **options), ref(texts, **options), what + " singles")
-        try:
-            expected = ref(texts, pairs, **options)
-        except Exception:  # transformers refuses (e.g. only_first cannot reach max_length): so must fastbert
-            with pytest.raises(ValueError):
-                ours(texts, pairs, **options)
-            continue
-        got = ours(texts, pairs, **options)
-        _same(got, expected, what + " pairs")
-        for i in (0, len(texts) // 2, -1):
-            assert got.word_ids(i) == expected.word_ids(i) and got.tokens(i) == expected.tokens(i), what
-    for text in MULTILINGUAL:
-        _same(ours(text), ref(text), f"one text {text!r}")
-        assert ours.tokenize(text) == ref.tokenize(text), text
-    ids = ref(texts)["input_ids"]
-    assert ours.batch_decode(ids) == ref.batch_decode(ids)
-    assert ours.batch_decode(ids, skip_special_tokens=True) == ref.batch_decode(ids, skip_special_tokens=True)
-    assert ours.all_special_ids == ref.all_special_ids and ours.unk_token_id == ref.unk_token_id == 0
-    assert ours.model_input_names == ref.model_input_names
-
-
 def test_tokenizer_matches_transformers(folder, corpus):  # noqa: F811
     got = fastbert.AutoTokenizer.from_pretrained(folder)("a b", "c", return_token_type_ids=True)
     assert got["token_type_ids"][-3:] == [1, 1, 2]  # ... B <sep> <cls>: the segments XLNet's attention reads
-    _compare(folder, corpus["test"] + ["hello <mask> world<sep><cls> and <pad>", "a,b.c!d (e) [f]", "``x'' <eod>"])
+    options = OPTIONS + [dict(padding=True, return_token_type_ids=True, truncation=True, max_length=16)]
+    compare_with_transformers(folder, corpus["test"] + ["hello <mask> world<sep><cls> and <pad>", "a,b.c!d (e) [f]",
+                                                         "``x'' <eod>"], unk_id=0, options=options, padding_side="left")
 
 
 def test_tokenizer_lowercase(folder, corpus, tmp_path):  # noqa: F811
@@ -88,7 +62,8 @@ def test_tokenizer_lowercase(folder, corpus, tmp_path):  # noqa: F811
         config = json.load(f)
     with open(file, "w") as f:
         json.dump(dict(config, do_lower_case=True), f)
-    _compare(path, corpus["test"][:20] + ["a,b.c!d (e) [f]", "MiXeD CaSe"])
+    compare_with_transformers(path, corpus["test"][:20] + ["a,b.c!d (e) [f]", "MiXeD CaSe"], unk_id=0,
+                              padding_side="left")
 
 
 def test_encoder_on_the_tokenizers_ids(folder, corpus):  # noqa: F811
